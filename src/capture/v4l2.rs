@@ -1,0 +1,265 @@
+//! V4L2 probing with the `v4l` crate: list capture devices with their formats, sizes and
+//! frame rates, and choose the mode closest to what was asked for.
+
+use super::Want;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use v4l::video::Capture;
+
+/// How a camera delivers frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureFormat {
+    /// Already encoded: passed through without re-encoding.
+    H264,
+    /// Motion JPEG: decoded, then encoded.
+    Mjpeg,
+    /// Uncompressed; holds the GStreamer format name (YUY2, NV12, ...).
+    Raw(String),
+}
+
+impl fmt::Display for CaptureFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::H264 => f.write_str("H264"),
+            Self::Mjpeg => f.write_str("MJPEG"),
+            Self::Raw(s) => f.write_str(s),
+        }
+    }
+}
+
+impl CaptureFormat {
+    /// Maps a V4L2 fourcc to a format edgecam can use.
+    pub fn from_fourcc(fourcc: &str) -> Option<Self> {
+        Some(match fourcc {
+            "H264" => Self::H264,
+            "MJPG" | "JPEG" => Self::Mjpeg,
+            "YUYV" => Self::Raw("YUY2".into()),
+            "UYVY" => Self::Raw("UYVY".into()),
+            "NV12" => Self::Raw("NV12".into()),
+            "YU12" => Self::Raw("I420".into()),
+            "YV12" => Self::Raw("YV12".into()),
+            "RGB3" => Self::Raw("RGB".into()),
+            "BGR3" => Self::Raw("BGR".into()),
+            _ => return None,
+        })
+    }
+
+    /// Lower is better when sizes and rates tie: no encode beats cheap convert beats decode.
+    fn rank(&self) -> u32 {
+        match self {
+            Self::H264 => 0,
+            Self::Raw(_) => 1,
+            Self::Mjpeg => 2,
+        }
+    }
+}
+
+/// One concrete way to open a camera.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mode {
+    pub format: CaptureFormat,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+/// A frame size and the whole frame rates offered at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeInfo {
+    pub width: u32,
+    pub height: u32,
+    pub fps: Vec<f64>,
+}
+
+/// A pixel format and its sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormatInfo {
+    pub fourcc: String,
+    pub description: String,
+    pub sizes: Vec<SizeInfo>,
+}
+
+/// A V4L2 capture device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    pub path: PathBuf,
+    pub name: String,
+    pub driver: String,
+    pub bus: String,
+    pub formats: Vec<FormatInfo>,
+}
+
+/// Every V4L2 video-capture device, in /dev/videoN order. Devices that cannot be opened,
+/// or that are not capture devices (encoders, metadata nodes), are left out.
+pub fn list_devices() -> Vec<DeviceInfo> {
+    let mut nodes = v4l::context::enum_devices();
+    nodes.sort_by_key(|n| n.index());
+    nodes.iter().filter_map(|n| probe(n.path()).ok()).collect()
+}
+
+/// Opens one device and reads its capabilities, formats, sizes and rates.
+pub fn probe(path: &Path) -> Result<DeviceInfo, String> {
+    let dev = v4l::Device::with_path(path).map_err(|e| e.to_string())?;
+    let caps = dev.query_caps().map_err(|e| e.to_string())?;
+    let flags = caps.capabilities;
+    if !flags.contains(v4l::capability::Flags::VIDEO_CAPTURE)
+        || flags.contains(v4l::capability::Flags::VIDEO_M2M)
+    {
+        return Err("not a video capture device".into());
+    }
+    let mut formats = Vec::new();
+    for desc in dev.enum_formats().map_err(|e| e.to_string())? {
+        let fourcc = desc.fourcc.str().unwrap_or("????").to_string();
+        let mut sizes = Vec::new();
+        for fs in dev.enum_framesizes(desc.fourcc).unwrap_or_default() {
+            for (width, height) in frame_sizes(&fs.size) {
+                let fps = dev
+                    .enum_frameintervals(desc.fourcc, width, height)
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|fi| frame_rates(&fi.interval))
+                    .collect();
+                sizes.push(SizeInfo { width, height, fps });
+            }
+        }
+        formats.push(FormatInfo { fourcc, description: desc.description, sizes });
+    }
+    Ok(DeviceInfo {
+        path: path.into(),
+        name: caps.card,
+        driver: caps.driver,
+        bus: caps.bus,
+        formats,
+    })
+}
+
+/// Discrete sizes, or for a stepwise range a few common sizes inside it plus its maximum.
+fn frame_sizes(size: &v4l::framesize::FrameSizeEnum) -> Vec<(u32, u32)> {
+    use v4l::framesize::FrameSizeEnum;
+    match size {
+        FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
+        FrameSizeEnum::Stepwise(s) => {
+            let common = [(640, 480), (1280, 720), (1920, 1080)];
+            let mut out: Vec<(u32, u32)> = common
+                .into_iter()
+                .filter(|&(w, h)| {
+                    (s.min_width..=s.max_width).contains(&w)
+                        && (s.min_height..=s.max_height).contains(&h)
+                })
+                .collect();
+            out.push((s.max_width, s.max_height));
+            out.dedup();
+            out
+        }
+    }
+}
+
+/// Frames per second from a V4L2 interval (seconds per frame).
+fn frame_rates(interval: &v4l::frameinterval::FrameIntervalEnum) -> Vec<f64> {
+    use v4l::frameinterval::FrameIntervalEnum;
+    let rate = |f: &v4l::fraction::Fraction| {
+        if f.numerator == 0 { None } else { Some(f64::from(f.denominator) / f64::from(f.numerator)) }
+    };
+    match interval {
+        FrameIntervalEnum::Discrete(f) => rate(f).into_iter().collect(),
+        // Fastest and slowest ends of the range.
+        FrameIntervalEnum::Stepwise(s) => [rate(&s.min), rate(&s.max)].into_iter().flatten().collect(),
+    }
+}
+
+/// Picks the usable mode closest to `want`: first the size nearest in pixel count (at or
+/// below the request preferred), then a rate that reaches `want.fps`, then the cheapest format.
+pub fn choose_mode(formats: &[FormatInfo], want: Want) -> Option<Mode> {
+    let want_px = i64::from(want.width) * i64::from(want.height);
+    let mut best: Option<((i64, u32, u32), Mode)> = None;
+    for f in formats {
+        let Some(format) = CaptureFormat::from_fourcc(&f.fourcc) else { continue };
+        for s in &f.sizes {
+            let px = i64::from(s.width) * i64::from(s.height);
+            // Larger than asked costs bandwidth and CPU: weigh it double.
+            let size_cost = if px > want_px { 2 * (px - want_px) } else { want_px - px };
+            let max_fps = s.fps.iter().cloned().fold(0.0_f64, f64::max);
+            // Unknown rates (empty list) are taken at face value.
+            let fps = if s.fps.is_empty() || max_fps >= f64::from(want.fps) {
+                want.fps
+            } else {
+                max_fps.floor().max(1.0) as u32
+            };
+            let key = (size_cost, want.fps - fps.min(want.fps), format.rank());
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                let mode = Mode { format: format.clone(), width: s.width, height: s.height, fps };
+                best = Some((key, mode));
+            }
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(fourcc: &str, sizes: &[(u32, u32, &[f64])]) -> FormatInfo {
+        FormatInfo {
+            fourcc: fourcc.into(),
+            description: fourcc.into(),
+            sizes: sizes
+                .iter()
+                .map(|&(width, height, fps)| SizeInfo { width, height, fps: fps.to_vec() })
+                .collect(),
+        }
+    }
+
+    const HD: Want = Want { width: 1280, height: 720, fps: 30 };
+
+    #[test]
+    fn prefers_h264_passthrough_at_equal_size() {
+        let formats = [
+            fmt("YUYV", &[(1280, 720, &[10.0]), (640, 480, &[30.0])]),
+            fmt("MJPG", &[(1280, 720, &[30.0])]),
+            fmt("H264", &[(1280, 720, &[30.0])]),
+        ];
+        let m = choose_mode(&formats, HD).unwrap();
+        assert_eq!(m, Mode { format: CaptureFormat::H264, width: 1280, height: 720, fps: 30 });
+    }
+
+    #[test]
+    fn mjpeg_beats_slow_raw_at_the_wanted_size() {
+        let formats = [
+            fmt("YUYV", &[(1280, 720, &[10.0])]),
+            fmt("MJPG", &[(1280, 720, &[30.0, 15.0])]),
+        ];
+        assert_eq!(choose_mode(&formats, HD).unwrap().format, CaptureFormat::Mjpeg);
+    }
+
+    #[test]
+    fn nearest_size_and_reachable_rate() {
+        let formats = [fmt("YUYV", &[(640, 480, &[30.0]), (1920, 1080, &[5.0])])];
+        let m = choose_mode(&formats, HD).unwrap();
+        assert_eq!((m.width, m.height, m.fps), (640, 480, 30));
+        let slow = [fmt("YUYV", &[(1280, 720, &[7.5])])];
+        assert_eq!(choose_mode(&slow, HD).unwrap().fps, 7);
+    }
+
+    #[test]
+    fn unusable_formats_give_none() {
+        assert_eq!(choose_mode(&[fmt("BA81", &[(1280, 720, &[30.0])])], HD), None);
+        assert_eq!(choose_mode(&[], HD), None);
+    }
+
+    #[test]
+    fn maps_fourccs() {
+        assert_eq!(CaptureFormat::from_fourcc("YUYV"), Some(CaptureFormat::Raw("YUY2".into())));
+        assert_eq!(CaptureFormat::from_fourcc("H264"), Some(CaptureFormat::H264));
+        assert_eq!(CaptureFormat::from_fourcc("pRAA"), None);
+    }
+
+    #[test]
+    fn listing_without_cameras_does_not_fail() {
+        // On CI there are no cameras; on a dev box there may be. Either way it must not panic,
+        // and every listed device must be a capture device with a path under /dev.
+        for d in list_devices() {
+            assert!(d.path.starts_with("/dev"));
+        }
+    }
+}

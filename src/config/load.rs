@@ -1,0 +1,439 @@
+//! Loading: layer the sources with the `config` crate, then validate every key.
+
+use super::{
+    CameraConfig, Config, ConfigError, EncoderConfig, HttpConfig, KeyError, ViewersConfig,
+    WebRtcConfig,
+};
+use config::{Environment, File, FileFormat, Map, Value, ValueKind};
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where the daemon looks for its configuration when `--config` is not given.
+pub const CONFIG_PATH: &str = "/etc/edgecam/edgecam.toml";
+
+/// The shipped, fully commented example; its values are also the built-in defaults.
+pub const EXAMPLE: &str = include_str!("edgecam.example.toml");
+
+/// Every key this version understands, so typos are reported instead of ignored.
+const KNOWN_KEYS: &[&str] = &[
+    "http.listen",
+    "camera.source",
+    "camera.width",
+    "camera.height",
+    "camera.fps",
+    "encoder.kind",
+    "encoder.bitrate_kbps",
+    "encoder.keyframe_interval_s",
+    "webrtc.ice_servers",
+    "webrtc.udp_ports",
+    "webrtc.nat_ips",
+    "webrtc.bind_ips",
+    "viewers.max",
+];
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["webrtc.ice_servers", "webrtc.nat_ips", "webrtc.bind_ips"];
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub source: Option<String>,
+    pub listen: Option<String>,
+}
+
+/// Loads defaults, then `file` (if given), then `env` (the process environment when
+/// `None`), then `overrides`, and validates the result.
+pub fn load(
+    file: Option<&Path>,
+    env: Option<HashMap<String, String>>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut builder =
+        config::Config::builder().add_source(File::from_str(EXAMPLE, FileFormat::Toml));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        // Parse once ourselves so a syntax error names the file rather than "string".
+        toml_check(&text).map_err(|reason| ConfigError::Syntax {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+    }
+    let mut environment = Environment::with_prefix("EDGECAM")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",");
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    if let Some(vars) = env {
+        environment = environment.source(Some(vars.into_iter().collect()));
+    }
+    builder = builder.add_source(environment);
+    // set_override only fails on an unparsable key path; ours are literals.
+    if let Some(source) = &overrides.source {
+        builder = builder
+            .set_override("camera.source", source.as_str())
+            .map_err(|e| invalid("camera.source", e.to_string()))?;
+    }
+    if let Some(listen) = &overrides.listen {
+        builder = builder
+            .set_override("http.listen", listen.as_str())
+            .map_err(|e| invalid("http.listen", e.to_string()))?;
+    }
+    let merged = builder.build().map_err(|e| ConfigError::Syntax {
+        path: file.map_or("(defaults)".into(), |p| p.display().to_string()),
+        reason: e.to_string(),
+    })?;
+    let table = merged.try_deserialize::<Map<String, Value>>().map_err(|e| ConfigError::Syntax {
+        path: "(merged)".into(),
+        reason: e.to_string(),
+    })?;
+    validate(&table)
+}
+
+/// Loads exactly one file on top of the defaults, ignoring the environment
+/// (what `edgecam check-config FILE` judges).
+pub fn load_file_only(file: &Path) -> Result<Config, ConfigError> {
+    load(file.into(), Some(HashMap::new()), &Overrides::default())
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid(vec![KeyError { key: key.into(), message }])
+}
+
+fn toml_check(text: &str) -> Result<(), String> {
+    config::Config::builder()
+        .add_source(File::from_str(text, FileFormat::Toml))
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Reads typed values out of the merged table, collecting every problem.
+struct Reader<'a> {
+    table: &'a Map<String, Value>,
+    errors: Vec<KeyError>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, key: &str) -> Option<&Value> {
+        let (section, name) = key.split_once('.')?;
+        match &self.table.get(section)?.kind {
+            ValueKind::Table(t) => t.get(name),
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, key: &str, message: String) {
+        self.errors.push(KeyError { key: key.into(), message });
+    }
+
+    /// A scalar rendered as text (numbers from env arrive as strings and vice versa).
+    fn text(&mut self, key: &str) -> Option<String> {
+        match self.raw(key).map(|v| &v.kind) {
+            Some(ValueKind::String(s)) => Some(s.clone()),
+            Some(ValueKind::I64(n)) => Some(n.to_string()),
+            Some(ValueKind::U64(n)) => Some(n.to_string()),
+            Some(ValueKind::I128(n)) => Some(n.to_string()),
+            Some(ValueKind::U128(n)) => Some(n.to_string()),
+            Some(ValueKind::Float(n)) => Some(n.to_string()),
+            Some(ValueKind::Boolean(b)) => Some(b.to_string()),
+            Some(ValueKind::Nil) | None => {
+                self.fail(key, "missing value".into());
+                None
+            }
+            Some(ValueKind::Table(_)) | Some(ValueKind::Array(_)) => {
+                self.fail(key, "expected a single value, found a table or list".into());
+                None
+            }
+        }
+    }
+
+    fn parse<T: FromStr<Err = String>>(&mut self, key: &str) -> Option<T> {
+        let text = self.text(key)?;
+        match text.parse() {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.fail(key, msg);
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+        let text = self.text(key)?;
+        match text.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.fail(key, format!("{text:?} is not a whole number from {min} to {max}"));
+                None
+            }
+        }
+    }
+
+    fn list(&mut self, key: &str) -> Vec<String> {
+        match self.raw(key).map(|v| v.kind.clone()) {
+            Some(ValueKind::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item.kind {
+                        ValueKind::String(s) if !s.trim().is_empty() => out.push(s.trim().into()),
+                        ValueKind::String(_) => {}
+                        other => self.fail(key, format!("list items must be strings, found {other}")),
+                    }
+                }
+                out
+            }
+            // An empty env var or `key = ""` means an empty list.
+            Some(ValueKind::String(s)) if s.trim().is_empty() => Vec::new(),
+            Some(ValueKind::String(s)) => vec![s.trim().into()],
+            Some(ValueKind::Nil) | None => Vec::new(),
+            Some(other) => {
+                self.fail(key, format!("expected a list of strings, found {other}"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn ips(&mut self, key: &str) -> Vec<std::net::IpAddr> {
+        let mut out = Vec::new();
+        for item in self.list(key) {
+            match item.parse() {
+                Ok(ip) => out.push(ip),
+                Err(_) => self.fail(key, format!("{item:?} is not an IP address")),
+            }
+        }
+        out
+    }
+}
+
+fn unknown_keys(table: &Map<String, Value>) -> Vec<KeyError> {
+    let mut errors = Vec::new();
+    for (section, value) in table {
+        match &value.kind {
+            ValueKind::Table(inner) => {
+                for name in inner.keys() {
+                    let key = format!("{section}.{name}");
+                    if !KNOWN_KEYS.contains(&key.as_str()) {
+                        errors.push(KeyError { key, message: "unknown key".into() });
+                    }
+                }
+            }
+            _ => errors.push(KeyError {
+                key: section.clone(),
+                message: "unknown key (settings live in sections such as [camera])".into(),
+            }),
+        }
+    }
+    errors
+}
+
+fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
+    let mut r = Reader { table, errors: unknown_keys(table) };
+
+    let listen = r.text("http.listen").and_then(|s| match s.trim().parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            r.fail("http.listen", format!("{s:?} is not ADDRESS:PORT, e.g. 0.0.0.0:8080"));
+            None
+        }
+    });
+    let source = r.parse("camera.source");
+    let width = r.number("camera.width", 16, 7680);
+    let height = r.number("camera.height", 16, 4320);
+    let fps = r.number("camera.fps", 1, 240);
+    let kind = r.parse("encoder.kind");
+    let bitrate = r.number("encoder.bitrate_kbps", 100, 50_000);
+    let gop = r.number("encoder.keyframe_interval_s", 1, 60);
+    let ice_servers = r.list("webrtc.ice_servers");
+    for url in &ice_servers {
+        if !(url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:")) {
+            r.fail("webrtc.ice_servers", format!("{url:?} must start with stun:, turn: or turns:"));
+        }
+    }
+    let udp_ports = match r.text("webrtc.udp_ports") {
+        Some(s) if s.trim().is_empty() => Some(None),
+        Some(s) => match s.parse() {
+            Ok(range) => Some(Some(range)),
+            Err(msg) => {
+                r.fail("webrtc.udp_ports", msg);
+                None
+            }
+        },
+        None => None,
+    };
+    let nat_ips = r.ips("webrtc.nat_ips");
+    let bind_ips = r.ips("webrtc.bind_ips");
+    let max = r.number("viewers.max", 1, 1000);
+
+    if let (Some(w), Some(h)) = (width, height) {
+        // 4:2:0 chroma subsampling needs even dimensions.
+        if w % 2 != 0 {
+            r.fail("camera.width", format!("{w} must be even"));
+        }
+        if h % 2 != 0 {
+            r.fail("camera.height", format!("{h} must be even"));
+        }
+    }
+
+    if !r.errors.is_empty() {
+        return Err(ConfigError::Invalid(r.errors));
+    }
+    // Every value below is Some: a None always pushed an error, and we returned above.
+    match (listen, source, width, height, fps, kind, bitrate, gop, udp_ports, max) {
+        (
+            Some(listen),
+            Some(source),
+            Some(width),
+            Some(height),
+            Some(fps),
+            Some(kind),
+            Some(bitrate),
+            Some(gop),
+            Some(udp_ports),
+            Some(max),
+        ) => Ok(Config {
+            http: HttpConfig { listen },
+            camera: CameraConfig {
+                source,
+                width: width as u32,
+                height: height as u32,
+                fps: fps as u32,
+            },
+            encoder: EncoderConfig {
+                kind,
+                bitrate_kbps: bitrate as u32,
+                keyframe_interval: Duration::from_secs(gop),
+            },
+            webrtc: WebRtcConfig { ice_servers, udp_ports, nat_ips, bind_ips },
+            viewers: ViewersConfig { max: max as usize },
+        }),
+        _ => Err(ConfigError::Invalid(vec![KeyError {
+            key: "(internal)".into(),
+            message: "a value was missing without an error; please report this".into(),
+        }])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EncoderKind, PortRange, SourceSpec};
+    use std::io::Write;
+
+    fn no_env() -> Option<HashMap<String, String>> {
+        Some(HashMap::new())
+    }
+
+    fn write_temp(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(text.as_bytes()).expect("write temp file");
+        f
+    }
+
+    fn keys(err: ConfigError) -> Vec<String> {
+        match err {
+            ConfigError::Invalid(errors) => errors.into_iter().map(|e| e.key).collect(),
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = load(None, no_env(), &Overrides::default()).expect("defaults");
+        assert_eq!(cfg.http.listen, "0.0.0.0:8080".parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(cfg.camera.source, SourceSpec::Auto);
+        assert_eq!((cfg.camera.width, cfg.camera.height, cfg.camera.fps), (1280, 720, 30));
+        assert_eq!(cfg.encoder.kind, EncoderKind::Auto);
+        assert_eq!(cfg.encoder.bitrate_kbps, 2000);
+        assert_eq!(cfg.webrtc.udp_ports, None);
+        assert_eq!(cfg.viewers.max, 20);
+    }
+
+    #[test]
+    fn shipped_example_parses_as_a_file() {
+        let f = write_temp(EXAMPLE);
+        let from_file = load_file_only(f.path()).expect("example config is valid");
+        let defaults = load(None, no_env(), &Overrides::default()).unwrap();
+        assert_eq!(from_file, defaults);
+    }
+
+    #[test]
+    fn file_then_env_then_cli() {
+        let f = write_temp(
+            "[camera]\nsource = \"test\"\nwidth = 640\nheight = 480\n[webrtc]\nudp_ports = \"40000-40009\"\nnat_ips = [\"127.0.0.1\"]\n",
+        );
+        let env: HashMap<String, String> = [
+            ("EDGECAM_CAMERA__WIDTH", "800"),
+            ("EDGECAM_WEBRTC__ICE_SERVERS", "stun:a.example:3478,stun:b.example:3478"),
+            ("EDGECAM_HTTP__LISTEN", "127.0.0.1:9000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cli = Overrides { listen: Some("127.0.0.1:9001".into()), source: None };
+        let cfg = load(Some(f.path()), Some(env), &cli).expect("valid");
+        assert_eq!(cfg.camera.source, SourceSpec::Test);
+        assert_eq!(cfg.camera.width, 800, "env beats file");
+        assert_eq!(cfg.camera.height, 480, "file beats defaults");
+        assert_eq!(cfg.http.listen, "127.0.0.1:9001".parse::<std::net::SocketAddr>().unwrap(), "cli beats env");
+        assert_eq!(cfg.webrtc.ice_servers.len(), 2);
+        assert_eq!(cfg.webrtc.udp_ports, Some(PortRange { first: 40000, last: 40009 }));
+        assert_eq!(cfg.webrtc.nat_ips, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let f = write_temp(
+            "[http]\nlisten = \"nowhere\"\n[camera]\nsource = \"webcam\"\nfps = 0\nwidth = 641\nheigth = 480\n[encoder]\nkind = \"h265\"\nbitrate_kbps = \"fast\"\n[webrtc]\nudp_ports = \"9-1\"\nnat_ips = [\"not-an-ip\"]\nice_servers = [\"http://x\"]\n[viewers]\nmax = 0\n",
+        );
+        let mut got = keys(load_file_only(f.path()).unwrap_err());
+        got.sort();
+        let mut want = vec![
+            "http.listen",
+            "camera.source",
+            "camera.fps",
+            "camera.width",
+            "camera.heigth",
+            "encoder.kind",
+            "encoder.bitrate_kbps",
+            "webrtc.udp_ports",
+            "webrtc.nat_ips",
+            "webrtc.ice_servers",
+            "viewers.max",
+        ];
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn messages_say_what_is_allowed() {
+        let f = write_temp("[encoder]\nkind = \"h265\"\n");
+        let text = load_file_only(f.path()).unwrap_err().to_string();
+        assert!(text.contains("encoder.kind"), "{text}");
+        assert!(text.contains("x264"), "{text}");
+    }
+
+    #[test]
+    fn syntax_error_and_missing_file_are_errors() {
+        let f = write_temp("[camera\nsource=");
+        assert!(matches!(load_file_only(f.path()), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            load_file_only(Path::new("/nonexistent/edgecam.toml")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn top_level_scalar_is_unknown() {
+        let f = write_temp("fps = 30\n");
+        assert_eq!(keys(load_file_only(f.path()).unwrap_err()), vec!["fps"]);
+    }
+}

@@ -1,0 +1,89 @@
+//! Typed settings: built-in defaults, then the TOML file, then `EDGECAM_<SECTION>__<KEY>`
+//! environment overrides, then command-line overrides. Everything is validated once, here,
+//! into typed values; every bad key is reported, not just the first.
+
+mod load;
+mod source;
+
+pub use load::{CONFIG_PATH, EXAMPLE, Overrides, load, load_file_only};
+pub use source::{EncoderKind, PortRange, SourceSpec};
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub camera: CameraConfig,
+    pub encoder: EncoderConfig,
+    pub webrtc: WebRtcConfig,
+    pub viewers: ViewersConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Where the page, the API and the signaling WebSocket listen.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    /// Which camera to open (or the test pattern).
+    pub source: SourceSpec,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderConfig {
+    pub kind: EncoderKind,
+    pub bitrate_kbps: u32,
+    /// Natural GOP length; joins force an IDR anyway, so this only bounds recovery time.
+    pub keyframe_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebRtcConfig {
+    /// STUN/TURN URLs handed to peers; empty on a plain LAN.
+    pub ice_servers: Vec<String>,
+    /// UDP ports for media, one per viewer; `None` lets the OS pick.
+    pub udp_ports: Option<PortRange>,
+    /// Addresses advertised instead of the local ones (behind a port forward or NAT).
+    pub nat_ips: Vec<IpAddr>,
+    /// Local addresses to bind media sockets to; empty means every non-loopback interface.
+    pub bind_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewersConfig {
+    /// Upper bound on concurrent viewers; the next one is rejected with a message.
+    pub max: usize,
+}
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// Dotted key, e.g. `camera.fps`.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path} is not valid TOML: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<KeyError>),
+}

@@ -1,0 +1,202 @@
+//! Pure pipeline-description builder: source fragment + encoder choice + settings ->
+//! a gst-launch string ending in an appsink named `sink` that yields byte-stream H.264
+//! access units with SPS/PPS before every IDR.
+
+use crate::config::EncoderKind;
+
+/// The encoder actually used for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// The camera already delivers H.264.
+    Passthrough,
+    /// `v4l2h264enc` (Raspberry Pi 2–4 VideoCore encoder).
+    Hardware,
+    X264,
+    OpenH264,
+}
+
+impl Encoder {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Passthrough => "passthrough",
+            Self::Hardware => "v4l2h264enc",
+            Self::X264 => "x264enc",
+            Self::OpenH264 => "openh264enc",
+        }
+    }
+}
+
+/// Numbers the encoder needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub keyframe_interval_s: u32,
+}
+
+/// No encoder that fits the request is installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no usable H.264 encoder for encoder.kind = {kind}: GStreamer element {missing} is not installed")]
+pub struct NoEncoder {
+    pub kind: EncoderKind,
+    pub missing: &'static str,
+}
+
+/// Picks the encoder for `kind`. `auto` prefers hardware, then x264, then openh264.
+pub fn choose(
+    kind: EncoderKind,
+    source_delivers_h264: bool,
+    has_element: &dyn Fn(&str) -> bool,
+) -> Result<Encoder, NoEncoder> {
+    if source_delivers_h264 {
+        return Ok(Encoder::Passthrough);
+    }
+    let want = |enc: Encoder| {
+        if has_element(enc.name()) { Ok(enc) } else { Err(NoEncoder { kind, missing: enc.name() }) }
+    };
+    match kind {
+        EncoderKind::Hardware => want(Encoder::Hardware),
+        EncoderKind::X264 => want(Encoder::X264),
+        EncoderKind::OpenH264 => want(Encoder::OpenH264),
+        EncoderKind::Auto => want(Encoder::Hardware)
+            .or_else(|_| want(Encoder::X264))
+            .or_else(|_| want(Encoder::OpenH264))
+            .map_err(|_| NoEncoder { kind, missing: "x264enc (or v4l2h264enc, openh264enc)" }),
+    }
+}
+
+/// The lowest H.264 level whose macroblock limits fit the size and rate
+/// (ITU-T H.264 table A-1), never below 3.0. The Pi's encoder needs it stated.
+pub fn h264_level(width: u32, height: u32, fps: u32) -> &'static str {
+    let mbs = u64::from(width.div_ceil(16)) * u64::from(height.div_ceil(16));
+    let mbps = mbs * u64::from(fps);
+    const LEVELS: &[(&str, u64, u64)] = &[
+        ("3", 40_500, 1_620),
+        ("3.1", 108_000, 3_600),
+        ("3.2", 216_000, 5_120),
+        ("4", 245_760, 8_192),
+        ("4.2", 522_240, 8_704),
+        ("5", 589_824, 22_080),
+        ("5.1", 983_040, 36_864),
+    ];
+    LEVELS
+        .iter()
+        .find(|(_, max_mbps, max_fs)| mbps <= *max_mbps && mbs <= *max_fs)
+        .map_or("5.2", |(name, _, _)| name)
+}
+
+/// The full pipeline description.
+pub fn describe(source_fragment: &str, encoder: Encoder, s: &EncodeSettings) -> String {
+    let gop_frames = s.keyframe_interval_s.saturating_mul(s.fps).max(1);
+    let bps = u64::from(s.bitrate_kbps) * 1000;
+    // A leaky queue decouples capture from encoding: if the encoder falls behind, old
+    // frames are dropped instead of latency growing.
+    let queue = "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0";
+    let raw_i420 = "videoconvert ! video/x-raw,format=I420";
+    let encode = match encoder {
+        Encoder::Passthrough => String::new(),
+        Encoder::X264 => format!(
+            "{queue} ! {raw_i420} ! x264enc name=enc tune=zerolatency speed-preset=ultrafast \
+             bitrate={} key-int-max={gop_frames} bframes=0 b-adapt=false aud=false \
+             byte-stream=true ! video/x-h264,profile=constrained-baseline ! ",
+            s.bitrate_kbps
+        ),
+        Encoder::OpenH264 => format!(
+            "{queue} ! {raw_i420} ! openh264enc name=enc bitrate={bps} gop-size={gop_frames} \
+             rate-control=bitrate usage-type=camera complexity=low \
+             ! video/x-h264,profile=constrained-baseline ! "
+        ),
+        Encoder::Hardware => format!(
+            "{queue} ! {raw_i420} ! v4l2h264enc name=enc extra-controls=\"controls,\
+             repeat_sequence_header=1,video_bitrate={bps},h264_i_frame_period={gop_frames},\
+             h264_profile=1\" ! video/x-h264,profile=constrained-baseline,level=(string){} ! ",
+            h264_level(s.width, s.height, s.fps)
+        ),
+    };
+    format!(
+        "{source_fragment} ! {encode}h264parse config-interval=-1 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au \
+         ! appsink name=sink sync=false max-buffers=8 drop=true"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: EncodeSettings = EncodeSettings {
+        width: 1280,
+        height: 720,
+        fps: 30,
+        bitrate_kbps: 2000,
+        keyframe_interval_s: 2,
+    };
+
+    #[test]
+    fn auto_prefers_hardware_then_x264_then_openh264() {
+        let all = |_: &str| true;
+        assert_eq!(choose(EncoderKind::Auto, false, &all), Ok(Encoder::Hardware));
+        let no_hw = |e: &str| e != "v4l2h264enc";
+        assert_eq!(choose(EncoderKind::Auto, false, &no_hw), Ok(Encoder::X264));
+        let only_open = |e: &str| e == "openh264enc";
+        assert_eq!(choose(EncoderKind::Auto, false, &only_open), Ok(Encoder::OpenH264));
+        assert!(choose(EncoderKind::Auto, false, &|_| false).is_err());
+    }
+
+    #[test]
+    fn explicit_kind_is_not_substituted() {
+        let no_hw = |e: &str| e != "v4l2h264enc";
+        let err = choose(EncoderKind::Hardware, false, &no_hw).unwrap_err();
+        assert_eq!(err.missing, "v4l2h264enc");
+        assert_eq!(choose(EncoderKind::X264, false, &no_hw), Ok(Encoder::X264));
+    }
+
+    #[test]
+    fn h264_camera_is_passed_through() {
+        assert_eq!(choose(EncoderKind::X264, true, &|_| false), Ok(Encoder::Passthrough));
+        let d = describe("v4l2src ! video/x-h264 ! h264parse", Encoder::Passthrough, &S);
+        assert!(!d.contains("enc"), "{d}");
+        assert!(d.contains("h264parse config-interval=-1"));
+    }
+
+    #[test]
+    fn x264_is_zero_latency_constrained_baseline() {
+        let d = describe("videotestsrc", Encoder::X264, &S);
+        assert!(d.starts_with("videotestsrc ! queue leaky=downstream"));
+        assert!(d.contains("tune=zerolatency"));
+        assert!(d.contains("bframes=0"));
+        assert!(d.contains("bitrate=2000"));
+        assert!(d.contains("key-int-max=60"));
+        assert!(d.contains("profile=constrained-baseline"));
+        assert!(d.contains("config-interval=-1"), "SPS/PPS before every IDR");
+        assert!(d.contains("alignment=au"));
+        assert!(d.ends_with("appsink name=sink sync=false max-buffers=8 drop=true"));
+    }
+
+    #[test]
+    fn hardware_states_level_and_repeats_headers() {
+        let d = describe("libcamerasrc", Encoder::Hardware, &S);
+        assert!(d.contains("repeat_sequence_header=1"));
+        assert!(d.contains("video_bitrate=2000000"));
+        assert!(d.contains("level=(string)3.1"));
+    }
+
+    #[test]
+    fn openh264_uses_bits_per_second() {
+        let d = describe("videotestsrc", Encoder::OpenH264, &S);
+        assert!(d.contains("openh264enc name=enc bitrate=2000000 gop-size=60"));
+    }
+
+    #[test]
+    fn levels_follow_table_a1() {
+        assert_eq!(h264_level(640, 480, 30), "3");
+        assert_eq!(h264_level(1280, 720, 30), "3.1");
+        assert_eq!(h264_level(1280, 720, 60), "3.2");
+        assert_eq!(h264_level(1920, 1080, 30), "4");
+        assert_eq!(h264_level(1920, 1080, 60), "4.2");
+        assert_eq!(h264_level(3840, 2160, 30), "5.1");
+        assert_eq!(h264_level(7680, 4320, 60), "5.2");
+    }
+}

@@ -1,0 +1,260 @@
+//! Runs one pipeline until it fails or is stopped. Frames go to the sink from GStreamer's
+//! streaming thread (never blocking it); bus errors come back as typed errors.
+
+use super::pacer::{KeyframePacer, MIN_GAP};
+use crate::media::EncodedFrame;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Why a pipeline run ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("GStreamer could not be initialised: {0}")]
+    Init(String),
+    #[error("invalid pipeline description: {0}")]
+    Parse(String),
+    #[error("pipeline has no appsink named sink")]
+    NoSink,
+    #[error("pipeline would not start (a device may be busy or missing)")]
+    Start,
+    #[error("{element}: {message}{}", .debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Bus { element: String, message: String, debug: Option<String> },
+    #[error("the source ended (end of stream)")]
+    Eos,
+    #[error("no frame for {0:?}; the camera or encoder stalled")]
+    Stalled(Duration),
+}
+
+/// Counters the runner keeps for status and for the keyframe pacer.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub frames: AtomicU64,
+    pub keyframes: AtomicU64,
+    pub bytes: AtomicU64,
+    pub forced_idrs: AtomicU64,
+}
+
+/// Initialises GStreamer once; safe to call repeatedly.
+pub fn init() -> Result<(), EncodeError> {
+    gst::init().map_err(|e| EncodeError::Init(e.to_string()))
+}
+
+/// Whether a GStreamer element is installed.
+pub fn has_element(name: &str) -> bool {
+    init().is_ok() && gst::ElementFactory::find(name).is_some()
+}
+
+/// Runs `description` until an error or until `stop` resolves (then returns Ok).
+/// Every access unit goes to `sink`. Keyframe requests arriving on `keyframes` are
+/// coalesced and turned into upstream force-key-unit events.
+pub async fn run(
+    description: &str,
+    sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+    keyframes: &mut mpsc::Receiver<()>,
+    stats: Arc<RunStats>,
+    stall_after: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), EncodeError> {
+    init()?;
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| EncodeError::Parse(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))?;
+    // Whatever happens below, the pipeline goes to NULL so the camera is released.
+    let guard = NullOnDrop(pipeline.clone());
+    let appsink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or(EncodeError::NoSink)?;
+
+    let cb_stats = stats.clone();
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
+                let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let pts = buffer.pts().map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
+                cb_stats.frames.fetch_add(1, Ordering::Relaxed);
+                cb_stats.bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
+                if keyframe {
+                    cb_stats.keyframes.fetch_add(1, Ordering::Relaxed);
+                }
+                sink(EncodedFrame { data: Bytes::copy_from_slice(&map), pts, keyframe });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+
+    let bus = pipeline.bus().ok_or(EncodeError::Start)?;
+    let mut messages = bus.stream();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The bus usually holds the real reason (device busy, no such file...).
+        let reason = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(msg) = messages.next().await {
+                if let Some(err) = to_error(&msg) {
+                    return err;
+                }
+            }
+            EncodeError::Start
+        })
+        .await;
+        return Err(reason.unwrap_or(EncodeError::Start));
+    }
+
+    let mut pacer = KeyframePacer::new(MIN_GAP);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last_frames = 0;
+    let mut last_progress = Instant::now();
+    tokio::pin!(stop);
+    let result = loop {
+        let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
+        tokio::select! {
+            _ = &mut stop => break Ok(()),
+            msg = messages.next() => match msg {
+                None => break Err(EncodeError::Eos),
+                Some(msg) => if let Some(err) = to_error(&msg) { break Err(err) },
+            },
+            req = keyframes.recv() => {
+                if req.is_some() {
+                    pacer.request(stats.keyframes.load(Ordering::Relaxed));
+                } else {
+                    // All requesters gone: keep running, just never force.
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = sleep_until_opt(kf_due) => {
+                let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build();
+                appsink.send_event(event);
+                stats.forced_idrs.fetch_add(1, Ordering::Relaxed);
+                pacer.forced(Instant::now());
+            }
+            _ = tick.tick() => {
+                let frames = stats.frames.load(Ordering::Relaxed);
+                if frames != last_frames {
+                    last_frames = frames;
+                    last_progress = Instant::now();
+                } else if last_progress.elapsed() >= stall_after {
+                    break Err(EncodeError::Stalled(stall_after));
+                }
+            }
+        }
+    };
+    drop(guard);
+    result
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn to_error(msg: &gst::Message) -> Option<EncodeError> {
+    match msg.view() {
+        gst::MessageView::Error(e) => Some(EncodeError::Bus {
+            element: e.src().map_or_else(|| "pipeline".into(), |s| s.path_string().to_string()),
+            message: e.error().to_string(),
+            debug: e.debug().map(|d| d.to_string()),
+        }),
+        gst::MessageView::Eos(_) => Some(EncodeError::Eos),
+        _ => None,
+    }
+}
+
+struct NullOnDrop(gst::Pipeline);
+
+impl Drop for NullOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn collect() -> (Arc<dyn Fn(EncodedFrame) + Send + Sync>, Arc<Mutex<Vec<EncodedFrame>>>) {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let f2 = frames.clone();
+        (Arc::new(move |f| f2.lock().unwrap().push(f)), frames)
+    }
+
+    #[tokio::test]
+    async fn bus_error_names_the_element() {
+        let (sink, _) = collect();
+        let (_tx, mut rx) = mpsc::channel(1);
+        let err = run(
+            "v4l2src device=/dev/edgecam-no-such-camera ! appsink name=sink",
+            sink,
+            &mut rx,
+            Default::default(),
+            Duration::from_secs(5),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("v4l2src"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn bad_description_is_a_parse_error() {
+        let (sink, _) = collect();
+        let (_tx, mut rx) = mpsc::channel(1);
+        let err = run("no-such-element ! appsink name=sink", sink, &mut rx, Default::default(),
+            Duration::from_secs(5), std::future::pending()).await.unwrap_err();
+        assert!(matches!(err, EncodeError::Parse(_)), "{err}");
+        let (sink, _) = collect();
+        let err = run("fakesrc ! fakesink", sink, &mut rx, Default::default(),
+            Duration::from_secs(5), std::future::pending()).await.unwrap_err();
+        assert!(matches!(err, EncodeError::NoSink), "{err}");
+    }
+
+    #[tokio::test]
+    async fn x264_frames_start_with_an_idr_carrying_sps_pps_and_forced_idrs_arrive() {
+        use crate::encode::pipeline::{EncodeSettings, Encoder, describe};
+        use crate::media::{nal, nal_types};
+        let s = EncodeSettings { width: 320, height: 240, fps: 30, bitrate_kbps: 500, keyframe_interval_s: 60 };
+        let desc = describe(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
+            Encoder::X264,
+            &s,
+        );
+        let (sink, frames) = collect();
+        let (tx, mut rx) = mpsc::channel(1);
+        let stats = Arc::new(RunStats::default());
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            tx.send(()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        };
+        run(&desc, sink, &mut rx, stats.clone(), Duration::from_secs(5), stop).await.unwrap();
+        let frames = frames.lock().unwrap();
+        assert!(frames.len() >= 20, "got {} frames", frames.len());
+        let first = nal_types(&frames[0].data);
+        assert!(frames[0].keyframe);
+        assert!(first.contains(&nal::SPS) && first.contains(&nal::PPS) && first.contains(&nal::IDR), "{first:?}");
+        // The GOP is 60 s, so any later keyframe is the forced one.
+        let later_idrs = frames[1..].iter().filter(|f| f.keyframe).count();
+        assert_eq!(stats.forced_idrs.load(Ordering::Relaxed), 1);
+        assert!(later_idrs >= 1, "forced IDR never came out");
+        for f in frames.iter().filter(|f| f.keyframe) {
+            let t = nal_types(&f.data);
+            assert!(t.contains(&nal::SPS), "SPS before every IDR: {t:?}");
+        }
+        assert!(frames.windows(2).all(|w| w[1].pts > w[0].pts), "pts increase");
+    }
+}

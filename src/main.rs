@@ -1,0 +1,158 @@
+//! The `edgecam` binary: arguments, config, logging, then `app::serve`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use edgecam::config::{self, ConfigError, Overrides};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "edgecam", version, about = "Plug-in IP camera: live H.264 over WebRTC to every browser on the LAN")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the camera daemon (the default).
+    Run(RunArgs),
+    /// List V4L2 capture devices with their formats, sizes and frame rates.
+    Devices,
+    /// Validate a config file: exit 0 when valid, 2 naming every bad key.
+    CheckConfig { file: PathBuf },
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Config file (default /etc/edgecam/edgecam.toml, if it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Camera: auto, test, v4l2:/dev/videoN or libcamera.
+    #[arg(long)]
+    source: Option<String>,
+    /// HTTP listen address, e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => run(args),
+        Command::Devices => devices(),
+        Command::CheckConfig { file } => check_config(&file),
+    }
+}
+
+fn init_logging() {
+    // Under systemd, the journal adds its own timestamps and shows no colours.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,webrtc=warn,rtc=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(!journald);
+    if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging();
+    let file = args.config.clone().or_else(|| {
+        let default = PathBuf::from(config::CONFIG_PATH);
+        default.exists().then_some(default)
+    });
+    let overrides = Overrides { source: args.source, listen: args.listen };
+    let cfg = match config::load(file.as_deref(), None, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edgecam: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgecam: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgecam: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: config::Config) -> anyhow::Result<()> {
+    let listen = cfg.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shown = if listen.ip().is_unspecified() {
+        format!("http://localhost:{}/", listen.port())
+    } else {
+        format!("http://{listen}/")
+    };
+    println!("edgecam {} — open {shown} in a browser", env!("CARGO_PKG_VERSION"));
+    edgecam::app::serve(cfg, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+fn devices() -> ExitCode {
+    let devices = edgecam::capture::v4l2::list_devices();
+    if devices.is_empty() {
+        println!("No V4L2 capture devices found. `edgecam run` will use the test pattern (source = auto).");
+        return ExitCode::SUCCESS;
+    }
+    for d in devices {
+        println!("{}: {} (driver {}, {})", d.path.display(), d.name, d.driver, d.bus);
+        for f in &d.formats {
+            println!("  {} — {}", f.fourcc, f.description);
+            for s in &f.sizes {
+                let rates: Vec<String> = s.fps.iter().map(|r| format!("{r:.4}").trim_end_matches('0').trim_end_matches('.').to_string()).collect();
+                println!("    {}x{} @ {} fps", s.width, s.height, if rates.is_empty() { "?".into() } else { rates.join(", ") });
+            }
+        }
+        println!("  use: source = \"v4l2:{}\"", d.path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load_file_only(file) {
+        Ok(_) => {
+            println!("{}: valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid(errors)) => {
+            for e in errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

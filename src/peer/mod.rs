@@ -1,0 +1,447 @@
+//! One WebRTC session per viewer (webrtc crate): answers the browser's offer, trickles
+//! candidates out as events, feeds its own track from the hub, turns PLI/FIR into
+//! keyframe requests, and pushes status over a data channel when the offer has one.
+
+pub mod keyframe_rtcp;
+pub mod rtp;
+
+use crate::config::{PortRange, WebRtcConfig};
+use crate::fanout::Hub;
+use keyframe_rtcp::KeyframeRequestForwarder;
+use rtc::interceptor::{Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+
+/// The H.264 format we send: Constrained Baseline 3.1, packetization-mode 1, which every
+/// browser decodes (Safari shows black on a profile mismatch, Firefox refuses mode 0).
+pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// Why a peer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("the offer is not a valid SDP offer: {0}")]
+    BadOffer(String),
+    #[error("the offer has no video the camera can send (it must accept H.264 with packetization-mode=1)")]
+    NoVideo,
+    #[error("no free UDP port for media: {0}")]
+    NoPort(String),
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
+    #[error("bad ICE candidate: {0}")]
+    BadCandidate(String),
+}
+
+fn webrtc_err(e: impl std::fmt::Display) -> PeerError {
+    PeerError::WebRtc(e.to_string())
+}
+
+/// Things a peer tells its signaling session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerEvent {
+    /// A local ICE candidate to trickle to the browser.
+    Candidate(RTCIceCandidateInit),
+    /// Media is flowing.
+    Connected,
+    /// ICE/DTLS failed or the peer closed; the session should release it.
+    Gone,
+}
+
+/// Media network settings shared by every peer.
+pub struct PeerFactory {
+    config: WebRtcConfig,
+    /// Next port to try within `udp_ports`, so ports are spread rather than retried.
+    port_cursor: AtomicUsize,
+}
+
+impl PeerFactory {
+    pub fn new(config: WebRtcConfig) -> Arc<Self> {
+        Arc::new(Self { config, port_cursor: AtomicUsize::new(0) })
+    }
+
+    /// Addresses to bind for one peer, for each port to try in turn.
+    fn bind_candidates(&self) -> Vec<Vec<SocketAddr>> {
+        let ips: Vec<IpAddr> = if self.config.bind_ips.is_empty() {
+            vec![IpAddr::from([0, 0, 0, 0])]
+        } else {
+            self.config.bind_ips.clone()
+        };
+        let ports: Vec<u16> = match self.config.udp_ports {
+            None => vec![0],
+            Some(PortRange { first, last }) => {
+                let len = usize::from(last - first) + 1;
+                let start = self.port_cursor.fetch_add(1, Ordering::Relaxed) % len;
+                (0..len).map(|i| first + ((start + i) % len) as u16).collect()
+            }
+        };
+        ports
+            .into_iter()
+            .map(|port| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            .collect()
+    }
+
+    fn ice_servers(&self) -> Vec<RTCIceServer> {
+        self.config.ice_servers.iter().map(|url| ice_server(url)).collect()
+    }
+}
+
+/// Parses `turn:USER:PASS@host:port` into a server with credentials; other URLs as-is.
+pub fn ice_server(url: &str) -> RTCIceServer {
+    if let Some((scheme, rest)) = url.split_once(':')
+        && (scheme == "turn" || scheme == "turns")
+        && let Some((cred, host)) = rest.rsplit_once('@')
+        && let Some((user, pass)) = cred.split_once(':')
+    {
+        return RTCIceServer {
+            urls: vec![format!("{scheme}:{host}")],
+            username: user.into(),
+            credential: pass.into(),
+        };
+    }
+    RTCIceServer { urls: vec![url.into()], ..Default::default() }
+}
+
+fn random_u32() -> u32 {
+    // RandomState is seeded from the OS; good enough for SSRCs and sequence starts.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish() as u32
+}
+
+/// Events from the webrtc driver, forwarded to the session and to our own tasks.
+struct Handler {
+    events: mpsc::UnboundedSender<PeerEvent>,
+    connected: watch::Sender<bool>,
+    status: watch::Receiver<String>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.events.send(PeerEvent::Candidate(init));
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let _ = self.connected.send(true);
+                let _ = self.events.send(PeerEvent::Connected);
+            }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                let _ = self.events.send(PeerEvent::Gone);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        tokio::spawn(push_status(dc, self.status.clone()));
+    }
+}
+
+/// Sends the current status on open and on every change, until the channel closes.
+/// Messages from a viewer are ignored: they never reach anyone else.
+async fn push_status(dc: Arc<dyn DataChannel>, mut status: watch::Receiver<String>) {
+    let mut open = false;
+    loop {
+        tokio::select! {
+            evt = dc.poll() => match evt {
+                Some(DataChannelEvent::OnOpen) => {
+                    open = true;
+                    let text = status.borrow_and_update().clone();
+                    if dc.send_text(&text).await.is_err() { return; }
+                }
+                Some(DataChannelEvent::OnClose) | None => return,
+                Some(_) => {}
+            },
+            changed = status.changed() => {
+                if changed.is_err() { return; }
+                if open {
+                    let text = status.borrow_and_update().clone();
+                    if dc.send_text(&text).await.is_err() { return; }
+                }
+            }
+        }
+    }
+}
+
+/// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
+pub struct ViewerPeer {
+    pc: Arc<dyn PeerConnection>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ViewerPeer {
+    /// Answers `offer_sdp`; returns the peer and the SDP answer. Local candidates then
+    /// arrive as `PeerEvent::Candidate` on `events` (trickle ICE).
+    pub async fn start(
+        factory: &PeerFactory,
+        offer_sdp: &str,
+        hub: &Arc<Hub>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        status: watch::Receiver<String>,
+    ) -> Result<(Self, String), PeerError> {
+        let offer = parse_offer(offer_sdp)?;
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let handler = Arc::new(Handler { events, connected: connected_tx, status });
+
+        let codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: H264_FMTP.to_owned(),
+            rtcp_feedback: vec![
+                RTCPFeedback { typ: "nack".into(), parameter: String::new() },
+                RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
+                RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
+            ],
+        };
+        let pc = build_pc(factory, &codec, handler).await?;
+
+        let ssrc = random_u32();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "edgecam".to_string(),
+            format!("camera-{ssrc:08x}"),
+            "camera".to_string(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: codec.clone(),
+                ..Default::default()
+            }],
+        )));
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_err)?;
+        let negotiated = async {
+            pc.set_remote_description(offer).await.map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            let answer = pc.create_answer(None).await.map_err(webrtc_err)?;
+            pc.set_local_description(answer.clone()).await.map_err(webrtc_err)?;
+            Ok::<_, PeerError>(answer)
+        }
+        .await;
+        let answer = match negotiated {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let payload_type = sender
+            .get_parameters()
+            .await
+            .ok()
+            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+        let Some(payload_type) = payload_type.filter(|_| answer_sends_video(&answer.sdp)) else {
+            let _ = pc.close().await;
+            return Err(PeerError::NoVideo);
+        };
+
+        let subscription_hub = hub.clone();
+        let mut tasks = Vec::new();
+        // Writer: starts on connect, subscribing then (which forces an IDR), so the first
+        // picture is a fresh keyframe rather than whatever the GOP had queued.
+        let writer_track = track.clone();
+        let mut connected = connected_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            let mut sub = subscription_hub.subscribe();
+            let mut framer = rtp::RtpFramer::new(ssrc, random_u32() as u16, random_u32());
+            while let Some(frame) = sub.frames.recv().await {
+                for packet in framer.packetize(&frame, payload_type) {
+                    // After the peer closes, writes fail: end this viewer's writer then.
+                    if writer_track.write_rtp(packet).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+        // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests.
+        let rtcp_hub = hub.clone();
+        let mut connected = connected_rx;
+        tasks.push(tokio::spawn(async move {
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
+                if packets.iter().any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref())) {
+                    rtcp_hub.request_keyframe();
+                }
+            }
+        }));
+        Ok((Self { pc, tasks }, answer.sdp))
+    }
+
+    /// Adds a remote ICE candidate from the browser.
+    pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
+        if candidate.candidate.is_empty() {
+            // End-of-candidates marker: nothing to add.
+            return Ok(());
+        }
+        self.pc
+            .add_ice_candidate(candidate)
+            .await
+            .map_err(|e| PeerError::BadCandidate(e.to_string()))
+    }
+
+    /// Ends the session and releases its hub slot.
+    pub async fn close(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Drop for ViewerPeer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let pc = self.pc.clone();
+        // Closing is async; if we are dropped without close(), finish it in the background.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(PeerError::BadOffer("it does not start with v=0".into()));
+    }
+    RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| PeerError::BadOffer(e.to_string()))
+}
+
+/// Whether the answer actually sends video (a rejected m-line has port 0 or inactive).
+fn answer_sends_video(sdp: &str) -> bool {
+    let mut in_video = false;
+    let mut sends = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ") && !m.starts_with("video 0 ");
+            if in_video {
+                sends = true;
+            }
+        } else if in_video && (line == "a=inactive" || line == "a=recvonly") {
+            sends = false;
+        }
+    }
+    sends
+}
+
+async fn build_pc(
+    factory: &PeerFactory,
+    codec: &RTCRtpCodec,
+    handler: Arc<Handler>,
+) -> Result<Arc<dyn PeerConnection>, PeerError> {
+    let mut last_err = String::from("no addresses");
+    for addrs in factory.bind_candidates() {
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters { rtp_codec: codec.clone(), payload_type: 102, ..Default::default() },
+                RtpCodecKind::Video,
+            )
+            .map_err(webrtc_err)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
+        // Last in the chain, so the other interceptors have read the RTCP first.
+        let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
+        let loopback = addrs.iter().any(|a| a.ip().is_loopback());
+        let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(loopback);
+        if !factory.config.nat_ips.is_empty() {
+            settings = settings.with_nat_1to1_ips(
+                factory.config.nat_ips.iter().map(|ip| ip.to_string()).collect(),
+                RTCIceCandidateType::Host,
+            );
+        }
+        let config = RTCConfigurationBuilder::new().with_ice_servers(factory.ice_servers()).build();
+        let built = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(media)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(addrs.clone())
+            .build()
+            .await;
+        match built {
+            Ok(pc) => return Ok(Arc::new(pc)),
+            Err(e) => last_err = format!("{addrs:?}: {e}"),
+        }
+    }
+    Err(PeerError::NoPort(last_err))
+}
+
+/// How long a peer may take to connect before its session gives up on it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn factory(udp_ports: Option<PortRange>, bind_ips: Vec<IpAddr>) -> Arc<PeerFactory> {
+        PeerFactory::new(WebRtcConfig { ice_servers: vec![], udp_ports, nat_ips: vec![], bind_ips })
+    }
+
+    #[test]
+    fn port_range_is_walked_from_a_rotating_start() {
+        let f = factory(Some(PortRange { first: 40000, last: 40002 }), vec!["127.0.0.1".parse().unwrap()]);
+        let a: Vec<u16> = f.bind_candidates().iter().map(|v| v[0].port()).collect();
+        let b: Vec<u16> = f.bind_candidates().iter().map(|v| v[0].port()).collect();
+        assert_eq!(a, vec![40000, 40001, 40002]);
+        assert_eq!(b, vec![40001, 40002, 40000]);
+    }
+
+    #[test]
+    fn default_binds_every_interface_on_an_ephemeral_port() {
+        let f = factory(None, vec![]);
+        assert_eq!(f.bind_candidates(), vec![vec!["0.0.0.0:0".parse::<SocketAddr>().unwrap()]]);
+    }
+
+    #[test]
+    fn turn_credentials_are_split_out() {
+        let s = ice_server("turn:alice:secret@turn.example.org:3478");
+        assert_eq!(s.urls, vec!["turn:turn.example.org:3478"]);
+        assert_eq!((s.username.as_str(), s.credential.as_str()), ("alice", "secret"));
+        let s = ice_server("stun:stun.example.org:3478");
+        assert_eq!(s.urls, vec!["stun:stun.example.org:3478"]);
+        assert!(s.username.is_empty());
+    }
+
+    #[test]
+    fn garbage_offers_are_rejected_before_webrtc() {
+        assert!(matches!(parse_offer("hello"), Err(PeerError::BadOffer(_))));
+        assert!(matches!(parse_offer(""), Err(PeerError::BadOffer(_))));
+    }
+
+    #[test]
+    fn recognises_answers_that_send_video() {
+        assert!(answer_sends_video("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\n"));
+        assert!(!answer_sends_video("v=0\nm=video 0 UDP/TLS/RTP/SAVPF 0\n"));
+        assert!(!answer_sends_video("v=0\nm=video 9 UDP/TLS/RTP/SAVPF 102\na=inactive\n"));
+        assert!(!answer_sends_video("v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\n"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Per-viewer RTP framing of H.264 access units (RFC 6184, packetization-mode 1).
+//! Timestamps come from the frame's pts so skipped frames keep the clock right;
+//! sequence numbers are the viewer's own, so a dropped frame is no gap on the wire.
+
+use crate::media::EncodedFrame;
+use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::packetizer::Payloader;
+use rtc::rtp::{header::Header, packet::Packet};
+
+/// Payload size that fits a 1500-byte MTU after IP/UDP/SRTP overheads (as browsers do).
+pub const RTP_MTU: usize = 1200;
+const CLOCK_RATE: u128 = 90_000;
+
+/// One viewer's RTP sequence, timestamp and SSRC.
+#[derive(Debug)]
+pub struct RtpFramer {
+    pub ssrc: u32,
+    seq: u16,
+    ts_base: u32,
+    first_pts: Option<std::time::Duration>,
+    payloader: H264Payloader,
+}
+
+impl RtpFramer {
+    pub fn new(ssrc: u32, first_seq: u16, ts_base: u32) -> Self {
+        Self { ssrc, seq: first_seq, ts_base, first_pts: None, payloader: H264Payloader::default() }
+    }
+
+    /// RTP timestamp for a pts (90 kHz, wrapping).
+    pub fn timestamp(&mut self, pts: std::time::Duration) -> u32 {
+        let first = *self.first_pts.get_or_insert(pts);
+        let ticks = pts.saturating_sub(first).as_nanos() * CLOCK_RATE / 1_000_000_000;
+        self.ts_base.wrapping_add(ticks as u32)
+    }
+
+    /// Packets for one access unit; the last carries the marker bit.
+    pub fn packetize(&mut self, frame: &EncodedFrame, payload_type: u8) -> Vec<Packet> {
+        let timestamp = self.timestamp(frame.pts);
+        // The payloader only fails on an MTU too small to make progress; ours is fixed.
+        let payloads = self.payloader.payload(RTP_MTU, &frame.data).unwrap_or_default();
+        let n = payloads.len();
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                let seq = self.seq;
+                self.seq = self.seq.wrapping_add(1);
+                Packet {
+                    header: Header {
+                        version: 2,
+                        marker: i + 1 == n,
+                        payload_type,
+                        sequence_number: seq,
+                        timestamp,
+                        ssrc: self.ssrc,
+                        ..Default::default()
+                    },
+                    payload,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn au(pts_ms: u64, idr: bool, size: usize) -> EncodedFrame {
+        let mut data = vec![0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0x06, 0xe2];
+        data.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }]);
+        data.extend(std::iter::repeat_n(0xab, size));
+        EncodedFrame { data: Bytes::from(data), pts: Duration::from_millis(pts_ms), keyframe: idr }
+    }
+
+    #[test]
+    fn one_timestamp_per_frame_marker_on_last_and_continuous_seq() {
+        let mut f = RtpFramer::new(42, 65534, 1000);
+        let a = f.packetize(&au(100, true, 5000), 102);
+        assert!(a.len() > 4, "large frame is fragmented");
+        assert!(a.iter().all(|p| p.header.timestamp == 1000 && p.header.ssrc == 42));
+        assert!(a.iter().all(|p| p.header.payload_type == 102));
+        assert_eq!(a.iter().filter(|p| p.header.marker).count(), 1);
+        assert!(a.last().unwrap().header.marker);
+        assert!(a.iter().all(|p| p.payload.len() <= RTP_MTU));
+        assert_eq!(a[0].header.sequence_number, 65534);
+        assert_eq!(a[2].header.sequence_number, 0, "wraps");
+        // A frame 1 s later (frames in between skipped) is 90000 ticks later, seq continuous.
+        let b = f.packetize(&au(1100, false, 10), 102);
+        assert_eq!(b[0].header.timestamp, 1000 + 90_000);
+        assert_eq!(
+            b[0].header.sequence_number,
+            a.last().unwrap().header.sequence_number.wrapping_add(1)
+        );
+    }
+
+    #[test]
+    fn garbage_frame_yields_no_panic() {
+        let mut f = RtpFramer::new(1, 0, 0);
+        let junk = EncodedFrame { data: Bytes::from_static(&[1, 2, 3]), pts: Duration::ZERO, keyframe: false };
+        let _ = f.packetize(&junk, 96);
+        let empty = EncodedFrame { data: Bytes::new(), pts: Duration::ZERO, keyframe: false };
+        assert!(f.packetize(&empty, 96).is_empty());
+    }
+}

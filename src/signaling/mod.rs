@@ -1,0 +1,43 @@
+//! Signaling: the Kurento one2many protocol over WebSocket. It creates and ends peers;
+//! it never touches media.
+
+pub mod protocol;
+pub mod session;
+
+use crate::fanout::Hub;
+use crate::peer::PeerFactory;
+use crate::status::Status;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What every signaling session shares.
+pub struct Signaling {
+    pub hub: Arc<Hub>,
+    pub peers: Arc<PeerFactory>,
+    pub status: Arc<Status>,
+}
+
+/// A reserved place among `viewers.max`; released on drop.
+pub struct ViewerSlot {
+    status: Arc<Status>,
+}
+
+impl Signaling {
+    /// Reserves a viewer place, or `None` when the camera is full.
+    pub fn reserve_viewer(&self) -> Option<ViewerSlot> {
+        let max = self.status.viewers_max;
+        self.status
+            .viewers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        self.status.refresh_channel();
+        Some(ViewerSlot { status: self.status.clone() })
+    }
+}
+
+impl Drop for ViewerSlot {
+    fn drop(&mut self) {
+        self.status.viewers.fetch_sub(1, Ordering::AcqRel);
+        self.status.refresh_channel();
+    }
+}
