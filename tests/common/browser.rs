@@ -1,0 +1,176 @@
+//! Headless Chromium driven over the DevTools protocol (CDP), for end-to-end page tests.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+pub struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    out: mpsc::UnboundedSender<String>,
+    pending: Pending,
+    next_id: AtomicU64,
+}
+
+/// One page (tab) attached with a flat CDP session.
+pub struct Page<'b> {
+    browser: &'b Browser,
+    session: String,
+}
+
+/// Path of the Chromium binary.
+pub fn chromium() -> &'static str {
+    if std::path::Path::new("/usr/bin/chromium").exists() { "/usr/bin/chromium" } else { "chromium" }
+}
+
+impl Browser {
+    pub async fn launch(extra_args: &[&str]) -> Self {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut cmd = Command::new(chromium());
+        cmd.args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+            // Loopback-only tests: let WebRTC use 127.0.0.1 and show real addresses.
+            "--allow-loopback-in-peer-connection",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra_args)
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd.spawn().expect("chromium starts (apt-get install chromium)");
+        let port_file = profile.path().join("DevToolsActivePort");
+        let mut text = String::new();
+        for _ in 0..300 {
+            if let Ok(t) = std::fs::read_to_string(&port_file)
+                && t.lines().count() >= 2
+            {
+                text = t;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut lines = text.lines();
+        let port = lines.next().expect("DevToolsActivePort written");
+        let path = lines.next().expect("browser ws path");
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.expect("cdp connect");
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(Message::Text(m.into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pending: Pending = Arc::default();
+        let p2 = pending.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                if let Message::Text(t) = msg
+                    && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                    && let Some(id) = v["id"].as_u64()
+                    && let Some(tx) = p2.lock().await.remove(&id)
+                {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Self { child, _profile: profile, out, pending, next_id: AtomicU64::new(1) }
+    }
+
+    async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().await.insert(id, tx);
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.out.send(msg.to_string()).expect("cdp writer alive");
+        let v = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("cdp answer in time")
+            .expect("cdp answer");
+        if let Some(err) = v.get("error") {
+            panic!("CDP {method} failed: {err}");
+        }
+        v["result"].clone()
+    }
+
+    /// Opens a new tab at `url`.
+    pub async fn open(&self, url: &str) -> Page<'_> {
+        let target = self.call(None, "Target.createTarget", json!({"url": url})).await;
+        let target_id = target["targetId"].as_str().expect("targetId").to_string();
+        let attached = self
+            .call(None, "Target.attachToTarget", json!({"targetId": target_id, "flatten": true}))
+            .await;
+        let session = attached["sessionId"].as_str().expect("sessionId").to_string();
+        Page { browser: self, session }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Page<'_> {
+    /// Evaluates an expression (awaiting a promise) and returns its JSON value.
+    pub async fn eval(&self, expression: &str) -> Value {
+        let r = self
+            .browser
+            .call(
+                Some(&self.session),
+                "Runtime.evaluate",
+                json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        if let Some(ex) = r.get("exceptionDetails") {
+            return json!({"exception": ex.to_string()});
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Closes the tab.
+    pub async fn close(self) {
+        let _ = self.eval("window.close()").await;
+    }
+}
+
+/// JS returning the viewer page's decode state: frames decoded, video width, states.
+pub const VIEWER_PROBE: &str = r#"(async () => {
+  const pc = window.edgecam && window.edgecam.pc;
+  const v = document.getElementById('video');
+  let frames = 0;
+  if (pc) {
+    const stats = await pc.getStats();
+    stats.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0; });
+  }
+  return { frames, width: v ? v.videoWidth : 0, height: v ? v.videoHeight : 0,
+           pc: pc ? pc.connectionState : 'none',
+           badge: document.getElementById('state').textContent,
+           viewers: document.getElementById('viewers').textContent };
+})()"#;

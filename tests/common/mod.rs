@@ -1,0 +1,180 @@
+//! Shared test harness: the daemon in-process on 127.0.0.1:0, a Kurento-protocol
+//! WebSocket client, a Rust WebRTC viewer, and headless Chromium over CDP.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+pub mod browser;
+pub mod rust_viewer;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+/// A daemon running inside the test process.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts the daemon on the test pattern, loopback only, with `extra` env-style settings
+    /// (e.g. `("EDGECAM_VIEWERS__MAX", "2")`).
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let mut env: HashMap<String, String> = [
+            ("EDGECAM_CAMERA__SOURCE", "test"),
+            ("EDGECAM_CAMERA__WIDTH", "640"),
+            ("EDGECAM_CAMERA__HEIGHT", "360"),
+            ("EDGECAM_ENCODER__KIND", "x264"),
+            ("EDGECAM_ENCODER__BITRATE_KBPS", "800"),
+            ("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let cfg = edgecam::config::load(None, Some(env), &Default::default()).expect("test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            edgecam::app::serve(cfg, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("daemon ran");
+        });
+        let d = Self { addr, stop: Some(tx), task: Some(task) };
+        d.wait_running().await;
+        d
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/one2many", self.addr)
+    }
+
+    /// GET a path; returns status code and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+
+    pub async fn status(&self) -> Value {
+        let (code, body) = self.get("/api/status").await;
+        assert_eq!(code, 200);
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    /// Waits (bounded) until the camera pipeline produces frames.
+    pub async fn wait_running(&self) {
+        for _ in 0..200 {
+            let s = self.status().await;
+            if s["pipeline"]["state"] == "running" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("pipeline never ran: {}", self.status().await);
+    }
+
+    /// Polls `/api/status` until `pred` holds, for at most `secs`.
+    pub async fn wait_status(&self, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("status condition not reached in {secs}s: {s}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("daemon stops within 5 s")
+                .expect("daemon task ok");
+        }
+    }
+}
+
+/// Minimal HTTP/1.1 GET over loopback (no client crate needed).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+/// A Kurento one2many client speaking plain JSON over the WebSocket.
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Self {
+        let (inner, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        Self { inner }
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.inner.send(Message::Text(text.into().into())).await.expect("ws send");
+    }
+
+    pub async fn send_json(&mut self, v: &Value) {
+        self.send_text(v.to_string()).await;
+    }
+
+    /// Next JSON message, or None on close/timeout.
+    pub async fn recv_timeout(&mut self, secs: u64) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.inner.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).ok(),
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Value {
+        self.recv_timeout(10).await.expect("a message within 10 s")
+    }
+
+    /// Next message with the given id, skipping others (e.g. iceCandidate).
+    pub async fn recv_id(&mut self, id: &str) -> Value {
+        for _ in 0..100 {
+            let m = self.recv().await;
+            if m["id"] == id {
+                return m;
+            }
+        }
+        panic!("no {id} message");
+    }
+}

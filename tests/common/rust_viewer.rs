@@ -1,0 +1,188 @@
+//! A viewer written with the webrtc crate that speaks the Kurento protocol and reassembles
+//! H.264 access units from RTP, recording what a real viewer would see.
+
+use super::Ws;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::interceptor::Registry;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
+    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+};
+
+/// What the viewer received.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Whole access units in Annex B form, in arrival order.
+    pub access_units: Vec<Vec<u8>>,
+    pub first_frame_at: Option<Instant>,
+    pub packets: u64,
+    /// Data-channel text messages.
+    pub channel: Vec<String>,
+}
+
+struct Handler {
+    candidates: mpsc::UnboundedSender<RTCIceCandidateInit>,
+    received: Arc<Mutex<Received>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(c) = event.candidate.to_json() {
+            let _ = self.candidates.send(c);
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            let mut depack = H264Packet::default();
+            let mut au: Vec<u8> = Vec::new();
+            while let Some(evt) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(p) = evt {
+                    let mut r = received.lock().unwrap();
+                    r.packets += 1;
+                    if let Ok(bytes) = depack.depacketize(&p.payload) {
+                        au.extend_from_slice(&bytes);
+                    }
+                    if p.header.marker && !au.is_empty() {
+                        r.first_frame_at.get_or_insert_with(Instant::now);
+                        r.access_units.push(std::mem::take(&mut au));
+                    }
+                }
+            }
+        });
+    }
+}
+
+pub struct RustViewer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub received: Arc<Mutex<Received>>,
+    pub answer: Value,
+    pump: tokio::task::JoinHandle<Ws>,
+    stop_pump: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RustViewer {
+    /// Connects, sends `viewer` with a recv-only video offer (plus a data channel), and
+    /// returns once the response arrived; ICE then trickles in the background.
+    pub async fn join(ws_url: &str) -> Self {
+        let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let handler = Arc::new(Handler { candidates: cand_tx, received: received.clone() });
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().expect("codecs");
+        let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(media)
+                .with_interceptor_registry(registry)
+                .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
+                .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+                .build()
+                .await
+                .expect("client peer"),
+        );
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() }),
+        )
+        .await
+        .expect("transceiver");
+        let dc = pc.create_data_channel("status", None).await.expect("data channel");
+        let r2 = received.clone();
+        tokio::spawn(async move { read_channel(dc, r2).await });
+        let offer = pc.create_offer(None).await.expect("offer");
+        pc.set_local_description(offer.clone()).await.expect("set local");
+
+        let mut ws = Ws::connect(ws_url).await;
+        ws.send_json(&json!({"id": "viewer", "sdpOffer": offer.sdp})).await;
+        let answer = loop {
+            let m = ws.recv().await;
+            if m["id"] == "viewerResponse" {
+                break m;
+            }
+        };
+        if answer["response"] == "accepted" {
+            let sdp = answer["sdpAnswer"].as_str().expect("sdpAnswer").to_string();
+            pc.set_remote_description(RTCSessionDescription::answer(sdp).expect("answer"))
+                .await
+                .expect("set remote");
+        }
+        // Pump: our candidates out, theirs in, until told to stop; then hand the socket back.
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+        let pump_pc = pc.clone();
+        let pump = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => return ws,
+                    Some(c) = cand_rx.recv() => {
+                        ws.send_json(&json!({"id": "onIceCandidate", "candidate": c})).await;
+                    }
+                    m = ws.recv_timeout(3600) => match m {
+                        Some(m) if m["id"] == "iceCandidate" => {
+                            let c: RTCIceCandidateInit = serde_json::from_value(m["candidate"].clone()).expect("candidate");
+                            let _ = pump_pc.add_ice_candidate(c).await;
+                        }
+                        Some(_) => {}
+                        None => {
+                            let _ = (&mut stop_rx).await;
+                            return ws;
+                        }
+                    }
+                }
+            }
+        });
+        Self { pc, received, answer, pump, stop_pump: stop_tx }
+    }
+
+    /// Waits until at least `n` access units arrived (bounded).
+    pub async fn wait_frames(&self, n: usize, secs: u64) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.received.lock().unwrap().access_units.len();
+            if got >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn frames(&self) -> usize {
+        self.received.lock().unwrap().access_units.len()
+    }
+
+    /// Stops the background pump and returns the signaling socket.
+    pub async fn into_ws(self) -> (Arc<dyn PeerConnection>, Ws) {
+        let _ = self.stop_pump.send(());
+        let ws = self.pump.await.expect("pump");
+        (self.pc, ws)
+    }
+
+    pub async fn close(self) {
+        let (pc, mut ws) = self.into_ws().await;
+        let _ = pc.close().await;
+        let _ = ws.inner.close(None).await;
+    }
+}
+
+async fn read_channel(dc: Arc<dyn DataChannel>, received: Arc<Mutex<Received>>) {
+    while let Some(evt) = dc.poll().await {
+        if let DataChannelEvent::OnMessage(m) = evt {
+            let text = String::from_utf8_lossy(&m.data).to_string();
+            received.lock().unwrap().channel.push(text);
+        }
+    }
+}
