@@ -13,6 +13,9 @@
   let pc = null;
   let retryTimer = null;
   let wsBackoff = 500;
+  // Milliseconds since page load at each step of the first join (diagnostics, benchmarks).
+  const timings = {};
+  const mark = (name) => { if (!(name in timings)) timings[name] = Math.round(performance.now()); };
 
   function setState(state, text) {
     badge.className = 'badge ' + state;
@@ -21,8 +24,11 @@
     if (state !== 'live') overlay.textContent = text || (state === 'offline' ? 'Camera offline' : 'Connecting…');
   }
 
+  // Messages wait here while the socket opens, so the offer is made in parallel with it.
+  let outbox = [];
   function send(msg) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+    else outbox.push(msg);
   }
 
   function closePeer() {
@@ -37,7 +43,7 @@
   async function startViewer() {
     clearTimeout(retryTimer);
     closePeer();
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    outbox = [];
     setState('connecting');
     const peer = new RTCPeerConnection();
     pc = peer;
@@ -47,16 +53,28 @@
     peer.ontrack = (e) => {
       video.srcObject = e.streams[0] || new MediaStream([e.track]);
       video.play().catch(() => {});
+      markFirstFrame();
     };
     peer.onicecandidate = (e) => { if (e.candidate) send({ id: 'onIceCandidate', candidate: e.candidate }); };
     peer.onconnectionstatechange = () => {
       if (peer !== pc) return;
-      if (peer.connectionState === 'connected') setState('live');
+      if (peer.connectionState === 'connected') { mark('connected'); setState('live'); }
       if (peer.connectionState === 'failed') { setState('offline', 'Connection lost'); retryViewer(1000); }
     };
     const offer = await peer.createOffer();
+    if (peer !== pc) return;
     await peer.setLocalDescription(offer);
+    if (peer !== pc) return;
     send({ id: 'viewer', sdpOffer: offer.sdp });
+    mark('offerSent');
+  }
+
+  // Time from page load to the first decoded picture, for diagnostics and benchmarks.
+  let firstFrameMs = null;
+  function markFirstFrame() {
+    const done = () => { if (firstFrameMs === null) { firstFrameMs = performance.now(); mark('firstFrame'); } };
+    if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(done);
+    else video.addEventListener('playing', done, { once: true });
   }
 
   function onChannelMessage(text) {
@@ -75,6 +93,7 @@
     switch (msg.id) {
       case 'viewerResponse':
         if (msg.response === 'accepted' && pc) {
+          mark('answer');
           await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdpAnswer });
         } else {
           closePeer();
@@ -105,10 +124,17 @@
   function connect() {
     const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/one2many';
     ws = new WebSocket(url);
-    ws.onopen = () => { wsBackoff = 500; startViewer(); };
+    ws.onopen = () => {
+      mark('wsOpen');
+      wsBackoff = 500;
+      for (const m of outbox) ws.send(JSON.stringify(m));
+      outbox = [];
+      if (!pc) startViewer();
+    };
     ws.onmessage = onMessage;
     ws.onclose = () => {
       closePeer();
+      outbox = [];
       clearTimeout(retryTimer);
       setState('offline', 'Camera unreachable; reconnecting…');
       setTimeout(connect, wsBackoff);
@@ -117,7 +143,8 @@
   }
 
   // For diagnostics and automated tests.
-  window.edgecam = { get pc() { return pc; }, get ws() { return ws; } };
+  window.edgecam = { get pc() { return pc; }, get ws() { return ws; }, get firstFrameMs() { return firstFrameMs; }, timings };
   setState('connecting');
   connect();
+  startViewer();
 })();
