@@ -33,8 +33,13 @@ pub async fn serve(
     let status = Status::new(hub.clone(), config.viewers.max);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let camera = tokio::spawn(supervise_camera(config.clone(), hub.clone(), keyframes, status.clone(), stop_rx));
-    let signaling = Arc::new(Signaling { hub, peers: PeerFactory::new(config.webrtc.clone()), status: status.clone() });
+    let camera = tokio::spawn(supervise_camera(config.clone(), hub.clone(), keyframes, status.clone(), stop_rx.clone()));
+    let signaling = Arc::new(Signaling {
+        hub,
+        peers: PeerFactory::new(config.webrtc.clone()),
+        status: status.clone(),
+        closing: stop_rx.clone(),
+    });
     let router = crate::web::router(signaling);
     let addr = listener.local_addr()?;
     tracing::info!("serving on http://{addr}/");

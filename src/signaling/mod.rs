@@ -15,6 +15,8 @@ pub struct Signaling {
     pub hub: Arc<Hub>,
     pub peers: Arc<PeerFactory>,
     pub status: Arc<Status>,
+    /// Becomes true when the daemon shuts down; every session then closes its socket.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A reserved place among `viewers.max`; released on drop.

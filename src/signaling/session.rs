@@ -28,10 +28,30 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
     presenter.mark_unchanged();
     let mut viewer: Option<Viewer> = None;
     let mut pending: Vec<Candidate> = Vec::new();
+    let mut closing = ctx.closing.clone();
 
     'session: loop {
         let deadline = viewer.as_ref().and_then(|v| v.deadline);
         let out: Vec<ServerMessage> = tokio::select! {
+            // Presenter news first, so a shutting-down daemon still says stopCommunication.
+            biased;
+            changed = presenter.changed() => {
+                if changed.is_err() { break; }
+                let now = *presenter.borrow_and_update();
+                match now {
+                    Presenter::None => {
+                        let had = viewer.take();
+                        let was_viewing = had.is_some();
+                        if let Some(v) = had { v.peer.close().await; }
+                        if was_viewing { vec![ServerMessage::StopCommunication] } else { vec![] }
+                    }
+                    _ => vec![ServerMessage::PresenterAvailable],
+                }
+            },
+            _ = daemon_closing(&mut closing) => {
+                let _ = socket.send(Message::Close(None)).await;
+                break 'session;
+            },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     handle(&ctx, text.as_str(), &mut viewer, &mut pending, &events_tx).await
@@ -53,19 +73,6 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
                     vec![ServerMessage::StopCommunication]
                 }
             },
-            changed = presenter.changed() => {
-                if changed.is_err() { break; }
-                let now = *presenter.borrow_and_update();
-                match now {
-                    Presenter::None => {
-                        let had = viewer.take();
-                        let was_viewing = had.is_some();
-                        if let Some(v) = had { v.peer.close().await; }
-                        if was_viewing { vec![ServerMessage::StopCommunication] } else { vec![] }
-                    }
-                    _ => vec![ServerMessage::PresenterAvailable],
-                }
-            },
             _ = sleep_until_opt(deadline) => {
                 if let Some(v) = viewer.take() { v.peer.close().await; }
                 vec![ServerMessage::StopCommunication]
@@ -80,6 +87,11 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
     if let Some(v) = viewer.take() {
         v.peer.close().await;
     }
+}
+
+/// Resolves once the daemon shuts down (the guard `wait_for` returns is not Send).
+async fn daemon_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

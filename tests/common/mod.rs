@@ -25,6 +25,11 @@ impl Daemon {
     /// Starts the daemon on the test pattern, loopback only, with `extra` env-style settings
     /// (e.g. `("EDGECAM_VIEWERS__MAX", "2")`).
     pub async fn start(extra: &[(&str, &str)]) -> Self {
+        Self::start_on("127.0.0.1:0", extra).await
+    }
+
+    /// Like `start`, on a given address (to restart a daemon where pages expect it).
+    pub async fn start_on(listen: &str, extra: &[(&str, &str)]) -> Self {
         let mut env: HashMap<String, String> = [
             ("EDGECAM_CAMERA__SOURCE", "test"),
             ("EDGECAM_CAMERA__WIDTH", "640"),
@@ -40,7 +45,7 @@ impl Daemon {
             env.insert(k.to_string(), v.to_string());
         }
         let cfg = edgecam::config::load(None, Some(env), &Default::default()).expect("test config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
