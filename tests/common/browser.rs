@@ -24,6 +24,7 @@ pub struct Browser {
 pub struct Page<'b> {
     browser: &'b Browser,
     session: String,
+    target: String,
 }
 
 /// Path of the Chromium binary.
@@ -126,7 +127,7 @@ impl Browser {
             .call(None, "Target.attachToTarget", json!({"targetId": target_id, "flatten": true}))
             .await;
         let session = attached["sessionId"].as_str().expect("sessionId").to_string();
-        Page { browser: self, session }
+        Page { browser: self, session, target: target_id }
     }
 }
 
@@ -154,9 +155,9 @@ impl Page<'_> {
         r["result"]["value"].clone()
     }
 
-    /// Closes the tab.
+    /// Closes the tab (its peer connection and WebSocket go with it).
     pub async fn close(self) {
-        let _ = self.eval("window.close()").await;
+        let _ = self.browser.call(None, "Target.closeTarget", json!({"targetId": self.target})).await;
     }
 }
 
