@@ -10,6 +10,7 @@ use crate::fanout::Hub;
 use keyframe_rtcp::KeyframeRequestForwarder;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
@@ -399,6 +400,9 @@ async fn build_pc(
         let mut settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(loopback)
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            // As DTLS server we let the browser send ClientHello as soon as its own ICE
+            // check succeeds, instead of waiting for our side to see the nomination.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_CHECKS));
         if !factory.config.nat_ips.is_empty() {
             settings = settings.with_nat_1to1_ips(
