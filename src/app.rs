@@ -5,7 +5,7 @@ use crate::capture::{Source, Want};
 use crate::config::Config;
 use crate::encode::{self, EncodeSettings, RunStats, pipeline};
 use crate::fanout::Hub;
-use crate::media::KeyframeRequester;
+use crate::media::{KeyframeInbox, KeyframeRequester};
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
 use crate::status::{Pipeline, Presenter, Status};
@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// A run that lasted this long resets the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
@@ -29,15 +29,26 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     encode::runner::init()?;
     let (requester, keyframes) = KeyframeRequester::channel();
+    let inbox: KeyframeInbox = Arc::new(tokio::sync::Mutex::new(keyframes));
     let hub = Hub::new(requester);
     let status = Status::new(hub.clone(), config.viewers.max);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Whether the camera should stream; the camera presents only while this is true.
+    let (camera_on_tx, camera_on) = watch::channel(config.camera.autostart);
 
-    let camera = tokio::spawn(supervise_camera(config.clone(), hub.clone(), keyframes, status.clone(), stop_rx.clone()));
+    let camera = tokio::spawn(supervise_camera(
+        config.clone(),
+        hub.clone(),
+        inbox.clone(),
+        status.clone(),
+        camera_on,
+        stop_rx.clone(),
+    ));
     let signaling = Arc::new(Signaling {
         hub,
         peers: PeerFactory::new(config.webrtc.clone()),
         status: status.clone(),
+        keyframes: inbox,
         closing: stop_rx.clone(),
     });
     let router = crate::web::router(signaling);
@@ -49,6 +60,7 @@ pub async fn serve(
             shutdown.await;
             // Tell viewers the presenter is gone so their pages show offline, then stop media.
             status.set_presenter(Presenter::None);
+            let _ = camera_on_tx.send(false);
             let _ = stop_tx.send(true);
         })
         .await?;
@@ -56,12 +68,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// Keeps the camera pipeline running for as long as the daemon lives.
+/// Resolves when `flag` equals `want` (or its sender is gone).
+async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
+    let _ = flag.wait_for(|v| *v == want).await;
+}
+
+/// Keeps the camera pipeline running while it is switched on, for as long as the daemon
+/// lives. The camera presents only when no browser does.
 async fn supervise_camera(
     config: Config,
     hub: Arc<Hub>,
-    mut keyframes: mpsc::Receiver<()>,
+    inbox: KeyframeInbox,
     status: Arc<Status>,
+    mut camera_on: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let want = Want { width: config.camera.width, height: config.camera.height, fps: config.camera.fps };
@@ -72,63 +91,97 @@ async fn supervise_camera(
         bitrate_kbps: config.encoder.bitrate_kbps,
         keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
     };
-    // The camera presents from the start: viewers may join while it is still opening.
-    status.set_presenter(Presenter::Camera);
+    let mut presenter = status.presenter.subscribe();
     let mut backoff = Duration::from_secs(1);
-    loop {
-        if *stop.borrow() {
-            break;
+    'daemon: loop {
+        // Wait until the camera is on and nobody else presents, then present.
+        status.set_pipeline(Pipeline::Stopped, 0);
+        loop {
+            tokio::select! {
+                _ = until(&mut stop, true) => break 'daemon,
+                _ = until(&mut camera_on, true) => {}
+            }
+            if status.claim_presenter(Presenter::Camera, false) {
+                break;
+            }
+            presenter.borrow_and_update();
+            tokio::select! {
+                _ = until(&mut stop, true) => break 'daemon,
+                _ = presenter.changed() => {}
+                _ = until(&mut camera_on, false) => {}
+            }
         }
-        status.set_pipeline(Pipeline::Starting, 0);
-        let spec = config.camera.source.clone();
-        let resolved = tokio::task::spawn_blocking(move || {
-            Source::resolve(&spec, want, &encode::has_element)
-        })
-        .await;
-        let started = Instant::now();
-        let result: Result<(), String> = match resolved {
-            Err(e) => Err(format!("camera probe failed: {e}")),
-            Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(source)) => match pipeline::choose(config.encoder.kind, source.delivers_h264(), &encode::has_element) {
-                Err(e) => Err(e.to_string()),
-                Ok(encoder) => {
-                    let desc = pipeline::describe(&source.fragment(want), encoder, &settings);
-                    tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
-                    tracing::debug!(pipeline = %desc);
-                    let stats = Arc::new(RunStats::default());
-                    status.set_source(source.describe(), encoder.name().into(), stats.clone());
-                    let sink_hub = hub.clone();
-                    let sink_status = status.clone();
-                    let first_frame = std::sync::Once::new();
-                    let sink = Arc::new(move |frame| {
-                        first_frame.call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
-                        sink_hub.publish(frame);
-                    });
-                    let mut stop_run = stop.clone();
-                    let stop_fut = async move {
-                        let _ = stop_run.wait_for(|s| *s).await;
-                    };
-                    encode::run(&desc, sink, &mut keyframes, stats, STALL_AFTER, stop_fut)
-                        .await
-                        .map_err(|e| e.to_string())
+        // Only the live presenter reads keyframe requests.
+        let mut keyframes = inbox.lock().await;
+        loop {
+            status.set_pipeline(Pipeline::Starting, 0);
+            let spec = config.camera.source.clone();
+            let resolved =
+                tokio::task::spawn_blocking(move || Source::resolve(&spec, want, &encode::has_element)).await;
+            let started = Instant::now();
+            let mut off = camera_on.clone();
+            let mut stop_run = stop.clone();
+            let stop_fut = async move {
+                tokio::select! {
+                    _ = until(&mut stop_run, true) => {}
+                    _ = until(&mut off, false) => {}
                 }
-            },
-        };
-        if *stop.borrow() {
-            break;
+            };
+            let result: Result<(), String> = match resolved {
+                Err(e) => Err(format!("camera probe failed: {e}")),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(source)) => {
+                    match pipeline::choose(config.encoder.kind, source.delivers_h264(), &encode::has_element) {
+                        Err(e) => Err(e.to_string()),
+                        Ok(encoder) => {
+                            let desc = pipeline::describe(&source.fragment(want), encoder, &settings);
+                            tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
+                            tracing::debug!(pipeline = %desc);
+                            let stats = Arc::new(RunStats::default());
+                            status.set_source(source.describe(), encoder.name().into(), stats.clone());
+                            let sink_hub = hub.clone();
+                            let sink_status = status.clone();
+                            let first_frame = std::sync::Once::new();
+                            let sink = Arc::new(move |frame| {
+                                first_frame.call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
+                                sink_hub.publish(frame);
+                            });
+                            encode::run(&desc, sink, &mut *keyframes, stats, STALL_AFTER, stop_fut)
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                    }
+                }
+            };
+            if *stop.borrow() {
+                break 'daemon;
+            }
+            if !*camera_on.borrow() {
+                // Switched off: release the camera and tell viewers.
+                drop(keyframes);
+                status.release_presenter(Presenter::Camera);
+                tracing::info!("camera stopped");
+                continue 'daemon;
+            }
+            if started.elapsed() >= HEALTHY_RUN {
+                backoff = Duration::from_secs(1);
+            }
+            let reason = result.err().unwrap_or_else(|| "pipeline ended".into());
+            status.pipeline_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("camera pipeline: {reason}; restarting in {}s", backoff.as_secs());
+            status.set_pipeline(Pipeline::Error(reason), backoff.as_secs());
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = until(&mut stop, true) => break 'daemon,
+                _ = until(&mut camera_on, false) => {
+                    drop(keyframes);
+                    status.release_presenter(Presenter::Camera);
+                    continue 'daemon;
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        if started.elapsed() >= HEALTHY_RUN {
-            backoff = Duration::from_secs(1);
-        }
-        let reason = result.err().unwrap_or_else(|| "pipeline ended".into());
-        status.pipeline_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!("camera pipeline: {reason}; restarting in {}s", backoff.as_secs());
-        status.set_pipeline(Pipeline::Error(reason), backoff.as_secs());
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    status.release_presenter(Presenter::Camera);
     status.set_pipeline(Pipeline::Stopped, 0);
 }

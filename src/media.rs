@@ -53,6 +53,19 @@ pub fn nal_types(data: &[u8]) -> Vec<u8> {
     annexb_nalus(data).iter().map(|n| n[0] & 0x1f).collect()
 }
 
+/// Relayed audio (Opus from a browser presenter), passed through without decoding.
+#[derive(Debug, Clone)]
+pub struct AudioPacket {
+    pub payload: Bytes,
+    /// The presenter's RTP timestamp (48 kHz for Opus).
+    pub timestamp: u32,
+    pub marker: bool,
+}
+
+/// The receiving end of keyframe requests, held by whichever presenter is live (the
+/// camera runner or a relayed browser): the lock makes that exclusive.
+pub type KeyframeInbox = std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<()>>>;
+
 /// Sending half of the one upstream signal: "a viewer needs an IDR".
 /// Cheap to clone; never blocks (a full queue means a request is already pending).
 #[derive(Debug, Clone)]

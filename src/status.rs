@@ -4,9 +4,9 @@
 use crate::encode::RunStats;
 use crate::fanout::Hub;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// Who is presenting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -16,6 +16,8 @@ pub enum Presenter {
     None,
     /// The appliance's own camera pipeline.
     Camera,
+    /// A browser (or other WebRTC client) relayed through the appliance.
+    Browser,
 }
 
 /// The camera pipeline's condition.
@@ -40,6 +42,10 @@ pub struct Status {
     inner: Mutex<Inner>,
     /// The compact JSON pushed on viewers' data channels; changes trigger a push.
     pub channel_json: watch::Sender<String>,
+    /// Whether the current presenter sends audio (viewers then get an audio track).
+    pub presenter_audio: AtomicBool,
+    /// Presenter text messages, already wrapped as data-channel JSON, for every viewer.
+    pub texts: broadcast::Sender<String>,
 }
 
 struct Inner {
@@ -95,6 +101,8 @@ impl Status {
                 run: Arc::default(),
             }),
             channel_json: watch::channel(String::new()).0,
+            presenter_audio: AtomicBool::new(false),
+            texts: broadcast::channel(32).0,
         });
         status.refresh_channel();
         status
@@ -129,13 +137,58 @@ impl Status {
         self.refresh_channel();
     }
 
+    /// Becomes the presenter if nobody is; false when another presenter is active.
+    pub fn claim_presenter(&self, who: Presenter, audio: bool) -> bool {
+        let claimed = self.presenter.send_if_modified(|cur| {
+            if *cur == Presenter::None {
+                *cur = who;
+                true
+            } else {
+                false
+            }
+        });
+        if claimed {
+            self.presenter_audio.store(audio, Ordering::Release);
+            self.refresh_channel();
+        }
+        claimed
+    }
+
+    /// Gives up presenting, if `who` is the presenter; viewers are then told it stopped.
+    pub fn release_presenter(&self, who: Presenter) {
+        let released = self.presenter.send_if_modified(|cur| {
+            if *cur == who {
+                *cur = Presenter::None;
+                true
+            } else {
+                false
+            }
+        });
+        if released {
+            self.presenter_audio.store(false, Ordering::Release);
+            self.refresh_channel();
+        }
+    }
+
+    /// Sends a presenter's text to every viewer's data channel. Returns the JSON sent.
+    pub fn broadcast_text(&self, text: &str) -> String {
+        let json = serde_json::json!({"type": "text", "text": text}).to_string();
+        let _ = self.texts.send(json.clone());
+        json
+    }
+
     /// Recomputes the data-channel JSON; watchers are woken only when it changed.
     pub fn refresh_channel(&self) {
-        let live = matches!(self.lock().pipeline, Pipeline::Running);
+        let presenter = *self.presenter.borrow();
+        let live = match presenter {
+            Presenter::Camera => matches!(self.lock().pipeline, Pipeline::Running),
+            Presenter::Browser => true,
+            Presenter::None => false,
+        };
         let json = serde_json::json!({
             "type": "status",
             "viewers": self.viewers.load(Ordering::Relaxed),
-            "presenter": *self.presenter.borrow(),
+            "presenter": presenter,
             "live": live,
         })
         .to_string();
@@ -175,5 +228,50 @@ impl Status {
                 keyframe_requests: h.keyframe_requests.load(Ordering::Relaxed),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::KeyframeRequester;
+
+    fn status() -> Arc<Status> {
+        let (req, _rx) = KeyframeRequester::channel();
+        Status::new(Hub::new(req), 4)
+    }
+
+    #[test]
+    fn exactly_one_presenter_at_a_time() {
+        let s = status();
+        assert!(s.claim_presenter(Presenter::Browser, true));
+        assert!(s.presenter_audio.load(Ordering::Acquire));
+        assert!(!s.claim_presenter(Presenter::Camera, false), "second presenter refused");
+        s.release_presenter(Presenter::Camera);
+        assert_eq!(*s.presenter.borrow(), Presenter::Browser, "only the presenter can release");
+        s.release_presenter(Presenter::Browser);
+        assert_eq!(*s.presenter.borrow(), Presenter::None);
+        assert!(!s.presenter_audio.load(Ordering::Acquire));
+        assert!(s.claim_presenter(Presenter::Camera, false));
+    }
+
+    #[test]
+    fn channel_status_follows_the_presenter() {
+        let s = status();
+        let mut rx = s.channel_json.subscribe();
+        assert!(s.claim_presenter(Presenter::Browser, false));
+        assert!(rx.has_changed().unwrap());
+        let v: serde_json::Value = serde_json::from_str(&rx.borrow_and_update()).unwrap();
+        assert_eq!(v["presenter"], "browser");
+        assert_eq!(v["live"], true);
+    }
+
+    #[test]
+    fn texts_are_wrapped_as_json() {
+        let s = status();
+        let mut rx = s.texts.subscribe();
+        s.broadcast_text("hello \"all\"");
+        let v: serde_json::Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "text", "text": "hello \"all\""}));
     }
 }

@@ -23,6 +23,7 @@ const KNOWN_KEYS: &[&str] = &[
     "camera.width",
     "camera.height",
     "camera.fps",
+    "camera.autostart",
     "encoder.kind",
     "encoder.bitrate_kbps",
     "encoder.keyframe_interval_s",
@@ -178,6 +179,18 @@ impl Reader<'_> {
         }
     }
 
+    fn boolean(&mut self, key: &str) -> Option<bool> {
+        let text = self.text(key)?;
+        match text.trim() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => {
+                self.fail(key, format!("{text:?} is not true or false"));
+                None
+            }
+        }
+    }
+
     fn list(&mut self, key: &str) -> Vec<String> {
         match self.raw(key).map(|v| v.kind.clone()) {
             Some(ValueKind::Array(items)) => {
@@ -249,6 +262,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let width = r.number("camera.width", 16, 7680);
     let height = r.number("camera.height", 16, 4320);
     let fps = r.number("camera.fps", 1, 240);
+    let autostart = r.boolean("camera.autostart");
     let kind = r.parse("encoder.kind");
     let bitrate = r.number("encoder.bitrate_kbps", 100, 50_000);
     let gop = r.number("encoder.keyframe_interval_s", 1, 60);
@@ -287,13 +301,14 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
         return Err(ConfigError::Invalid(r.errors));
     }
     // Every value below is Some: a None always pushed an error, and we returned above.
-    match (listen, source, width, height, fps, kind, bitrate, gop, udp_ports, max) {
+    match (listen, source, width, height, fps, autostart, kind, bitrate, gop, udp_ports, max) {
         (
             Some(listen),
             Some(source),
             Some(width),
             Some(height),
             Some(fps),
+            Some(autostart),
             Some(kind),
             Some(bitrate),
             Some(gop),
@@ -306,6 +321,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 width: width as u32,
                 height: height as u32,
                 fps: fps as u32,
+                autostart,
             },
             encoder: EncoderConfig {
                 kind,
@@ -355,6 +371,17 @@ mod tests {
         assert_eq!(cfg.encoder.bitrate_kbps, 2000);
         assert_eq!(cfg.webrtc.udp_ports, None);
         assert_eq!(cfg.viewers.max, 20);
+        assert!(cfg.camera.autostart);
+    }
+
+    #[test]
+    fn autostart_is_a_boolean_from_file_or_env() {
+        let f = write_temp("[camera]\nautostart = false\n");
+        assert!(!load_file_only(f.path()).unwrap().camera.autostart);
+        let env = [("EDGECAM_CAMERA__AUTOSTART".to_string(), "true".to_string())].into_iter().collect();
+        assert!(load(Some(f.path()), Some(env), &Overrides::default()).unwrap().camera.autostart);
+        let f = write_temp("[camera]\nautostart = \"yes\"\n");
+        assert_eq!(keys(load_file_only(f.path()).unwrap_err()), vec!["camera.autostart"]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct CameraConfig {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// Start the camera at boot. When false a browser may present until it is started.
+    pub autostart: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -6,11 +6,11 @@ mod gate;
 
 pub use gate::{Gate, Verdict};
 
-use crate::media::{EncodedFrame, KeyframeRequester};
+use crate::media::{AudioPacket, EncodedFrame, KeyframeRequester};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// Frames a viewer may have queued before it counts as behind (~0.5 s at 30 fps).
 pub const VIEWER_QUEUE: usize = 16;
@@ -47,6 +47,9 @@ pub struct Hub {
     next_id: AtomicU64,
     keyframes: KeyframeRequester,
     pub stats: HubStats,
+    /// Relayed presenter audio. Audio needs no gate (every Opus packet decodes alone);
+    /// a viewer that lags simply skips packets.
+    pub audio: broadcast::Sender<Arc<AudioPacket>>,
 }
 
 /// A viewer's end of the hub. Dropping it leaves the hub.
@@ -77,6 +80,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             keyframes,
             stats: HubStats::default(),
+            audio: broadcast::channel(64).0,
         })
     }
 

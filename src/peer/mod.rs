@@ -3,7 +3,12 @@
 //! keyframe requests, and pushes status over a data channel when the offer has one.
 
 pub mod keyframe_rtcp;
+pub mod presenter;
 pub mod rtp;
+mod viewer;
+
+pub use presenter::PresenterPeer;
+pub use viewer::ViewerPeer;
 
 use crate::config::{PortRange, WebRtcConfig};
 use crate::fanout::Hub;
@@ -13,7 +18,7 @@ use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
@@ -23,7 +28,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
+use crate::status::Status;
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -36,6 +43,40 @@ use webrtc::peer_connection::{
 /// The H.264 format we send: Constrained Baseline 3.1, packetization-mode 1, which every
 /// browser decodes (Safari shows black on a profile mismatch, Firefox refuses mode 0).
 pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// The video codec every peer uses (payload type 102).
+pub fn h264_codec() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: H264_FMTP.to_owned(),
+            rtcp_feedback: vec![
+                RTCPFeedback { typ: "nack".into(), parameter: String::new() },
+                RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
+                RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
+            ],
+        },
+        payload_type: 102,
+        ..Default::default()
+    }
+}
+
+/// Opus, relayed from a browser presenter (payload type 111).
+pub fn opus_codec() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: 111,
+        ..Default::default()
+    }
+}
 
 /// Why a peer could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -133,11 +174,21 @@ fn random_u32() -> u32 {
     h.finish() as u32
 }
 
+/// Which side of the relay a peer is on; decides what its data channel does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Viewer,
+    Presenter,
+}
+
 /// Events from the webrtc driver, forwarded to the session and to our own tasks.
 struct Handler {
     events: mpsc::UnboundedSender<PeerEvent>,
     connected: watch::Sender<bool>,
-    status: watch::Receiver<String>,
+    status: Arc<Status>,
+    role: Role,
+    /// Remote tracks (a presenter's media) go here.
+    tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
 }
 
 #[async_trait::async_trait]
@@ -162,180 +213,88 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
-        tokio::spawn(push_status(dc, self.status.clone()));
+        tokio::spawn(serve_channel(dc, self.status.clone(), self.role));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(tx) = &self.tracks {
+            let _ = tx.send(track);
+        }
     }
 }
 
-/// Sends the current status on open and on every change, until the channel closes.
-/// Messages from a viewer are ignored: they never reach anyone else.
-async fn push_status(dc: Arc<dyn DataChannel>, mut status: watch::Receiver<String>) {
+/// Longest presenter text relayed to viewers, in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// Serves one data channel until it closes. Everyone gets the status on open and on
+/// every change. Viewers also get the presenter's texts; a presenter's texts go to every
+/// viewer. A viewer's own messages are ignored: they never reach anyone else.
+async fn serve_channel(dc: Arc<dyn DataChannel>, status: Arc<Status>, role: Role) {
+    let mut state = status.channel_json.subscribe();
+    let mut texts = status.texts.subscribe();
     let mut open = false;
     loop {
         tokio::select! {
             evt = dc.poll() => match evt {
                 Some(DataChannelEvent::OnOpen) => {
                     open = true;
-                    let text = status.borrow_and_update().clone();
+                    let text = state.borrow_and_update().clone();
                     if dc.send_text(&text).await.is_err() { return; }
+                }
+                Some(DataChannelEvent::OnMessage(m)) if role == Role::Presenter && m.is_string => {
+                    if m.data.len() <= MAX_TEXT_BYTES {
+                        status.broadcast_text(&String::from_utf8_lossy(&m.data));
+                    }
                 }
                 Some(DataChannelEvent::OnClose) | None => return,
                 Some(_) => {}
             },
-            changed = status.changed() => {
+            changed = state.changed() => {
                 if changed.is_err() { return; }
                 if open {
-                    let text = status.borrow_and_update().clone();
+                    let text = state.borrow_and_update().clone();
                     if dc.send_text(&text).await.is_err() { return; }
                 }
             }
+            text = texts.recv(), if role == Role::Viewer => match text {
+                Ok(text) if open => {
+                    if dc.send_text(&text).await.is_err() { return; }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
         }
     }
 }
 
-/// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
-pub struct ViewerPeer {
-    pc: Arc<dyn PeerConnection>,
-    /// Media sockets are bound to loopback only, so only loopback candidates can pair.
+/// Applies the offer and makes the answer; closes the connection on failure.
+async fn negotiate(
+    pc: &Arc<dyn PeerConnection>,
+    offer: RTCSessionDescription,
+) -> Result<RTCSessionDescription, PeerError> {
+    let result = async {
+        pc.set_remote_description(offer).await.map_err(|e| PeerError::BadOffer(e.to_string()))?;
+        let answer = pc.create_answer(None).await.map_err(webrtc_err)?;
+        pc.set_local_description(answer.clone()).await.map_err(webrtc_err)?;
+        Ok::<_, PeerError>(answer)
+    }
+    .await;
+    if result.is_err() {
+        let _ = pc.close().await;
+    }
+    result
+}
+
+/// Adds a browser's candidate unless it is the end marker or cannot be reached.
+async fn add_remote_candidate(
+    pc: &Arc<dyn PeerConnection>,
     loopback_only: bool,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl ViewerPeer {
-    /// Answers `offer_sdp`; returns the peer and the SDP answer. Local candidates then
-    /// arrive as `PeerEvent::Candidate` on `events` (trickle ICE).
-    pub async fn start(
-        factory: &PeerFactory,
-        offer_sdp: &str,
-        hub: &Arc<Hub>,
-        events: mpsc::UnboundedSender<PeerEvent>,
-        status: watch::Receiver<String>,
-    ) -> Result<(Self, String), PeerError> {
-        let offer = parse_offer(offer_sdp)?;
-        let (connected_tx, connected_rx) = watch::channel(false);
-        let handler = Arc::new(Handler { events, connected: connected_tx, status });
-
-        let codec = RTCRtpCodec {
-            mime_type: MIME_TYPE_H264.to_owned(),
-            clock_rate: 90_000,
-            channels: 0,
-            sdp_fmtp_line: H264_FMTP.to_owned(),
-            rtcp_feedback: vec![
-                RTCPFeedback { typ: "nack".into(), parameter: String::new() },
-                RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
-                RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
-            ],
-        };
-        let pc = build_pc(factory, &codec, handler).await?;
-
-        let ssrc = random_u32();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "edgecam".to_string(),
-            format!("camera-{ssrc:08x}"),
-            "camera".to_string(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                codec: codec.clone(),
-                ..Default::default()
-            }],
-        )));
-        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_err)?;
-        let negotiated = async {
-            pc.set_remote_description(offer).await.map_err(|e| PeerError::BadOffer(e.to_string()))?;
-            let answer = pc.create_answer(None).await.map_err(webrtc_err)?;
-            pc.set_local_description(answer.clone()).await.map_err(webrtc_err)?;
-            Ok::<_, PeerError>(answer)
-        }
-        .await;
-        let answer = match negotiated {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(e);
-            }
-        };
-        let payload_type = sender
-            .get_parameters()
-            .await
-            .ok()
-            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
-        let Some(payload_type) = payload_type.filter(|_| answer_sends_video(&answer.sdp)) else {
-            let _ = pc.close().await;
-            return Err(PeerError::NoVideo);
-        };
-
-        let subscription_hub = hub.clone();
-        let mut tasks = Vec::new();
-        // Writer: starts on connect, subscribing then (which forces an IDR), so the first
-        // picture is a fresh keyframe rather than whatever the GOP had queued.
-        let writer_track = track.clone();
-        let mut connected = connected_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if connected.wait_for(|c| *c).await.is_err() {
-                return;
-            }
-            let mut sub = subscription_hub.subscribe();
-            let mut framer = rtp::RtpFramer::new(ssrc, random_u32() as u16, random_u32());
-            while let Some(frame) = sub.frames.recv().await {
-                for packet in framer.packetize(&frame, payload_type) {
-                    // After the peer closes, writes fail: end this viewer's writer then.
-                    if writer_track.write_rtp(packet).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }));
-        // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests.
-        let rtcp_hub = hub.clone();
-        let mut connected = connected_rx;
-        tasks.push(tokio::spawn(async move {
-            if connected.wait_for(|c| *c).await.is_err() {
-                return;
-            }
-            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
-                if packets.iter().any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref())) {
-                    rtcp_hub.request_keyframe();
-                }
-            }
-        }));
-        let loopback_only = factory.loopback_only();
-        Ok((Self { pc, loopback_only, tasks }, answer.sdp))
+    candidate: RTCIceCandidateInit,
+) -> Result<(), PeerError> {
+    if candidate.candidate.is_empty() || !candidate_usable(&candidate.candidate, loopback_only) {
+        return Ok(());
     }
-
-    /// Adds a remote ICE candidate from the browser.
-    pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
-        if candidate.candidate.is_empty() || !candidate_usable(&candidate.candidate, self.loopback_only) {
-            // End-of-candidates marker, or an address our sockets cannot reach: skip it.
-            return Ok(());
-        }
-        self.pc
-            .add_ice_candidate(candidate)
-            .await
-            .map_err(|e| PeerError::BadCandidate(e.to_string()))
-    }
-
-    /// Ends the session and releases its hub slot.
-    pub async fn close(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let _ = self.pc.close().await;
-    }
-}
-
-impl Drop for ViewerPeer {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let pc = self.pc.clone();
-        // Closing is async; if we are dropped without close(), finish it in the background.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
-    }
+    pc.add_ice_candidate(candidate).await.map_err(|e| PeerError::BadCandidate(e.to_string()))
 }
 
 /// Whether a remote candidate is worth pairing. mDNS (`.local`) names are skipped: the
@@ -379,18 +338,15 @@ fn answer_sends_video(sdp: &str) -> bool {
 
 async fn build_pc(
     factory: &PeerFactory,
-    codec: &RTCRtpCodec,
+    codecs: &[(RTCRtpCodecParameters, RtpCodecKind)],
     handler: Arc<Handler>,
 ) -> Result<Arc<dyn PeerConnection>, PeerError> {
     let mut last_err = String::from("no addresses");
     for addrs in factory.bind_candidates() {
         let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters { rtp_codec: codec.clone(), payload_type: 102, ..Default::default() },
-                RtpCodecKind::Video,
-            )
-            .map_err(webrtc_err)?;
+        for (codec, kind) in codecs {
+            media.register_codec(codec.clone(), *kind).map_err(webrtc_err)?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
         // Last in the chain, so the other interceptors have read the RTCP first.
         let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());

@@ -15,6 +15,8 @@ pub struct Signaling {
     pub hub: Arc<Hub>,
     pub peers: Arc<PeerFactory>,
     pub status: Arc<Status>,
+    /// Keyframe requests from the hub; a relayed presenter holds the lock while live.
+    pub keyframes: crate::media::KeyframeInbox,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
 }

@@ -1,9 +1,10 @@
-//! One WebSocket client's session: at most one viewer peer, candidates queued until
-//! the peer exists, and the presenter's comings and goings relayed to it.
+//! One WebSocket client's session: it is a viewer, the presenter, or neither. Candidates
+//! are queued until its peer exists, and the presenter's comings and goings are relayed.
 
 use super::Signaling;
 use super::protocol::{self, Candidate, ClientMessage, Response, ServerMessage};
-use crate::peer::{CONNECT_TIMEOUT, PeerEvent, ViewerPeer};
+use crate::peer::presenter::offer_sends_audio;
+use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerPeer};
 use crate::status::Presenter;
 use axum::extract::ws::{Message, WebSocket};
 use std::sync::Arc;
@@ -17,35 +18,191 @@ pub const MAX_PENDING_CANDIDATES: usize = 64;
 struct Viewer {
     peer: ViewerPeer,
     _slot: super::ViewerSlot,
+}
+
+/// What this client currently is.
+enum Role {
+    Idle,
+    Viewer(Viewer),
+    Presenter(PresenterPeer),
+}
+
+struct Session {
+    ctx: Arc<Signaling>,
+    role: Role,
+    pending: Vec<Candidate>,
     /// Set until the peer connects; past it the peer is reaped.
     deadline: Option<Instant>,
+    /// Events of the current peer only: each peer gets its own channel, so a closing
+    /// old peer's last events cannot end its successor.
+    events: Option<mpsc::UnboundedReceiver<PeerEvent>>,
+}
+
+impl Session {
+    /// Ends whatever this client was doing. A presenter leaving releases every viewer.
+    async fn release(&mut self) {
+        self.deadline = None;
+        self.events = None;
+        match std::mem::replace(&mut self.role, Role::Idle) {
+            Role::Idle => {}
+            Role::Viewer(v) => v.peer.close().await,
+            Role::Presenter(p) => {
+                self.ctx.status.release_presenter(Presenter::Browser);
+                p.close().await;
+            }
+        }
+    }
+
+    /// A fresh event channel for a new peer.
+    fn peer_events(&mut self) -> mpsc::UnboundedSender<PeerEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(rx);
+        tx
+    }
+
+    fn is_presenter(&self) -> bool {
+        matches!(self.role, Role::Presenter(_))
+    }
+
+    async fn add_candidate(&mut self, c: Candidate) -> Vec<ServerMessage> {
+        let result = match &self.role {
+            Role::Viewer(v) => v.peer.add_candidate(from_wire(c)).await,
+            Role::Presenter(p) => p.add_candidate(from_wire(c)).await,
+            Role::Idle if self.pending.len() < MAX_PENDING_CANDIDATES => {
+                self.pending.push(c);
+                Ok(())
+            }
+            Role::Idle => {
+                return vec![ServerMessage::Error {
+                    message: format!("too many ICE candidates before an offer (limit {MAX_PENDING_CANDIDATES})"),
+                }];
+            }
+        };
+        match result {
+            Ok(()) => vec![],
+            Err(e) => vec![ServerMessage::Error { message: e.to_string() }],
+        }
+    }
+
+    /// Applies candidates that arrived before the peer existed.
+    async fn apply_pending(&mut self) -> Vec<ServerMessage> {
+        let mut out = Vec::new();
+        for c in std::mem::take(&mut self.pending) {
+            out.extend(self.add_candidate(c).await);
+        }
+        out
+    }
+
+    async fn viewer(&mut self, sdp_offer: String) -> Vec<ServerMessage> {
+        // A new offer from the same client replaces what it was doing.
+        self.release().await;
+        let reject = |message: String| vec![ServerMessage::ViewerResponse(Response::Rejected { message })];
+        if *self.ctx.status.presenter.borrow() == Presenter::None {
+            self.pending.clear();
+            return reject("No active presenter. Try again later...".into());
+        }
+        let Some(slot) = self.ctx.reserve_viewer() else {
+            self.pending.clear();
+            return reject(format!(
+                "Too many viewers: this camera serves at most {} at once. Try again later...",
+                self.ctx.status.viewers_max
+            ));
+        };
+        let events = self.peer_events();
+        match ViewerPeer::start(&self.ctx.peers, &sdp_offer, &self.ctx.hub, events, &self.ctx.status).await {
+            Ok((peer, answer)) => {
+                self.role = Role::Viewer(Viewer { peer, _slot: slot });
+                self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
+                let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted { sdp_answer: answer })];
+                out.extend(self.apply_pending().await);
+                out
+            }
+            Err(e) => {
+                self.pending.clear();
+                reject(e.to_string())
+            }
+        }
+    }
+
+    async fn presenter(&mut self, sdp_offer: String) -> Vec<ServerMessage> {
+        self.release().await;
+        let reject = |message: String| vec![ServerMessage::PresenterResponse(Response::Rejected { message })];
+        let status = &self.ctx.status;
+        if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&sdp_offer)) {
+            self.pending.clear();
+            let who = match *status.presenter.borrow() {
+                Presenter::Camera => "the camera is streaming",
+                _ => "a browser is presenting",
+            };
+            return reject(format!("Another presenter is active ({who}). Try again later..."));
+        }
+        let events = self.peer_events();
+        let status = &self.ctx.status;
+        let started = PresenterPeer::start(
+            &self.ctx.peers,
+            &sdp_offer,
+            &self.ctx.hub,
+            self.ctx.keyframes.clone(),
+            events,
+            status,
+        )
+        .await;
+        match started {
+            Ok((peer, answer)) => {
+                self.role = Role::Presenter(peer);
+                self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
+                tracing::info!("a browser is presenting");
+                let mut out = vec![ServerMessage::PresenterResponse(Response::Accepted { sdp_answer: answer })];
+                out.extend(self.apply_pending().await);
+                out
+            }
+            Err(e) => {
+                status.release_presenter(Presenter::Browser);
+                self.pending.clear();
+                reject(e.to_string())
+            }
+        }
+    }
+
+    async fn handle(&mut self, text: &str) -> Vec<ServerMessage> {
+        match protocol::parse(text) {
+            Err(e) => vec![ServerMessage::Error { message: e.to_string() }],
+            Ok(ClientMessage::Viewer { sdp_offer }) => self.viewer(sdp_offer).await,
+            Ok(ClientMessage::Presenter { sdp_offer }) => self.presenter(sdp_offer).await,
+            Ok(ClientMessage::OnIceCandidate { candidate }) => self.add_candidate(candidate).await,
+            Ok(ClientMessage::Stop) => {
+                self.release().await;
+                self.pending.clear();
+                vec![]
+            }
+        }
+    }
 }
 
 /// Runs one client until it closes or the daemon shuts down.
 pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
-    let (events_tx, mut events) = mpsc::unbounded_channel::<PeerEvent>();
     let mut presenter = ctx.status.presenter.subscribe();
     presenter.mark_unchanged();
-    let mut viewer: Option<Viewer> = None;
-    let mut pending: Vec<Candidate> = Vec::new();
     let mut closing = ctx.closing.clone();
+    let mut s = Session { ctx, role: Role::Idle, pending: Vec::new(), deadline: None, events: None };
 
     'session: loop {
-        let deadline = viewer.as_ref().and_then(|v| v.deadline);
+        let deadline = s.deadline;
         let out: Vec<ServerMessage> = tokio::select! {
             // Presenter news first, so a shutting-down daemon still says stopCommunication.
             biased;
             changed = presenter.changed() => {
                 if changed.is_err() { break; }
                 let now = *presenter.borrow_and_update();
-                match now {
-                    Presenter::None => {
-                        let had = viewer.take();
-                        let was_viewing = had.is_some();
-                        if let Some(v) = had { v.peer.close().await; }
-                        if was_viewing { vec![ServerMessage::StopCommunication] } else { vec![] }
+                match (now, &s.role) {
+                    (Presenter::None, Role::Viewer(_)) => {
+                        s.release().await;
+                        vec![ServerMessage::StopCommunication]
                     }
-                    _ => vec![ServerMessage::PresenterAvailable],
+                    (Presenter::None, _) => vec![],
+                    // Our own presenting is no news to us.
+                    (_, Role::Presenter(_)) => vec![],
+                    (_, _) => vec![ServerMessage::PresenterAvailable],
                 }
             },
             _ = daemon_closing(&mut closing) => {
@@ -53,29 +210,29 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
                 break 'session;
             },
             msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    handle(&ctx, text.as_str(), &mut viewer, &mut pending, &events_tx).await
-                }
+                Some(Ok(Message::Text(text))) => s.handle(text.as_str()).await,
                 Some(Ok(Message::Binary(_))) => vec![ServerMessage::Error {
                     message: "binary frames are not part of the protocol; send JSON text".into(),
                 }],
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => vec![], // ping/pong are answered by axum
             },
-            Some(event) = events.recv() => match event {
+            Some(event) = next_event(&mut s.events) => match event {
                 PeerEvent::Candidate(c) => vec![ServerMessage::IceCandidate { candidate: to_wire(c) }],
                 PeerEvent::Connected => {
-                    if let Some(v) = viewer.as_mut() { v.deadline = None; }
+                    s.deadline = None;
                     vec![]
                 }
                 PeerEvent::Gone => {
-                    if let Some(v) = viewer.take() { v.peer.close().await; }
-                    vec![ServerMessage::StopCommunication]
+                    let was_presenter = s.is_presenter();
+                    s.release().await;
+                    if was_presenter { vec![] } else { vec![ServerMessage::StopCommunication] }
                 }
             },
             _ = sleep_until_opt(deadline) => {
-                if let Some(v) = viewer.take() { v.peer.close().await; }
-                vec![ServerMessage::StopCommunication]
+                let was_viewer = matches!(s.role, Role::Viewer(_));
+                s.release().await;
+                if was_viewer { vec![ServerMessage::StopCommunication] } else { vec![] }
             }
         };
         for m in out {
@@ -84,9 +241,7 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
             }
         }
     }
-    if let Some(v) = viewer.take() {
-        v.peer.close().await;
-    }
+    s.release().await;
 }
 
 /// Resolves once the daemon shuts down (the guard `wait_for` returns is not Send).
@@ -94,97 +249,17 @@ async fn daemon_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = closing.wait_for(|c| *c).await;
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<PeerEvent>>) -> Option<PeerEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn handle(
-    ctx: &Arc<Signaling>,
-    text: &str,
-    viewer: &mut Option<Viewer>,
-    pending: &mut Vec<Candidate>,
-    events: &mpsc::UnboundedSender<PeerEvent>,
-) -> Vec<ServerMessage> {
-    let msg = match protocol::parse(text) {
-        Ok(m) => m,
-        Err(e) => return vec![ServerMessage::Error { message: e.to_string() }],
-    };
-    match msg {
-        ClientMessage::Viewer { sdp_offer } => {
-            // A new offer from the same client replaces its previous viewer.
-            if let Some(v) = viewer.take() {
-                v.peer.close().await;
-            }
-            let reject = |message: String| vec![ServerMessage::ViewerResponse(Response::Rejected { message })];
-            if *ctx.status.presenter.borrow() == Presenter::None {
-                pending.clear();
-                return reject("No active presenter. Try again later...".into());
-            }
-            let Some(slot) = ctx.reserve_viewer() else {
-                pending.clear();
-                return reject(format!(
-                    "Too many viewers: this camera serves at most {} at once. Try again later...",
-                    ctx.status.viewers_max
-                ));
-            };
-            let started = ViewerPeer::start(
-                &ctx.peers,
-                &sdp_offer,
-                &ctx.hub,
-                events.clone(),
-                ctx.status.channel_json.subscribe(),
-            )
-            .await;
-            match started {
-                Ok((peer, answer)) => {
-                    let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted { sdp_answer: answer })];
-                    for c in pending.drain(..) {
-                        if let Err(e) = peer.add_candidate(from_wire(c)).await {
-                            out.push(ServerMessage::Error { message: e.to_string() });
-                        }
-                    }
-                    *viewer = Some(Viewer {
-                        peer,
-                        _slot: slot,
-                        deadline: Some(Instant::now() + CONNECT_TIMEOUT),
-                    });
-                    out
-                }
-                Err(e) => {
-                    pending.clear();
-                    reject(e.to_string())
-                }
-            }
-        }
-        ClientMessage::Presenter { .. } => vec![ServerMessage::PresenterResponse(Response::Rejected {
-            message: match *ctx.status.presenter.borrow() {
-                Presenter::Camera => "Another presenter is active: the camera is presenting. Try again later...".into(),
-                Presenter::None => "Presenting from a browser is not enabled on this camera.".into(),
-            },
-        })],
-        ClientMessage::OnIceCandidate { candidate } => match viewer {
-            Some(v) => match v.peer.add_candidate(from_wire(candidate)).await {
-                Ok(()) => vec![],
-                Err(e) => vec![ServerMessage::Error { message: e.to_string() }],
-            },
-            None if pending.len() < MAX_PENDING_CANDIDATES => {
-                pending.push(candidate);
-                vec![]
-            }
-            None => vec![ServerMessage::Error {
-                message: format!("too many ICE candidates before an offer (limit {MAX_PENDING_CANDIDATES})"),
-            }],
-        },
-        ClientMessage::Stop => {
-            if let Some(v) = viewer.take() {
-                v.peer.close().await;
-            }
-            pending.clear();
-            vec![]
-        }
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,373 @@
+//! A relayed presenter: a browser (or any WebRTC client) that sends H.264 (and Opus) to
+//! the appliance. Its video is reassembled into access units and published to the hub,
+//! so viewers get it exactly like the camera; its audio goes to the hub's audio relay.
+//! Keyframe requests from viewers reach it as PLI, coalesced like the camera's.
+
+use super::*;
+use crate::encode::pacer::{KeyframePacer, MIN_GAP};
+use crate::media::{AudioPacket, EncodedFrame, KeyframeInbox, nal, nal_types};
+use bytes::{Bytes, BytesMut};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+use webrtc::media_stream::track_remote::TrackRemoteEvent;
+
+/// A browser presenting through the appliance.
+pub struct PresenterPeer {
+    pc: Arc<dyn PeerConnection>,
+    loopback_only: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Whether an offer sends audio (an `m=audio` section with a port and not receive-only).
+pub fn offer_sends_audio(sdp: &str) -> bool {
+    let mut in_audio = false;
+    let mut sends = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_audio && sends {
+                return true;
+            }
+            in_audio = m.starts_with("audio ") && !m.starts_with("audio 0 ");
+            sends = in_audio;
+        } else if in_audio && (line == "a=recvonly" || line == "a=inactive") {
+            sends = false;
+        }
+    }
+    in_audio && sends
+}
+
+impl PresenterPeer {
+    /// Answers a presenter's offer (H.264 video, optional Opus audio, optional data channel).
+    pub async fn start(
+        factory: &PeerFactory,
+        offer_sdp: &str,
+        hub: &Arc<Hub>,
+        keyframes: KeyframeInbox,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        status: &Arc<Status>,
+    ) -> Result<(Self, String), PeerError> {
+        let offer = parse_offer(offer_sdp)?;
+        let (connected_tx, _connected_rx) = watch::channel(false);
+        let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
+        let handler = Arc::new(Handler {
+            events,
+            connected: connected_tx,
+            status: status.clone(),
+            role: Role::Presenter,
+            tracks: Some(tracks_tx),
+        });
+        // Only H.264 is accepted for video, so viewers can always take what it sends.
+        let codecs = [(h264_codec(), RtpCodecKind::Video), (opus_codec(), RtpCodecKind::Audio)];
+        let pc = build_pc(factory, &codecs, handler).await?;
+        let answer = negotiate(&pc, offer).await?;
+        if !answer_receives_video(&answer.sdp) {
+            let _ = pc.close().await;
+            return Err(PeerError::NoVideo);
+        }
+
+        let hub = hub.clone();
+        let keyframe_count = Arc::new(AtomicU64::new(0));
+        let (video_tx, video_rx) = watch::channel::<Option<(Arc<dyn TrackRemote>, u32)>>(None);
+        let mut tasks = Vec::new();
+        let relay_hub = hub.clone();
+        let relay_count = keyframe_count.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut relays = Vec::new();
+            while let Some(track) = tracks_rx.recv().await {
+                let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+                match track.kind().await {
+                    RtpCodecKind::Video => {
+                        let _ = video_tx.send(Some((track.clone(), ssrc)));
+                        relays.push(AbortOnDrop(tokio::spawn(relay_video(track, relay_hub.clone(), relay_count.clone()))));
+                    }
+                    RtpCodecKind::Audio => {
+                        relays.push(AbortOnDrop(tokio::spawn(relay_audio(track, relay_hub.clone()))));
+                    }
+                    _ => {}
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(forward_keyframe_requests(keyframes, video_rx, keyframe_count)));
+        let loopback_only = factory.loopback_only();
+        Ok((Self { pc, loopback_only, tasks }, answer.sdp))
+    }
+
+    /// Adds a remote ICE candidate from the presenter.
+    pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
+        add_remote_candidate(&self.pc, self.loopback_only, candidate).await
+    }
+
+    /// Ends the session.
+    pub async fn close(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Drop for PresenterPeer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let pc = self.pc.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether our answer receives video from the presenter.
+fn answer_receives_video(sdp: &str) -> bool {
+    let mut in_video = false;
+    let mut receives = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_video && receives {
+                return true;
+            }
+            in_video = m.starts_with("video ") && !m.starts_with("video 0 ");
+            receives = in_video;
+        } else if in_video && (line == "a=inactive" || line == "a=sendonly") {
+            receives = false;
+        }
+    }
+    in_video && receives
+}
+
+/// Holds the keyframe inbox while presenting: viewers' requests become PLIs to the
+/// presenter, at most one per `MIN_GAP`, none when a keyframe came anyway.
+async fn forward_keyframe_requests(
+    inbox: KeyframeInbox,
+    mut video: watch::Receiver<Option<(Arc<dyn TrackRemote>, u32)>>,
+    keyframes: Arc<AtomicU64>,
+) {
+    let mut requests = inbox.lock().await;
+    let Ok(track) = video.wait_for(|v| v.is_some()).await.map(|v| v.clone()) else { return };
+    let Some((track, media_ssrc)) = track else { return };
+    let mut pacer = KeyframePacer::new(MIN_GAP);
+    loop {
+        let due = pacer.due(keyframes.load(std::sync::atomic::Ordering::Relaxed));
+        tokio::select! {
+            req = requests.recv() => match req {
+                Some(()) => pacer.request(keyframes.load(std::sync::atomic::Ordering::Relaxed)),
+                None => return,
+            },
+            _ = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
+                    return;
+                }
+                pacer.forced(Instant::now());
+            }
+        }
+    }
+}
+
+/// Reassembles RTP into access units (by timestamp and marker bit). After a lost packet
+/// nothing is published until the next IDR, since viewers could not decode it.
+pub struct AccessUnitAssembler {
+    depacketizer: H264Packet,
+    au: BytesMut,
+    au_timestamp: Option<u32>,
+    broken: bool,
+    last_seq: Option<u16>,
+    need_keyframe: bool,
+    /// 90 kHz ticks before the current timestamp epoch, for unwrapping.
+    base_ticks: u64,
+    last_timestamp: Option<u32>,
+}
+
+impl Default for AccessUnitAssembler {
+    fn default() -> Self {
+        Self {
+            depacketizer: H264Packet::default(),
+            au: BytesMut::new(),
+            au_timestamp: None,
+            broken: false,
+            last_seq: None,
+            need_keyframe: true,
+            base_ticks: 0,
+            last_timestamp: None,
+        }
+    }
+}
+
+/// What one packet produced.
+#[derive(Debug, Default)]
+pub struct Assembled {
+    pub frames: Vec<EncodedFrame>,
+    /// A packet was lost: ask the presenter for an IDR.
+    pub need_keyframe: bool,
+}
+
+impl AccessUnitAssembler {
+    pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: &Bytes) -> Assembled {
+        let mut out = Assembled::default();
+        if let Some(ts) = self.au_timestamp
+            && ts != timestamp
+        {
+            // A new picture began without the previous one's marker: finish it first.
+            self.flush(&mut out);
+        }
+        if let Some(last) = self.last_seq
+            && seq != last.wrapping_add(1)
+        {
+            self.broken = true;
+        }
+        self.last_seq = Some(seq);
+        self.au_timestamp = Some(timestamp);
+        match self.depacketizer.depacketize(payload) {
+            Ok(bytes) => self.au.extend_from_slice(&bytes),
+            Err(_) => self.broken = true,
+        }
+        if marker {
+            self.flush(&mut out);
+        }
+        out
+    }
+
+    fn pts(&mut self, timestamp: u32) -> Duration {
+        if let Some(last) = self.last_timestamp {
+            // Signed difference copes with wrap-around and small reordering.
+            let delta = timestamp.wrapping_sub(last) as i32;
+            self.base_ticks = self.base_ticks.saturating_add_signed(delta as i64);
+        }
+        self.last_timestamp = Some(timestamp);
+        Duration::from_nanos(self.base_ticks.saturating_mul(1_000_000_000) / 90_000)
+    }
+
+    fn flush(&mut self, out: &mut Assembled) {
+        let data = std::mem::take(&mut self.au).freeze();
+        let Some(timestamp) = self.au_timestamp.take() else { return };
+        if std::mem::take(&mut self.broken) {
+            self.need_keyframe = true;
+            out.need_keyframe = true;
+            return;
+        }
+        if data.is_empty() {
+            return;
+        }
+        let keyframe = nal_types(&data).contains(&nal::IDR);
+        if self.need_keyframe && !keyframe {
+            return;
+        }
+        self.need_keyframe = false;
+        let pts = self.pts(timestamp);
+        out.frames.push(EncodedFrame { data, pts, keyframe });
+    }
+}
+
+async fn relay_video(track: Arc<dyn TrackRemote>, hub: Arc<Hub>, keyframes: Arc<AtomicU64>) {
+    let mut assembler = AccessUnitAssembler::default();
+    while let Some(evt) = track.poll().await {
+        if let TrackRemoteEvent::OnRtpPacket(p) = evt {
+            let out = assembler.push(p.header.sequence_number, p.header.timestamp, p.header.marker, &p.payload);
+            if out.need_keyframe {
+                hub.request_keyframe();
+            }
+            for frame in out.frames {
+                if frame.keyframe {
+                    keyframes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                hub.publish(frame);
+            }
+        }
+    }
+}
+
+async fn relay_audio(track: Arc<dyn TrackRemote>, hub: Arc<Hub>) {
+    while let Some(evt) = track.poll().await {
+        if let TrackRemoteEvent::OnRtpPacket(p) = evt {
+            let _ = hub.audio.send(Arc::new(AudioPacket {
+                payload: p.payload,
+                timestamp: p.header.timestamp,
+                marker: p.header.marker,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Single-NAL packets: SPS, PPS, IDR slice of frame 1, then a P slice of frame 2.
+    fn nal(t: u8) -> Bytes {
+        Bytes::from(vec![t, 0xaa, 0xbb])
+    }
+
+    #[test]
+    fn assembles_access_units_by_marker_and_timestamp() {
+        let mut a = AccessUnitAssembler::default();
+        assert!(a.push(1, 1000, false, &nal(0x67)).frames.is_empty());
+        assert!(a.push(2, 1000, false, &nal(0x68)).frames.is_empty());
+        let out = a.push(3, 1000, true, &nal(0x65));
+        assert_eq!(out.frames.len(), 1);
+        assert!(out.frames[0].keyframe);
+        assert_eq!(nal_types(&out.frames[0].data), vec![7, 8, 5]);
+        assert_eq!(out.frames[0].pts, Duration::ZERO);
+        // No marker on frame 2, the next timestamp finishes it.
+        assert!(a.push(4, 4000, false, &nal(0x41)).frames.is_empty());
+        let out = a.push(5, 7000, true, &nal(0x41));
+        assert_eq!(out.frames.len(), 2);
+        assert!(!out.frames[0].keyframe);
+        assert_eq!(out.frames[0].pts, Duration::from_millis(33) + Duration::from_micros(333) + Duration::from_nanos(333));
+    }
+
+    #[test]
+    fn waits_for_an_idr_and_drops_after_loss() {
+        let mut a = AccessUnitAssembler::default();
+        assert!(a.push(1, 0, true, &nal(0x41)).frames.is_empty(), "starts at an IDR");
+        assert_eq!(a.push(2, 3000, true, &nal(0x65)).frames.len(), 1);
+        assert_eq!(a.push(3, 6000, true, &nal(0x41)).frames.len(), 1);
+        let out = a.push(5, 9000, true, &nal(0x41)); // seq 4 lost
+        assert!(out.frames.is_empty() && out.need_keyframe);
+        assert!(a.push(6, 12000, true, &nal(0x41)).frames.is_empty(), "still waiting for an IDR");
+        assert_eq!(a.push(7, 15000, true, &nal(0x65)).frames.len(), 1);
+    }
+
+    #[test]
+    fn timestamps_unwrap() {
+        let mut a = AccessUnitAssembler::default();
+        a.push(1, u32::MAX - 1499, true, &nal(0x65));
+        let out = a.push(2, 1500, true, &nal(0x41));
+        assert_eq!(out.frames[0].pts, Duration::from_nanos(3000 * 1_000_000_000 / 90_000));
+    }
+
+    #[test]
+    fn garbage_payloads_do_not_panic() {
+        let mut a = AccessUnitAssembler::default();
+        for (i, p) in [vec![], vec![0x1c], vec![0x1c, 0x85], vec![0x18, 0, 9, 1], vec![0xff; 40]].into_iter().enumerate() {
+            let _ = a.push(i as u16, i as u32, true, &Bytes::from(p));
+        }
+    }
+
+    #[test]
+    fn detects_audio_in_offers() {
+        assert!(offer_sends_audio("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 x 96\r\n"));
+        assert!(offer_sends_audio("v=0\nm=video 9 x 96\nm=audio 9 x 111\na=sendrecv\n"));
+        assert!(!offer_sends_audio("v=0\nm=audio 9 x 111\na=recvonly\nm=video 9 x 96\n"));
+        assert!(!offer_sends_audio("v=0\nm=video 9 x 96\n"));
+        assert!(!offer_sends_audio("v=0\nm=audio 0 x 111\n"));
+    }
+}

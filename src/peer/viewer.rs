@@ -1,0 +1,179 @@
+//! A viewer's WebRTC session: answers the browser's offer, feeds its own video track from
+//! the hub (and an audio track from a relayed presenter's audio), and turns the browser's
+//! PLI/FIR into keyframe requests.
+
+use super::*;
+use crate::media::AudioPacket;
+
+/// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
+pub struct ViewerPeer {
+    pc: Arc<dyn PeerConnection>,
+    /// Media sockets are bound to loopback only, so only loopback candidates can pair.
+    loopback_only: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn local_track(kind: RtpCodecKind, ssrc: u32, codec: &RTCRtpCodecParameters) -> Arc<TrackLocalStaticRTP> {
+    let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "edgecam".to_string(),
+        format!("{label}-{ssrc:08x}"),
+        label.to_string(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec: codec.rtp_codec.clone(),
+            ..Default::default()
+        }],
+    )))
+}
+
+async fn negotiated_pt(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> Option<u8> {
+    sender.get_parameters().await.ok().and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
+}
+
+impl ViewerPeer {
+    /// Answers `offer_sdp`; returns the peer and the SDP answer. Local candidates then
+    /// arrive as `PeerEvent::Candidate` on `events` (trickle ICE).
+    pub async fn start(
+        factory: &PeerFactory,
+        offer_sdp: &str,
+        hub: &Arc<Hub>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        status: &Arc<Status>,
+    ) -> Result<(Self, String), PeerError> {
+        let offer = parse_offer(offer_sdp)?;
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let handler = Arc::new(Handler {
+            events,
+            connected: connected_tx,
+            status: status.clone(),
+            role: Role::Viewer,
+            tracks: None,
+        });
+        let video_codec = h264_codec();
+        let audio_codec = opus_codec();
+        let codecs = [(video_codec.clone(), RtpCodecKind::Video), (audio_codec.clone(), RtpCodecKind::Audio)];
+        let pc = build_pc(factory, &codecs, handler).await?;
+
+        let ssrc = random_u32();
+        let track = local_track(RtpCodecKind::Video, ssrc, &video_codec);
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_err)?;
+        // Audio only when the presenter sends it (a browser presenter with a microphone).
+        let audio = if status.presenter_audio.load(std::sync::atomic::Ordering::Acquire)
+            && offer_sdp.contains("m=audio")
+        {
+            let assrc = random_u32();
+            let t = local_track(RtpCodecKind::Audio, assrc, &audio_codec);
+            let s = pc.add_track(t.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_err)?;
+            Some((t, s, assrc))
+        } else {
+            None
+        };
+        let answer = negotiate(&pc, offer).await?;
+        let Some(payload_type) = negotiated_pt(&sender).await.filter(|_| answer_sends_video(&answer.sdp)) else {
+            let _ = pc.close().await;
+            return Err(PeerError::NoVideo);
+        };
+
+        let mut tasks = Vec::new();
+        // Writer: starts on connect, subscribing then (which forces an IDR), so the first
+        // picture is a fresh keyframe rather than whatever the GOP had queued.
+        let subscription_hub = hub.clone();
+        let writer_track = track.clone();
+        let mut connected = connected_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            let mut sub = subscription_hub.subscribe();
+            let mut framer = rtp::RtpFramer::new(ssrc, random_u32() as u16, random_u32());
+            while let Some(frame) = sub.frames.recv().await {
+                for packet in framer.packetize(&frame, payload_type) {
+                    // After the peer closes, writes fail: end this viewer's writer then.
+                    if writer_track.write_rtp(packet).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+        if let Some((atrack, asender, assrc)) = audio
+            && let Some(apt) = negotiated_pt(&asender).await
+        {
+            let mut rx = hub.audio.subscribe();
+            let mut connected = connected_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if connected.wait_for(|c| *c).await.is_err() {
+                    return;
+                }
+                let mut seq = random_u32() as u16;
+                loop {
+                    let packet: Arc<AudioPacket> = match rx.recv().await {
+                        Ok(p) => p,
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    seq = seq.wrapping_add(1);
+                    let out = rtc::rtp::packet::Packet {
+                        header: rtc::rtp::header::Header {
+                            version: 2,
+                            marker: packet.marker,
+                            payload_type: apt,
+                            sequence_number: seq,
+                            timestamp: packet.timestamp,
+                            ssrc: assrc,
+                            ..Default::default()
+                        },
+                        payload: packet.payload.clone(),
+                    };
+                    if atrack.write_rtp(out).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests.
+        let rtcp_hub = hub.clone();
+        let mut connected = connected_rx;
+        tasks.push(tokio::spawn(async move {
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
+                if packets.iter().any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref())) {
+                    rtcp_hub.request_keyframe();
+                }
+            }
+        }));
+        let loopback_only = factory.loopback_only();
+        Ok((Self { pc, loopback_only, tasks }, answer.sdp))
+    }
+
+    /// Adds a remote ICE candidate from the browser.
+    pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
+        add_remote_candidate(&self.pc, self.loopback_only, candidate).await
+    }
+
+    /// Ends the session and releases its hub slot.
+    pub async fn close(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Drop for ViewerPeer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let pc = self.pc.clone();
+        // Closing is async; if we are dropped without close(), finish it in the background.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
