@@ -16,7 +16,9 @@ struct Assets;
 /// Builds the router; `signaling` carries everything handlers need.
 pub fn router(signaling: Arc<Signaling>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(|| page("index.html")))
+        .route("/presenter", get(|| page("presenter.html")))
+        .route("/presenter.js", get(|| asset("presenter.js")))
         .route("/app.js", get(|| asset("app.js")))
         .route("/style.css", get(|| asset("style.css")))
         .route("/one2many", get(websocket))
@@ -26,27 +28,33 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .with_state(signaling)
 }
 
-/// The viewer page with its script and stylesheet inlined: one request instead of three
-/// gets the page to its WebSocket sooner (the first picture is that much earlier).
-async fn index() -> Response {
-    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let page = PAGE.get_or_init(|| {
+/// A page with its script and stylesheet inlined: one request instead of three gets
+/// the page to its WebSocket sooner (the first picture is that much earlier).
+async fn page(html: &'static str) -> Response {
+    static PAGES: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> = std::sync::OnceLock::new();
+    let pages = PAGES.get_or_init(|| {
         let text = |name: &str| {
             Assets::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned()).unwrap_or_default()
         };
-        inline_assets(&text("index.html"), &text("style.css"), &text("app.js"))
+        [("index.html", "app.js"), ("presenter.html", "presenter.js")]
+            .into_iter()
+            .map(|(h, j)| (h, inline_assets(&text(h), &text("style.css"), j, &text(j))))
+            .collect()
     });
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
-        page.clone(),
-    )
-        .into_response()
+    match pages.get(html) {
+        Some(body) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+            body.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
 }
 
-/// Replaces the page's `/style.css` link and `/app.js` script tag with their contents.
-pub fn inline_assets(html: &str, css: &str, js: &str) -> String {
+/// Replaces the page's `/style.css` link and its `/<js_name>` script tag with their contents.
+pub fn inline_assets(html: &str, css: &str, js_name: &str, js: &str) -> String {
     html.replace(r#"<link rel="stylesheet" href="/style.css">"#, &format!("<style>\n{css}</style>"))
-        .replace(r#"<script src="/app.js"></script>"#, &format!("<script>\n{js}</script>"))
+        .replace(&format!(r#"<script src="/{js_name}"></script>"#), &format!("<script>\n{js}</script>"))
 }
 
 async fn asset(name: &'static str) -> Response {
@@ -91,7 +99,7 @@ mod tests {
     #[test]
     fn the_page_inlines_its_script_and_style() {
         let html = String::from_utf8(Assets::get("index.html").unwrap().data.into_owned()).unwrap();
-        let page = inline_assets(&html, "body{}", "let x = 1;");
+        let page = inline_assets(&html, "body{}", "app.js", "let x = 1;");
         assert!(page.contains("<style>\nbody{}</style>"));
         assert!(page.contains("<script>\nlet x = 1;</script>"));
         assert!(!page.contains("src=\"/app.js\""), "script tag replaced");
@@ -105,5 +113,14 @@ mod tests {
             assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
         }
         assert!(html.contains("autoplay muted playsinline"));
+    }
+
+    #[test]
+    fn the_presenter_page_has_its_controls() {
+        let html = String::from_utf8(Assets::get("presenter.html").unwrap().data.into_owned()).unwrap();
+        for id in ["video", "start", "stop", "text", "send", "viewers", "state", "audio"] {
+            assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
+        }
+        assert!(html.contains(r#"<script src="/presenter.js"></script>"#));
     }
 }

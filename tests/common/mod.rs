@@ -56,7 +56,9 @@ impl Daemon {
             .expect("daemon ran");
         });
         let d = Self { addr, stop: Some(tx), task: Some(task) };
-        d.wait_running().await;
+        if !extra.contains(&("EDGECAM_CAMERA__AUTOSTART", "false")) {
+            d.wait_running().await;
+        }
         d
     }
 

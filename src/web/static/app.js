@@ -8,6 +8,8 @@
   const badge = document.getElementById('state');
   const viewersEl = document.getElementById('viewers');
   const messageEl = document.getElementById('message');
+  const unmuteBtn = document.getElementById('unmute');
+  unmuteBtn.onclick = () => { video.muted = false; unmuteBtn.hidden = true; video.play().catch(() => {}); };
 
   let ws = null;
   let pc = null;
@@ -15,6 +17,10 @@
   let wsBackoff = 500;
   // Milliseconds since page load at each step of the first join (diagnostics, benchmarks).
   const timings = {};
+  // Presenter texts received on the data channel, oldest first.
+  const texts = [];
+  // Kurento message ids received, for diagnostics.
+  const received = [];
   const mark = (name) => { if (!(name in timings)) timings[name] = Math.round(performance.now()); };
 
   function setState(state, text) {
@@ -48,12 +54,20 @@
     const peer = new RTCPeerConnection();
     pc = peer;
     peer.addTransceiver('video', { direction: 'recvonly' });
+    // Audio flows only when a browser presenter sends it; the camera has none.
+    peer.addTransceiver('audio', { direction: 'recvonly' });
+    const stream = new MediaStream();
     const dc = peer.createDataChannel('status');
     dc.onmessage = (e) => onChannelMessage(e.data);
     peer.ontrack = (e) => {
-      video.srcObject = e.streams[0] || new MediaStream([e.track]);
-      video.play().catch(() => {});
-      markFirstFrame();
+      stream.addTrack(e.track);
+      if (video.srcObject !== stream) video.srcObject = stream;
+      if (e.track.kind === 'audio') {
+        e.track.onunmute = () => { unmuteBtn.hidden = !video.muted; };
+      } else {
+        video.play().catch(() => {});
+        markFirstFrame();
+      }
     };
     peer.onicecandidate = (e) => { if (e.candidate) send({ id: 'onIceCandidate', candidate: e.candidate }); };
     peer.onconnectionstatechange = () => {
@@ -84,12 +98,14 @@
       viewersEl.textContent = msg.viewers + ' watching';
     } else if (msg.type === 'text' && typeof msg.text === 'string') {
       messageEl.textContent = msg.text;
+      texts.push(msg.text);
     }
   }
 
   async function onMessage(event) {
     let msg;
     try { msg = JSON.parse(event.data); } catch { return; }
+    received.push(msg.id);
     switch (msg.id) {
       case 'viewerResponse':
         if (msg.response === 'accepted' && pc) {
@@ -143,7 +159,7 @@
   }
 
   // For diagnostics and automated tests.
-  window.edgecam = { get pc() { return pc; }, get ws() { return ws; }, get firstFrameMs() { return firstFrameMs; }, timings };
+  window.edgecam = { get pc() { return pc; }, get ws() { return ws; }, get firstFrameMs() { return firstFrameMs; }, timings, texts, received };
   setState('connecting');
   connect();
   startViewer();
