@@ -29,6 +29,8 @@ pub struct Received {
     pub packets: u64,
     /// Data-channel text messages.
     pub channel: Vec<String>,
+    /// Signaling messages received after the viewerResponse.
+    pub signaling: Vec<Value>,
 }
 
 struct Handler {
@@ -78,6 +80,13 @@ impl RustViewer {
     /// Connects, sends `viewer` with a recv-only video offer (plus a data channel), and
     /// returns once the response arrived; ICE then trickles in the background.
     pub async fn join(ws_url: &str) -> Self {
+        Self::join_with(ws_url, false).await
+    }
+
+    /// With `candidates_first`, every local candidate is sent *before* the `viewer`
+    /// message and the server's candidates are ignored: the connection then comes up
+    /// only if the server queued ours and applied them once the peer existed.
+    pub async fn join_with(ws_url: &str, candidates_first: bool) -> Self {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Received::default()));
         let handler = Arc::new(Handler { candidates: cand_tx, received: received.clone() });
@@ -108,6 +117,15 @@ impl RustViewer {
         pc.set_local_description(offer.clone()).await.expect("set local");
 
         let mut ws = Ws::connect(ws_url).await;
+        if candidates_first {
+            // Gathering on loopback is immediate; take what comes within a short pause.
+            let mut sent = 0;
+            while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(if sent == 0 { 3000 } else { 300 }), cand_rx.recv()).await {
+                ws.send_json(&json!({"id": "onIceCandidate", "candidate": c})).await;
+                sent += 1;
+            }
+            assert!(sent > 0, "client gathered no candidates");
+        }
         ws.send_json(&json!({"id": "viewer", "sdpOffer": offer.sdp})).await;
         let answer = loop {
             let m = ws.recv().await;
@@ -124,6 +142,7 @@ impl RustViewer {
         // Pump: our candidates out, theirs in, until told to stop; then hand the socket back.
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
         let pump_pc = pc.clone();
+        let pump_received = received.clone();
         let pump = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -132,11 +151,12 @@ impl RustViewer {
                         ws.send_json(&json!({"id": "onIceCandidate", "candidate": c})).await;
                     }
                     m = ws.recv_timeout(3600) => match m {
-                        Some(m) if m["id"] == "iceCandidate" => {
+                        Some(m) if m["id"] == "iceCandidate" && !candidates_first => {
+                            pump_received.lock().unwrap().signaling.push(m.clone());
                             let c: RTCIceCandidateInit = serde_json::from_value(m["candidate"].clone()).expect("candidate");
                             let _ = pump_pc.add_ice_candidate(c).await;
                         }
-                        Some(_) => {}
+                        Some(m) => pump_received.lock().unwrap().signaling.push(m),
                         None => {
                             let _ = (&mut stop_rx).await;
                             return ws;
@@ -148,6 +168,32 @@ impl RustViewer {
         Self { pc, received, answer, pump, stop_pump: stop_tx }
     }
 
+    /// A real recv-only video offer from a throwaway peer (for abort tests).
+    pub async fn offer_sdp() -> String {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().expect("codecs");
+        let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let handler = Arc::new(Handler { candidates: tx, received: Arc::default() });
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .build()
+            .await
+            .expect("peer");
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() }),
+        )
+        .await
+        .expect("transceiver");
+        let offer = pc.create_offer(None).await.expect("offer");
+        let _ = pc.close().await;
+        offer.sdp
+    }
+
     /// Waits until at least `n` access units arrived (bounded).
     pub async fn wait_frames(&self, n: usize, secs: u64) -> usize {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -155,6 +201,20 @@ impl RustViewer {
             let got = self.received.lock().unwrap().access_units.len();
             if got >= n || Instant::now() > deadline {
                 return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (bounded) for a signaling message with this id.
+    pub async fn wait_message(&self, id: &str, secs: u64) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(m) = self.received.lock().unwrap().signaling.iter().find(|m| m["id"] == id) {
+                return Some(m.clone());
+            }
+            if Instant::now() > deadline {
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
