@@ -89,7 +89,22 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
     }
     let s = daemon.wait_status(10, |s| s["presenter"] == "none" && s["viewers"] == 0).await;
     assert_eq!(s["fanout"]["subscribed"], 0);
-    drop((v1, v2));
+
+    // A new presenter: the offline viewer pages rejoin by themselves (presenterAvailable)
+    // and get a picture at once (their joins reach the presenter as keyframe requests).
+    let again = browser.open(&daemon.url("/presenter")).await;
+    wait(&again, "typeof window.edgecam", 10, "presenter page", |v| v == "object").await;
+    again.eval("document.getElementById('audio').checked = false; window.edgecam.start(); true").await;
+    wait(&again, "document.getElementById('state').textContent", 30, "presenter live again", |v| v == "live").await;
+    for v in [&v1, &v2] {
+        let before = v.eval(VIEWER_PROBE).await["frames"].as_u64().unwrap_or(0);
+        wait(v, VIEWER_PROBE, 30, "viewer live again", |p| {
+            p["badge"] == "live" && p["frames"].as_u64().unwrap_or(0) > before + 10
+        })
+        .await;
+    }
+    daemon.wait_status(10, |s| s["viewers"] == 2 && s["presenter"] == "browser").await;
+    drop((v1, v2, again));
     drop(browser);
     daemon.stop().await;
 }
