@@ -3,6 +3,8 @@
 
 use crate::capture::{Source, Want};
 use crate::config::Config;
+use crate::control::Control;
+use crate::gpio::Pins;
 use crate::encode::{self, EncodeSettings, RunStats, pipeline};
 use crate::fanout::Hub;
 use crate::media::{KeyframeInbox, KeyframeRequester};
@@ -27,21 +29,42 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let pins = crate::gpio::open(&config.gpio)?;
+    serve_with(config, listener, shutdown, pins).await
+}
+
+/// Like `serve`, with the GPIO pins given (tests pass a simulator they keep a handle to).
+pub async fn serve_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    pins: Arc<dyn Pins>,
+) -> anyhow::Result<()> {
     encode::runner::init()?;
+    let control = Arc::new(Control::new(
+        config.camera.autostart,
+        config.state.dir.clone(),
+        config.gpio.long_press_action,
+    ));
     let (requester, keyframes) = KeyframeRequester::channel();
     let inbox: KeyframeInbox = Arc::new(tokio::sync::Mutex::new(keyframes));
     let hub = Hub::new(requester);
     let status = Status::new(hub.clone(), config.viewers.max);
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Whether the camera should stream; the camera presents only while this is true.
-    let (camera_on_tx, camera_on) = watch::channel(config.camera.autostart);
-
     let camera = tokio::spawn(supervise_camera(
         config.clone(),
         hub.clone(),
         inbox.clone(),
         status.clone(),
-        camera_on,
+        control.camera_on(),
+        control.restarts(),
+        stop_rx.clone(),
+    ));
+    let gpio = tokio::spawn(crate::gpio::run(
+        pins,
+        config.gpio.clone(),
+        control.clone(),
+        status.clone(),
         stop_rx.clone(),
     ));
     let signaling = Arc::new(Signaling {
@@ -49,6 +72,7 @@ pub async fn serve(
         peers: PeerFactory::new(config.webrtc.clone()),
         status: status.clone(),
         keyframes: inbox,
+        control: control.clone(),
         closing: stop_rx.clone(),
     });
     let router = crate::web::router(signaling);
@@ -60,11 +84,16 @@ pub async fn serve(
             shutdown.await;
             // Tell viewers the presenter is gone so their pages show offline, then stop media.
             status.set_presenter(Presenter::None);
-            let _ = camera_on_tx.send(false);
+            control.shutdown();
             let _ = stop_tx.send(true);
         })
         .await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), camera).await;
+    // The pipeline goes to NULL (camera released) and the LEDs go dark before we return.
+    let _ = tokio::time::timeout(Duration::from_millis(1500), async {
+        let _ = camera.await;
+        let _ = gpio.await;
+    })
+    .await;
     Ok(())
 }
 
@@ -81,6 +110,7 @@ async fn supervise_camera(
     inbox: KeyframeInbox,
     status: Arc<Status>,
     mut camera_on: watch::Receiver<bool>,
+    restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let want = Want { width: config.camera.width, height: config.camera.height, fps: config.camera.fps };
@@ -121,10 +151,13 @@ async fn supervise_camera(
             let started = Instant::now();
             let mut off = camera_on.clone();
             let mut stop_run = stop.clone();
+            let mut restart = restarts.clone();
+            let restart_at_start = *restart.borrow_and_update();
             let stop_fut = async move {
                 tokio::select! {
                     _ = until(&mut stop_run, true) => {}
                     _ = until(&mut off, false) => {}
+                    _ = restart.changed() => {}
                 }
             };
             let result: Result<(), String> = match resolved {
@@ -162,6 +195,12 @@ async fn supervise_camera(
                 status.release_presenter(Presenter::Camera);
                 tracing::info!("camera stopped");
                 continue 'daemon;
+            }
+            if *restarts.borrow() != restart_at_start {
+                // Asked to reopen the camera (long press): at once, no backoff.
+                status.pipeline_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("camera pipeline restart requested");
+                continue;
             }
             if started.elapsed() >= HEALTHY_RUN {
                 backoff = Duration::from_secs(1);

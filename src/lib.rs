@@ -18,7 +18,9 @@
 //! - [`fanout`]: the hub; per-viewer bounded queues and keyframe gates.
 //! - [`peer`]: one WebRTC session per viewer (webrtc crate).
 //! - [`signaling`]: Kurento one2many protocol types and the WebSocket session.
-//! - [`web`]: HTTP routes and the embedded page.
+//! - [`web`]: HTTP routes and the embedded pages.
+//! - [`control`]: start/stop commands shared by the button and the API; remembered.
+//! - [`gpio`]: button and LEDs (rppal on a Pi, a simulator elsewhere).
 //! - [`status`]: live state behind `/api/status` and the data channels.
 //! - [`app`]: wiring and supervision.
 //!
@@ -30,8 +32,10 @@
 pub mod app;
 pub mod capture;
 pub mod config;
+pub mod control;
 pub mod encode;
 pub mod fanout;
+pub mod gpio;
 pub mod media;
 pub mod peer;
 pub mod signaling;

@@ -49,11 +49,26 @@ pub struct Status {
 }
 
 struct Inner {
+    leds: Leds,
     source: String,
     encoder: String,
     pipeline: Pipeline,
     backoff_s: u64,
     run: Arc<RunStats>,
+}
+
+/// LED states as `/api/status` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leds {
+    pub gpio: &'static str,
+    pub status: crate::gpio::LedMode,
+    pub viewers: crate::gpio::LedMode,
+}
+
+impl Default for Leds {
+    fn default() -> Self {
+        Self { gpio: "none", status: crate::gpio::LedMode::Off, viewers: crate::gpio::LedMode::Off }
+    }
 }
 
 /// What `/api/status` returns.
@@ -73,6 +88,7 @@ pub struct Snapshot {
     pub forced_idrs: u64,
     pub bytes_encoded: u64,
     pub fanout: FanoutSnapshot,
+    pub leds: Leds,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +110,7 @@ impl Status {
             viewers_max,
             pipeline_restarts: AtomicU64::new(0),
             inner: Mutex::new(Inner {
+                leds: Leds::default(),
                 source: String::new(),
                 encoder: String::new(),
                 pipeline: Pipeline::Starting,
@@ -126,6 +143,10 @@ impl Status {
             i.backoff_s = backoff_s;
         }
         self.refresh_channel();
+    }
+
+    pub fn set_leds(&self, status: crate::gpio::LedMode, viewers: crate::gpio::LedMode, gpio: &'static str) {
+        self.lock().leds = Leds { gpio, status, viewers };
     }
 
     pub fn pipeline(&self) -> Pipeline {
@@ -219,6 +240,7 @@ impl Status {
             keyframes: i.run.keyframes.load(Ordering::Relaxed),
             forced_idrs: i.run.forced_idrs.load(Ordering::Relaxed),
             bytes_encoded: i.run.bytes.load(Ordering::Relaxed),
+            leds: i.leds.clone(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),

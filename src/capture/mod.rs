@@ -12,6 +12,8 @@ pub use v4l2::{CaptureFormat, DeviceInfo, Mode};
 pub enum Source {
     /// Moving test pattern with a running clock.
     Test,
+    /// The test pattern ending (EOS) after this many frames: a camera that fails.
+    TestEnding(u32),
     /// A V4L2 capture device opened in a specific mode.
     V4l2 { device: PathBuf, name: String, mode: Mode },
     /// A CSI camera through libcamera.
@@ -49,6 +51,7 @@ impl Source {
     ) -> Result<Self, CaptureError> {
         match spec {
             SourceSpec::Test => Ok(Self::Test),
+            SourceSpec::TestEnding(n) => Ok(Self::TestEnding(*n)),
             SourceSpec::Libcamera if has_element("libcamerasrc") => Ok(Self::Libcamera),
             SourceSpec::Libcamera => Err(CaptureError::NoLibcamera),
             SourceSpec::V4l2(path) => open_v4l2(path, want),
@@ -72,6 +75,7 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Self::Test => "test pattern".into(),
+            Self::TestEnding(n) => format!("test pattern ending after {n} frames"),
             Self::Libcamera => "libcamera".into(),
             Self::V4l2 { device, name, mode } => format!(
                 "{} ({}) {} {}x{}@{}",
@@ -90,11 +94,15 @@ impl Source {
     pub fn fragment(&self, want: Want) -> String {
         let Want { width, height, fps } = want;
         match self {
-            Self::Test => format!(
-                "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+            Self::Test | Self::TestEnding(_) => format!(
+                "videotestsrc is-live=true {}pattern=smpte horizontal-speed=2 \
                  ! video/x-raw,width={width},height={height},framerate={fps}/1 \
                  ! clockoverlay time-format=\"%H:%M:%S\" halignment=left valignment=top font-desc=\"Sans 20\" \
-                 ! timeoverlay halignment=right valignment=top font-desc=\"Sans 20\""
+                 ! timeoverlay halignment=right valignment=top font-desc=\"Sans 20\"",
+                match self {
+                    Self::TestEnding(n) => format!("num-buffers={n} "),
+                    _ => String::new(),
+                }
             ),
             Self::Libcamera => format!(
                 "libcamerasrc ! video/x-raw,width={width},height={height},framerate={fps}/1"
@@ -151,6 +159,8 @@ mod tests {
         assert!(f.contains("width=1280,height=720,framerate=30/1"));
         assert!(f.contains("clockoverlay"));
         assert!(!Source::Test.delivers_h264());
+        let ending = Source::TestEnding(30).fragment(WANT);
+        assert!(ending.starts_with("videotestsrc is-live=true num-buffers=30 pattern=smpte"), "{ending}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Loading: layer the sources with the `config` crate, then validate every key.
 
 use super::{
-    CameraConfig, Config, ConfigError, EncoderConfig, HttpConfig, KeyError, ViewersConfig,
-    WebRtcConfig,
+    ButtonPin, CameraConfig, Config, ConfigError, EncoderConfig, GpioBackend, GpioConfig,
+    HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, ViewersConfig, WebRtcConfig,
 };
 use config::{Environment, File, FileFormat, Map, Value, ValueKind};
 use std::collections::HashMap;
@@ -32,6 +32,18 @@ const KNOWN_KEYS: &[&str] = &[
     "webrtc.nat_ips",
     "webrtc.bind_ips",
     "viewers.max",
+    "gpio.backend",
+    "gpio.button_pin",
+    "gpio.button_active_low",
+    "gpio.button_pull_up",
+    "gpio.debounce_ms",
+    "gpio.long_press_s",
+    "gpio.long_press_action",
+    "gpio.status_led_pin",
+    "gpio.status_led_active_high",
+    "gpio.viewers_led_pin",
+    "gpio.viewers_led_active_high",
+    "state.dir",
 ];
 
 /// Keys whose environment value is a comma-separated list.
@@ -191,6 +203,31 @@ impl Reader<'_> {
         }
     }
 
+    /// A BCM pin number 0..=27, or -1 for "not connected".
+    fn pin(&mut self, key: &str) -> Option<Option<u8>> {
+        let text = self.text(key)?;
+        match text.trim().parse::<i64>() {
+            Ok(-1) => Some(None),
+            Ok(n) if (0..=27).contains(&n) => Some(Some(n as u8)),
+            _ => {
+                self.fail(key, format!("{text:?} is not a BCM pin number (0 to 27, or -1 for none)"));
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, options: &[(&str, T)]) -> Option<T> {
+        let text = self.text(key)?;
+        match options.iter().find(|(name, _)| *name == text.trim()) {
+            Some((_, v)) => Some(*v),
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.fail(key, format!("{text:?} is not one of {}", names.join(", ")));
+                None
+            }
+        }
+    }
+
     fn list(&mut self, key: &str) -> Vec<String> {
         match self.raw(key).map(|v| v.kind.clone()) {
             Some(ValueKind::Array(items)) => {
@@ -248,6 +285,49 @@ fn unknown_keys(table: &Map<String, Value>) -> Vec<KeyError> {
     errors
 }
 
+fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
+    let backend = r.choice(
+        "gpio.backend",
+        &[("auto", GpioBackend::Auto), ("rppal", GpioBackend::Rppal), ("simulator", GpioBackend::Simulator)],
+    );
+    let button_pin = r.pin("gpio.button_pin");
+    let active_low = r.boolean("gpio.button_active_low");
+    let pull_up = r.boolean("gpio.button_pull_up");
+    let debounce = r.number("gpio.debounce_ms", 1, 1000);
+    let long_press = r.number("gpio.long_press_s", 1, 60);
+    let action = r.choice(
+        "gpio.long_press_action",
+        &[
+            ("none", LongPressAction::None),
+            ("restart", LongPressAction::Restart),
+            ("reboot", LongPressAction::Reboot),
+            ("poweroff", LongPressAction::Poweroff),
+        ],
+    );
+    let status_pin = r.pin("gpio.status_led_pin");
+    let status_high = r.boolean("gpio.status_led_active_high");
+    let viewers_pin = r.pin("gpio.viewers_led_pin");
+    let viewers_high = r.boolean("gpio.viewers_led_active_high");
+    // A pin wired to two things is a wiring mistake: name every key involved.
+    let used = [("gpio.button_pin", button_pin), ("gpio.status_led_pin", status_pin), ("gpio.viewers_led_pin", viewers_pin)];
+    for (i, (key, pin)) in used.iter().enumerate() {
+        if let Some(Some(p)) = pin
+            && let Some((other, _)) = used[..i].iter().find(|(_, q)| *q == Some(Some(*p)))
+        {
+            r.fail(key, format!("pin {p} is already used by {other}"));
+        }
+    }
+    Some(GpioConfig {
+        backend: backend?,
+        button: button_pin?.map(|pin| ButtonPin { pin, active_low: active_low.unwrap_or(true), pull_up: pull_up.unwrap_or(true) }),
+        debounce: Duration::from_millis(debounce?),
+        long_press: Duration::from_secs(long_press?),
+        long_press_action: action?,
+        status_led: status_pin?.map(|pin| LedPin { pin, active_high: status_high.unwrap_or(true) }),
+        viewers_led: viewers_pin?.map(|pin| LedPin { pin, active_high: viewers_high.unwrap_or(true) }),
+    })
+}
+
 fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let mut r = Reader { table, errors: unknown_keys(table) };
 
@@ -286,6 +366,15 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let nat_ips = r.ips("webrtc.nat_ips");
     let bind_ips = r.ips("webrtc.bind_ips");
     let max = r.number("viewers.max", 1, 1000);
+    let gpio = read_gpio(&mut r);
+    let state_dir = r.text("state.dir").and_then(|d| {
+        if d.trim().is_empty() {
+            r.fail("state.dir", "must be a directory path".into());
+            None
+        } else {
+            Some(std::path::PathBuf::from(d.trim()))
+        }
+    });
 
     if let (Some(w), Some(h)) = (width, height) {
         // 4:2:0 chroma subsampling needs even dimensions.
@@ -300,6 +389,12 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     if !r.errors.is_empty() {
         return Err(ConfigError::Invalid(r.errors));
     }
+    let (Some(gpio), Some(state_dir)) = (gpio, state_dir) else {
+        return Err(ConfigError::Invalid(vec![KeyError {
+            key: "(internal)".into(),
+            message: "a value was missing without an error; please report this".into(),
+        }]));
+    };
     // Every value below is Some: a None always pushed an error, and we returned above.
     match (listen, source, width, height, fps, autostart, kind, bitrate, gop, udp_ports, max) {
         (
@@ -330,6 +425,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             },
             webrtc: WebRtcConfig { ice_servers, udp_ports, nat_ips, bind_ips },
             viewers: ViewersConfig { max: max as usize },
+            gpio,
+            state: StateConfig { dir: state_dir },
         }),
         _ => Err(ConfigError::Invalid(vec![KeyError {
             key: "(internal)".into(),
@@ -341,7 +438,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EncoderKind, PortRange, SourceSpec};
+    use crate::config::{EncoderKind, LedPin, PortRange, SourceSpec};
     use std::io::Write;
 
     fn no_env() -> Option<HashMap<String, String>> {
@@ -438,6 +535,23 @@ mod tests {
         ];
         want.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn gpio_pins_are_validated() {
+        let f = write_temp("[gpio]\nbutton_pin = 40\nstatus_led_pin = 5\nviewers_led_pin = 5\nlong_press_action = \"explode\"\nbackend = \"wiringpi\"\n");
+        let mut got = keys(load_file_only(f.path()).unwrap_err());
+        got.sort();
+        assert_eq!(got, vec!["gpio.backend", "gpio.button_pin", "gpio.long_press_action", "gpio.viewers_led_pin"]);
+        let text = load_file_only(f.path()).unwrap_err().to_string();
+        assert!(text.contains("pin 5 is already used by gpio.status_led_pin"), "{text}");
+        assert!(text.contains("0 to 27"), "{text}");
+        let f = write_temp("[gpio]\nbutton_pin = -1\nviewers_led_pin = 4\nviewers_led_active_high = false\n");
+        let g = load_file_only(f.path()).unwrap().gpio;
+        assert_eq!(g.button, None);
+        assert_eq!(g.viewers_led, Some(LedPin { pin: 4, active_high: false }));
+        assert_eq!(g.status_led, Some(LedPin { pin: 27, active_high: true }));
+        assert_eq!(g.long_press, Duration::from_secs(5));
     }
 
     #[test]

@@ -19,6 +19,64 @@ pub struct Config {
     pub encoder: EncoderConfig,
     pub webrtc: WebRtcConfig,
     pub viewers: ViewersConfig,
+    pub gpio: GpioConfig,
+    pub state: StateConfig,
+}
+
+/// Which GPIO implementation drives the button and LEDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpioBackend {
+    /// rppal on a Raspberry Pi, else the simulator.
+    Auto,
+    Rppal,
+    Simulator,
+}
+
+/// What a long press of the button does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongPressAction {
+    None,
+    /// Restart the camera pipeline (closes and reopens the camera).
+    Restart,
+    /// Reboot the board (`systemctl reboot`).
+    Reboot,
+    /// Power the board off (`systemctl poweroff`).
+    Poweroff,
+}
+
+/// An input pin by BCM number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ButtonPin {
+    pub pin: u8,
+    /// Pressed reads low (button to ground), the usual wiring with a pull-up.
+    pub active_low: bool,
+    pub pull_up: bool,
+}
+
+/// An output pin by BCM number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedPin {
+    pub pin: u8,
+    /// Lit when the pin is high (LED to ground); false for an LED wired to 3.3 V.
+    pub active_high: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpioConfig {
+    pub backend: GpioBackend,
+    /// `None` when no start/stop button is wired.
+    pub button: Option<ButtonPin>,
+    pub debounce: Duration,
+    pub long_press: Duration,
+    pub long_press_action: LongPressAction,
+    pub status_led: Option<LedPin>,
+    pub viewers_led: Option<LedPin>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// Where state that must survive a restart is kept (whether streaming is on).
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

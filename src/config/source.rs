@@ -11,6 +11,9 @@ pub enum SourceSpec {
     Auto,
     /// A moving test pattern with a running clock; needs no hardware.
     Test,
+    /// The test pattern ending after N frames, as a camera that fails would
+    /// (`test:frames=N`, for exercising recovery).
+    TestEnding(u32),
     /// A V4L2 capture device such as `/dev/video0`.
     V4l2(PathBuf),
     /// A CSI camera through libcamera (`libcamerasrc`).
@@ -24,6 +27,12 @@ impl FromStr for SourceSpec {
             "auto" => Ok(Self::Auto),
             "test" => Ok(Self::Test),
             "libcamera" => Ok(Self::Libcamera),
+            other if other.starts_with("test:frames=") => other["test:frames=".len()..]
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Self::TestEnding)
+                .ok_or_else(|| format!("{other:?}: test:frames= takes a whole number of frames above 0")),
             other => match other.strip_prefix("v4l2:") {
                 Some(path) if path.starts_with("/dev/") && path.len() > 5 => {
                     Ok(Self::V4l2(PathBuf::from(path)))
@@ -41,6 +50,7 @@ impl fmt::Display for SourceSpec {
         match self {
             Self::Auto => f.write_str("auto"),
             Self::Test => f.write_str("test"),
+            Self::TestEnding(n) => write!(f, "test:frames={n}"),
             Self::Libcamera => f.write_str("libcamera"),
             Self::V4l2(p) => write!(f, "v4l2:{}", p.display()),
         }
@@ -130,6 +140,9 @@ mod tests {
     fn parses_sources() {
         assert_eq!("auto".parse(), Ok(SourceSpec::Auto));
         assert_eq!("test".parse(), Ok(SourceSpec::Test));
+        assert_eq!("test:frames=90".parse(), Ok(SourceSpec::TestEnding(90)));
+        assert!("test:frames=0".parse::<SourceSpec>().is_err());
+        assert!("test:frames=x".parse::<SourceSpec>().is_err());
         assert_eq!("libcamera".parse(), Ok(SourceSpec::Libcamera));
         assert_eq!(
             "v4l2:/dev/video2".parse(),

@@ -17,19 +17,43 @@ pub struct RtpFramer {
     pub ssrc: u32,
     seq: u16,
     ts_base: u32,
-    first_pts: Option<std::time::Duration>,
+    /// The pts that maps to `epoch_ticks`; reset when the source restarts.
+    epoch_pts: Option<std::time::Duration>,
+    epoch_ticks: u64,
+    last: Option<(std::time::Duration, u64)>,
     payloader: H264Payloader,
 }
 
+/// A pts jump larger than this (or any jump back) is a new source run, not a gap.
+const MAX_PTS_GAP: std::time::Duration = std::time::Duration::from_secs(5);
+/// After a source restart the clock continues one frame (at 30 fps) after the last.
+const RESTART_STEP_TICKS: u64 = 3000;
+
 impl RtpFramer {
     pub fn new(ssrc: u32, first_seq: u16, ts_base: u32) -> Self {
-        Self { ssrc, seq: first_seq, ts_base, first_pts: None, payloader: H264Payloader::default() }
+        Self {
+            ssrc,
+            seq: first_seq,
+            ts_base,
+            epoch_pts: None,
+            epoch_ticks: 0,
+            last: None,
+            payloader: H264Payloader::default(),
+        }
     }
 
-    /// RTP timestamp for a pts (90 kHz, wrapping).
+    /// RTP timestamp for a pts (90 kHz, wrapping). A restarted pipeline starts its pts
+    /// over; the RTP clock must not go back, or the browser would drop the new frames.
     pub fn timestamp(&mut self, pts: std::time::Duration) -> u32 {
-        let first = *self.first_pts.get_or_insert(pts);
-        let ticks = pts.saturating_sub(first).as_nanos() * CLOCK_RATE / 1_000_000_000;
+        if let Some((last_pts, last_ticks)) = self.last
+            && (pts < last_pts || pts - last_pts > MAX_PTS_GAP)
+        {
+            self.epoch_pts = Some(pts);
+            self.epoch_ticks = last_ticks + RESTART_STEP_TICKS;
+        }
+        let epoch = *self.epoch_pts.get_or_insert(pts);
+        let ticks = self.epoch_ticks + (pts.saturating_sub(epoch).as_nanos() * CLOCK_RATE / 1_000_000_000) as u64;
+        self.last = Some((pts, ticks));
         self.ts_base.wrapping_add(ticks as u32)
     }
 
@@ -94,6 +118,18 @@ mod tests {
             b[0].header.sequence_number,
             a.last().unwrap().header.sequence_number.wrapping_add(1)
         );
+    }
+
+    #[test]
+    fn a_restarted_source_keeps_the_clock_going_forward() {
+        let mut f = RtpFramer::new(1, 0, 0);
+        assert_eq!(f.timestamp(Duration::from_secs(100)), 0);
+        assert_eq!(f.timestamp(Duration::from_secs(101)), 90_000);
+        // The pipeline restarted: pts begins again near zero.
+        assert_eq!(f.timestamp(Duration::from_millis(10)), 93_000);
+        assert_eq!(f.timestamp(Duration::from_millis(43)), 93_000 + 2970);
+        // A huge jump forward is a restart too, not a 10-minute gap.
+        assert_eq!(f.timestamp(Duration::from_secs(700)), 93_000 + 2970 + 3000);
     }
 
     #[test]

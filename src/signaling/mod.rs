@@ -17,6 +17,8 @@ pub struct Signaling {
     pub status: Arc<Status>,
     /// Keyframe requests from the hub; a relayed presenter holds the lock while live.
     pub keyframes: crate::media::KeyframeInbox,
+    /// Start/stop, shared with the button.
+    pub control: Arc<crate::control::Control>,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
 }

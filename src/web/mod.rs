@@ -5,7 +5,8 @@ use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use crate::control::Command;
 use rust_embed::RustEmbed;
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route("/one2many", get(websocket))
         .route("/call", get(websocket))
         .route("/api/status", get(status))
+        .route("/api/stream/start", post(|s| stream(s, Command::Start)))
+        .route("/api/stream/stop", post(|s| stream(s, Command::Stop)))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(signaling)
 }
@@ -82,6 +85,16 @@ async fn websocket(State(sig): State<Arc<Signaling>>, ws: WebSocketUpgrade) -> R
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
         .max_frame_size(4 * MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| session::run(sig, socket))
+}
+
+/// Starts or stops the camera exactly as the button does; answers with the new state.
+async fn stream(State(sig): State<Arc<Signaling>>, cmd: Command) -> Response {
+    let on = sig.control.apply(cmd);
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({"streaming": on})),
+    )
+        .into_response()
 }
 
 async fn status(State(sig): State<Arc<Signaling>>) -> Response {

@@ -18,6 +18,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 /// A daemon running inside the test process.
 pub struct Daemon {
     pub addr: SocketAddr,
+    /// The simulated GPIO pins: press the button, read the LEDs.
+    pub gpio: edgecam::gpio::Simulator,
+    /// The daemon's state directory (kept so a restarted daemon can reuse it).
+    pub state: std::sync::Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -31,6 +35,11 @@ impl Daemon {
 
     /// Like `start`, on a given address (to restart a daemon where pages expect it).
     pub async fn start_on(listen: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_full(listen, extra, std::sync::Arc::new(tempfile::tempdir().expect("state dir"))).await
+    }
+
+    /// Starts with a given state directory (to check what a restart remembers).
+    pub async fn start_full(listen: &str, extra: &[(&str, &str)], state: std::sync::Arc<tempfile::TempDir>) -> Self {
         let mut env: HashMap<String, String> = [
             ("EDGECAM_CAMERA__SOURCE", "test"),
             ("EDGECAM_CAMERA__WIDTH", "640"),
@@ -42,6 +51,7 @@ impl Daemon {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        env.insert("EDGECAM_STATE__DIR".into(), state.path().display().to_string());
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
@@ -49,15 +59,23 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
+        let gpio = edgecam::gpio::Simulator::new();
+        let pins = std::sync::Arc::new(gpio.clone());
         let task = tokio::spawn(async move {
-            edgecam::app::serve(cfg, listener, async {
-                let _ = rx.await;
-            })
+            edgecam::app::serve_with(
+                cfg,
+                listener,
+                async {
+                    let _ = rx.await;
+                },
+                pins,
+            )
             .await
             .expect("daemon ran");
         });
-        let d = Self { addr, stop: Some(tx), task: Some(task) };
-        if !extra.contains(&("EDGECAM_CAMERA__AUTOSTART", "false")) {
+        let d = Self { addr, gpio, state, stop: Some(tx), task: Some(task) };
+        let remembered_off = std::fs::read_to_string(d.state.path().join("streaming")).is_ok_and(|s| s.trim() == "off");
+        if !extra.contains(&("EDGECAM_CAMERA__AUTOSTART", "false")) && !remembered_off {
             d.wait_running().await;
         }
         d
@@ -69,6 +87,14 @@ impl Daemon {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/one2many", self.addr)
+    }
+
+    /// Holds the simulated button for `ms` milliseconds, then lets go.
+    pub async fn press(&self, ms: u64) {
+        self.gpio.set_button(true);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.gpio.set_button(false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     /// GET a path; returns status code and body.
@@ -124,9 +150,14 @@ impl Daemon {
 
 /// Minimal HTTP/1.1 GET over loopback (no client crate needed).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path).await
+}
+
+/// Minimal HTTP/1.1 request without a body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
