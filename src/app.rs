@@ -78,6 +78,9 @@ pub async fn serve_with(
     let router = crate::web::router(signaling);
     let addr = listener.local_addr()?;
     tracing::info!("serving on http://{addr}/");
+    // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
+    crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
+    let watchdog = crate::notify::watchdog_period().map(|period| tokio::spawn(watchdog(period, status.clone())));
 
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
@@ -94,7 +97,32 @@ pub async fn serve_with(
         let _ = gpio.await;
     })
     .await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     Ok(())
+}
+
+/// Pings systemd's watchdog only while the media loop is alive: the pipeline runner's
+/// loop ticks, or the supervisor is waiting (stopped, or backing off after an error).
+/// A runner stuck in GStreamer stops the pings, and systemd restarts the daemon.
+async fn watchdog(period: Duration, status: Arc<Status>) {
+    let mut last_ticks = status.run_ticks();
+    let mut every = tokio::time::interval(period / 3);
+    loop {
+        every.tick().await;
+        let ticks = status.run_ticks();
+        let alive = match status.pipeline() {
+            Pipeline::Running | Pipeline::Starting => ticks != last_ticks,
+            Pipeline::Stopped | Pipeline::Error(_) => true,
+        };
+        last_ticks = ticks;
+        if alive {
+            crate::notify::notify("WATCHDOG=1");
+        } else {
+            tracing::warn!("media loop made no progress for {:?}; not pinging the watchdog", period / 3);
+        }
+    }
 }
 
 /// Resolves when `flag` equals `want` (or its sender is gone).

@@ -22,7 +22,7 @@
 //! - [`control`]: start/stop commands shared by the button and the API; remembered.
 //! - [`gpio`]: button and LEDs (rppal on a Pi, a simulator elsewhere).
 //! - [`status`]: live state behind `/api/status` and the data channels.
-//! - [`app`]: wiring and supervision.
+//! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
 //! Architecture invariants:
 //! - Data flows one way; the only upstream signal is a keyframe request over a channel.
@@ -37,6 +37,7 @@ pub mod encode;
 pub mod fanout;
 pub mod gpio;
 pub mod media;
+pub mod notify;
 pub mod peer;
 pub mod signaling;
 pub mod status;

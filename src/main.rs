@@ -93,13 +93,18 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let shown = if listen.ip().is_unspecified() {
-        format!("http://localhost:{}/", listen.port())
+    let bound = listener.local_addr().unwrap_or(listen);
+    let shown = if bound.ip().is_unspecified() {
+        format!("http://localhost:{}/", bound.port())
     } else {
-        format!("http://{listen}/")
+        format!("http://{bound}/")
     };
     println!("edgecam {} — open {shown} in a browser", env!("CARGO_PKG_VERSION"));
-    edgecam::app::serve(cfg, listener, shutdown_signal()).await
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    edgecam::app::serve(cfg, listener, shutdown_signal()).await?;
+    edgecam::notify::notify("STOPPING=1");
+    Ok(())
 }
 
 async fn shutdown_signal() {

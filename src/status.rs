@@ -149,6 +149,11 @@ impl Status {
         self.lock().leds = Leds { gpio, status, viewers };
     }
 
+    /// The current pipeline run's liveness counter.
+    pub fn run_ticks(&self) -> u64 {
+        self.lock().run.ticks.load(Ordering::Relaxed)
+    }
+
     pub fn pipeline(&self) -> Pipeline {
         self.lock().pipeline.clone()
     }

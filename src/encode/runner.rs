@@ -39,6 +39,8 @@ pub struct RunStats {
     pub keyframes: AtomicU64,
     pub bytes: AtomicU64,
     pub forced_idrs: AtomicU64,
+    /// Advances every 100 ms while the runner's loop is alive (for the watchdog).
+    pub ticks: AtomicU64,
 }
 
 /// Initialises GStreamer once; safe to call repeatedly.
@@ -140,6 +142,7 @@ pub async fn run(
                 pacer.forced(Instant::now());
             }
             _ = tick.tick() => {
+                stats.ticks.fetch_add(1, Ordering::Relaxed);
                 let frames = stats.frames.load(Ordering::Relaxed);
                 if frames != last_frames {
                     last_frames = frames;
