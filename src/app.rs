@@ -125,6 +125,22 @@ async fn watchdog(period: Duration, status: Arc<Status>) {
     }
 }
 
+/// Resolves once a usable V4L2 camera is present (polled every 5 s).
+async fn camera_appeared(want: Want) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let found = tokio::task::spawn_blocking(move || {
+            crate::capture::v4l2::list_devices()
+                .iter()
+                .any(|d| crate::capture::v4l2::choose_mode(&d.formats, want).is_some())
+        })
+        .await;
+        if matches!(found, Ok(true)) {
+            return;
+        }
+    }
+}
+
 /// Resolves when `flag` equals `want` (or its sender is gone).
 async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
     let _ = flag.wait_for(|v| *v == want).await;
@@ -180,12 +196,18 @@ async fn supervise_camera(
             let mut off = camera_on.clone();
             let mut stop_run = stop.clone();
             let mut restart = restarts.clone();
-            let restart_at_start = *restart.borrow_and_update();
+            restart.borrow_and_update();
+            // With `auto` on the test pattern, a camera plugged in later takes over.
+            let watch_hotplug = config.camera.source == crate::config::SourceSpec::Auto
+                && matches!(resolved, Ok(Ok(Source::Test)));
             let stop_fut = async move {
                 tokio::select! {
                     _ = until(&mut stop_run, true) => {}
                     _ = until(&mut off, false) => {}
                     _ = restart.changed() => {}
+                    _ = camera_appeared(want), if watch_hotplug => {
+                        tracing::info!("a camera appeared; switching to it");
+                    }
                 }
             };
             let result: Result<(), String> = match resolved {
@@ -224,8 +246,9 @@ async fn supervise_camera(
                 tracing::info!("camera stopped");
                 continue 'daemon;
             }
-            if *restarts.borrow() != restart_at_start {
-                // Asked to reopen the camera (long press): at once, no backoff.
+            if result.is_ok() {
+                // The run was ended on purpose while the camera stays on: a restart was
+                // asked for (long press) or a camera appeared. Reopen at once, no backoff.
                 status.pipeline_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!("camera pipeline restart requested");
                 continue;
