@@ -33,6 +33,8 @@ impl Proc {
             .env("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1")
             .env("EDGECAM_VIEWERS__MAX", "100")
             .env("RUST_LOG", "warn")
+            // Never touch the machine's real state directory.
+            .env("EDGECAM_STATE__DIR", std::env::temp_dir().join(format!("edgecam-bench-{port}")))
             .stdout(Stdio::null())
             .spawn()
             .expect("edgecam binary");
