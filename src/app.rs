@@ -50,6 +50,11 @@ pub async fn serve_with(
     let inbox: KeyframeInbox = Arc::new(tokio::sync::Mutex::new(keyframes));
     let hub = Hub::new(requester);
     let status = Status::new(hub.clone(), config.viewers.max);
+    let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
+    if let Ok(text) = std::fs::read_to_string(&provision_error) {
+        tracing::error!("the boot partition's settings were rejected: {}", text.trim());
+        *status.config_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.trim().to_string());
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let camera = tokio::spawn(supervise_camera(
         config.clone(),

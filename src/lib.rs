@@ -21,6 +21,7 @@
 //! - [`web`]: HTTP routes and the embedded pages.
 //! - [`control`]: start/stop commands shared by the button and the API; remembered.
 //! - [`gpio`]: button and LEDs (rppal on a Pi, a simulator elsewhere).
+//! - [`provision`]: applies the boot partition's settings file at boot.
 //! - [`status`]: live state behind `/api/status` and the data channels.
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
@@ -39,6 +40,7 @@ pub mod gpio;
 pub mod media;
 pub mod notify;
 pub mod peer;
+pub mod provision;
 pub mod signaling;
 pub mod status;
 pub mod web;

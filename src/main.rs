@@ -21,6 +21,15 @@ enum Command {
     Devices,
     /// Validate a config file: exit 0 when valid, 2 naming every bad key.
     CheckConfig { file: PathBuf },
+    /// Apply the boot partition's edgecam.toml (run once per boot by edgecam-provision.service).
+    Provision {
+        /// The settings file on the boot partition.
+        #[arg(long, default_value = edgecam::provision::BOOT_FILE)]
+        boot: PathBuf,
+        /// The system to change (for building images and tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -42,6 +51,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Devices => devices(),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Provision { boot, root } => provision(&boot, &root),
     }
 }
 
@@ -157,6 +167,29 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn provision(boot: &std::path::Path, root: &std::path::Path) -> ExitCode {
+    // The state directory is the installed default: provisioning runs before the daemon.
+    let state_dir = match config::load(None, Some(Default::default()), &Overrides::default()) {
+        Ok(c) => c.state.dir,
+        Err(_) => PathBuf::from("/var/lib/edgecam"),
+    };
+    match edgecam::provision::run(boot, root, &state_dir) {
+        Ok(edgecam::provision::Outcome::NothingToDo) => {
+            println!("no {} to apply", boot.display());
+            ExitCode::SUCCESS
+        }
+        Ok(edgecam::provision::Outcome::Applied { kept_as }) => {
+            println!("applied {}; the original is kept as {}", boot.display(), kept_as.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // The device boots on with its previous settings; the daemon shows the error.
+            eprintln!("edgecam provision: {}: {e}", boot.display());
             ExitCode::from(2)
         }
     }

@@ -46,6 +46,8 @@ pub struct Status {
     pub presenter_audio: AtomicBool,
     /// Presenter text messages, already wrapped as data-channel JSON, for every viewer.
     pub texts: broadcast::Sender<String>,
+    /// A rejected boot-partition settings file: shown on the page, the status LED blinks.
+    pub config_error: Mutex<Option<String>>,
 }
 
 struct Inner {
@@ -89,6 +91,8 @@ pub struct Snapshot {
     pub bytes_encoded: u64,
     pub fanout: FanoutSnapshot,
     pub leds: Leds,
+    /// Why the last provisioning file was rejected, if it was.
+    pub config_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +124,7 @@ impl Status {
             channel_json: watch::channel(String::new()).0,
             presenter_audio: AtomicBool::new(false),
             texts: broadcast::channel(32).0,
+            config_error: Mutex::new(None),
         });
         status.refresh_channel();
         status
@@ -147,6 +152,10 @@ impl Status {
 
     pub fn set_leds(&self, status: crate::gpio::LedMode, viewers: crate::gpio::LedMode, gpio: &'static str) {
         self.lock().leds = Leds { gpio, status, viewers };
+    }
+
+    pub fn config_error(&self) -> Option<String> {
+        self.config_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The current pipeline run's liveness counter.
@@ -246,6 +255,7 @@ impl Status {
             forced_idrs: i.run.forced_idrs.load(Ordering::Relaxed),
             bytes_encoded: i.run.bytes.load(Ordering::Relaxed),
             leds: i.leds.clone(),
+            config_error: self.config_error(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),

@@ -44,10 +44,16 @@ const KNOWN_KEYS: &[&str] = &[
     "gpio.viewers_led_pin",
     "gpio.viewers_led_active_high",
     "state.dir",
+    "provisioning.hostname",
+    "provisioning.wifi_ssid",
+    "provisioning.wifi_psk",
+    "provisioning.wifi_country",
+    "provisioning.ssh_authorized_keys",
+    "provisioning.timezone",
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["webrtc.ice_servers", "webrtc.nat_ips", "webrtc.bind_ips"];
+const LIST_KEYS: &[&str] = &["webrtc.ice_servers", "webrtc.nat_ips", "webrtc.bind_ips", "provisioning.ssh_authorized_keys"];
 
 /// Command-line overrides, applied last.
 #[derive(Debug, Default, Clone)]
@@ -328,6 +334,41 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
     })
 }
 
+/// The `[provisioning]` section of a boot-partition file, each value checked.
+fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisioning> {
+    r.table.get("provisioning")?;
+    let mut p = crate::provision::Provisioning::default();
+    for name in ["hostname", "wifi_ssid", "wifi_psk", "wifi_country", "timezone"] {
+        let key = format!("provisioning.{name}");
+        if r.raw(&key).is_none() {
+            continue;
+        }
+        let Some(value) = r.text(&key) else { continue };
+        if let Some(problem) = crate::provision::check(name, &value) {
+            r.fail(&key, problem);
+            continue;
+        }
+        let slot = match name {
+            "hostname" => &mut p.hostname,
+            "wifi_ssid" => &mut p.wifi_ssid,
+            "wifi_psk" => &mut p.wifi_psk,
+            "wifi_country" => &mut p.wifi_country,
+            _ => &mut p.timezone,
+        };
+        *slot = Some(value);
+    }
+    for k in r.list("provisioning.ssh_authorized_keys") {
+        match crate::provision::check("ssh_authorized_keys", &k) {
+            Some(problem) => r.fail("provisioning.ssh_authorized_keys", problem),
+            None => p.ssh_authorized_keys.push(k),
+        }
+    }
+    if p.wifi_psk.is_some() && p.wifi_ssid.is_none() {
+        r.fail("provisioning.wifi_psk", "set provisioning.wifi_ssid too".into());
+    }
+    Some(p)
+}
+
 fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let mut r = Reader { table, errors: unknown_keys(table) };
 
@@ -367,6 +408,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let bind_ips = r.ips("webrtc.bind_ips");
     let max = r.number("viewers.max", 1, 1000);
     let gpio = read_gpio(&mut r);
+    let provisioning = read_provisioning(&mut r);
     let state_dir = r.text("state.dir").and_then(|d| {
         if d.trim().is_empty() {
             r.fail("state.dir", "must be a directory path".into());
@@ -427,6 +469,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             viewers: ViewersConfig { max: max as usize },
             gpio,
             state: StateConfig { dir: state_dir },
+            provisioning,
         }),
         _ => Err(ConfigError::Invalid(vec![KeyError {
             key: "(internal)".into(),
@@ -552,6 +595,20 @@ mod tests {
         assert_eq!(g.viewers_led, Some(LedPin { pin: 4, active_high: false }));
         assert_eq!(g.status_led, Some(LedPin { pin: 27, active_high: true }));
         assert_eq!(g.long_press, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn provisioning_section_is_validated() {
+        let f = write_temp("[camera]\nsource = \"test\"\n[provisioning]\nhostname = \"cam-1\"\nwifi_ssid = \"home\"\nwifi_psk = \"correct horse\"\nwifi_country = \"GB\"\nssh_authorized_keys = [\"ssh-ed25519 AAAA me\"]\ntimezone = \"Europe/London\"\n");
+        let p = load_file_only(f.path()).unwrap().provisioning.unwrap();
+        assert_eq!(p.hostname.as_deref(), Some("cam-1"));
+        assert_eq!(p.ssh_authorized_keys.len(), 1);
+        let f = write_temp("[provisioning]\nhostname = \"no way\"\nwifi_psk = \"x\"\nwifi_country = \"Britain\"\nssh_authorized_keys = [\"hello\"]\ncolour = \"red\"\n");
+        let mut got = keys(load_file_only(f.path()).unwrap_err());
+        got.sort();
+        got.dedup();
+        assert_eq!(got, vec!["provisioning.colour", "provisioning.hostname", "provisioning.ssh_authorized_keys", "provisioning.wifi_country", "provisioning.wifi_psk"]);
+        assert_eq!(load(None, no_env(), &Overrides::default()).unwrap().provisioning, None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Config {
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,
     pub state: StateConfig,
+    /// The boot partition file's `[provisioning]` section, when present.
+    pub provisioning: Option<crate::provision::Provisioning>,
 }
 
 /// Which GPIO implementation drives the button and LEDs.

@@ -134,7 +134,11 @@ pub async fn run(
             }
         }
         let modes = (
-            status_led(*status.presenter.borrow(), &status.pipeline(), control.is_on()),
+            if status.config_error().is_some() {
+                LedMode::FastBlink
+            } else {
+                status_led(*status.presenter.borrow(), &status.pipeline(), control.is_on())
+            },
             viewers_led(status.viewers.load(std::sync::atomic::Ordering::Relaxed)),
         );
         status.set_leds(modes.0, modes.1, pins.name());

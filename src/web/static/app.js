@@ -160,6 +160,16 @@
 
   // For diagnostics and automated tests.
   window.edgecam = { get pc() { return pc; }, get ws() { return ws; }, get firstFrameMs() { return firstFrameMs; }, timings, texts, received };
+  // A rejected settings file on the boot partition is shown until it is fixed.
+  fetch('/api/status').then((r) => r.json()).then((s) => {
+    if (s.config_error) {
+      const banner = document.createElement('div');
+      banner.id = 'config-error';
+      banner.className = 'config-error';
+      banner.textContent = 'Settings file rejected, running with the previous settings: ' + s.config_error;
+      document.body.prepend(banner);
+    }
+  }).catch(() => {});
   setState('connecting');
   connect();
   startViewer();

@@ -1,0 +1,239 @@
+//! Fleet provisioning from the boot partition. A `edgecam.toml` dropped on the FAT boot
+//! partition carries the camera settings plus a `[provisioning]` section (hostname,
+//! Wi-Fi, SSH keys, timezone). At boot `edgecam provision` validates it like
+//! `check-config`; a valid file is applied and then renamed (never deleted), so a changed
+//! file dropped later is applied again. An invalid file changes nothing: the device
+//! boots with its previous settings and the error is recorded for the daemon to show.
+
+use crate::config::{self, ConfigError};
+use std::path::{Path, PathBuf};
+
+/// Where the boot partition is mounted on Debian's and Raspberry Pi OS's images.
+pub const BOOT_FILE: &str = "/boot/firmware/edgecam.toml";
+/// The recorded error of the last provisioning attempt, under `state.dir`.
+pub const ERROR_FILE: &str = "provision-error";
+
+/// What the `[provisioning]` section may set.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Provisioning {
+    pub hostname: Option<String>,
+    pub wifi_ssid: Option<String>,
+    pub wifi_psk: Option<String>,
+    pub wifi_country: Option<String>,
+    pub ssh_authorized_keys: Vec<String>,
+    pub timezone: Option<String>,
+}
+
+/// Why provisioning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// What happened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// No file on the boot partition.
+    NothingToDo,
+    /// Applied; the original now has this name.
+    Applied { kept_as: PathBuf },
+}
+
+/// Applies `boot_file` to the system rooted at `root` ("/" on a device; a directory in
+/// tests). On error nothing in the system is changed and the error is recorded in
+/// `<state_dir>/provision-error` (relative to `root`); success clears it.
+pub fn run(boot_file: &Path, root: &Path, state_dir: &Path) -> Result<Outcome, ProvisionError> {
+    if !boot_file.exists() {
+        return Ok(Outcome::NothingToDo);
+    }
+    let error_file = under(root, &state_dir.join(ERROR_FILE));
+    let result = apply(boot_file, root);
+    match &result {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&error_file);
+        }
+        Err(e) => {
+            let text = format!("{}: {e}\n", boot_file.display());
+            write(&error_file, &text, 0o644)?;
+        }
+    }
+    result
+}
+
+fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
+    // Validate first, completely: an invalid file must change nothing.
+    let cfg = config::load_file_only(boot_file)?;
+    let p = cfg.provisioning.clone().unwrap_or_default();
+    let text = std::fs::read_to_string(boot_file).map_err(|e| ConfigError::Read {
+        path: boot_file.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+        path: boot_file.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    table.remove("provisioning");
+    let settings = format!(
+        "# Written by `edgecam provision` from {}; edit that file, not this one.\n{}",
+        boot_file.display(),
+        toml::to_string(&table).unwrap_or_default()
+    );
+    write(&under(root, Path::new(config::CONFIG_PATH)), &settings, 0o640)?;
+
+    if let Some(h) = &p.hostname {
+        write(&under(root, Path::new("/etc/hostname")), &format!("{h}\n"), 0o644)?;
+        let hosts = under(root, Path::new("/etc/hosts"));
+        let old = std::fs::read_to_string(&hosts).unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+        write(&hosts, &hosts_with(&old, h), 0o644)?;
+    }
+    if let Some(ssid) = &p.wifi_ssid {
+        let country = p.wifi_country.as_deref().unwrap_or("US");
+        let conf = wpa_supplicant_conf(ssid, p.wifi_psk.as_deref(), country);
+        write(&under(root, Path::new("/etc/wpa_supplicant/wpa_supplicant-wlan0.conf")), &conf, 0o600)?;
+    }
+    if !p.ssh_authorized_keys.is_empty() {
+        let keys = p.ssh_authorized_keys.join("\n") + "\n";
+        write(&under(root, Path::new("/root/.ssh/authorized_keys")), &keys, 0o600)?;
+    }
+    if let Some(tz) = &p.timezone {
+        write(&under(root, Path::new("/etc/timezone")), &format!("{tz}\n"), 0o644)?;
+        let link = under(root, Path::new("/etc/localtime"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("/usr/share/zoneinfo/{tz}"), &link).map_err(|e| ProvisionError::Write {
+            path: link.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    // Keep the original, renamed: a file present at the next boot is a new one.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Never overwrite an earlier kept file: add a counter if the name is taken.
+    let mut kept_as = boot_file.with_file_name(format!("edgecam.toml.applied-{stamp}"));
+    let mut n = 1;
+    while kept_as.exists() {
+        kept_as = boot_file.with_file_name(format!("edgecam.toml.applied-{stamp}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(boot_file, &kept_as).map_err(|e| ProvisionError::Write {
+        path: kept_as.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Outcome::Applied { kept_as })
+}
+
+/// `path` (absolute) inside `root`.
+fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| ProvisionError::Write { path: path.display().to_string(), reason: e.to_string() };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    // Write then rename, so a power cut never leaves half a file.
+    let tmp = path.with_extension("edgecam-tmp");
+    std::fs::write(&tmp, text).map_err(fail)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// /etc/hosts with the 127.0.1.1 line naming `hostname` (Debian's convention).
+pub fn hosts_with(old: &str, hostname: &str) -> String {
+    let mut out: Vec<String> = old.lines().filter(|l| !l.starts_with("127.0.1.1")).map(String::from).collect();
+    out.push(format!("127.0.1.1\t{hostname}"));
+    out.join("\n") + "\n"
+}
+
+/// A wpa_supplicant configuration for one network.
+pub fn wpa_supplicant_conf(ssid: &str, psk: Option<&str>, country: &str) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let key = match psk {
+        // 64 hex digits is a raw key, written unquoted.
+        Some(k) if k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()) => format!("\tpsk={k}\n"),
+        Some(k) => format!("\tpsk={}\n", quote(k)),
+        None => "\tkey_mgmt=NONE\n".into(),
+    };
+    format!(
+        "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\nupdate_config=0\ncountry={country}\n\nnetwork={{\n\tssid={}\n{key}}}\n",
+        quote(ssid)
+    )
+}
+
+/// Checks one provisioning value; `None` when fine, else what is wrong.
+pub fn check(key: &str, value: &str) -> Option<String> {
+    match key {
+        "hostname" => {
+            let ok = !value.is_empty()
+                && value.len() <= 63
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !value.starts_with('-')
+                && !value.ends_with('-');
+            (!ok).then(|| format!("{value:?} is not a hostname (letters, digits and '-', at most 63)"))
+        }
+        "wifi_country" => {
+            let ok = value.len() == 2 && value.chars().all(|c| c.is_ascii_uppercase());
+            (!ok).then(|| format!("{value:?} is not a two-letter country code such as GB or US"))
+        }
+        "wifi_psk" => {
+            let hex = value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit());
+            let ok = hex || (8..=63).contains(&value.chars().count());
+            (!ok).then(|| "a WPA passphrase has 8 to 63 characters (or 64 hex digits)".into())
+        }
+        "wifi_ssid" => {
+            let ok = !value.is_empty() && value.len() <= 32;
+            (!ok).then(|| "an SSID has 1 to 32 bytes".into())
+        }
+        "timezone" => {
+            let ok = !value.is_empty()
+                && !value.contains("..")
+                && !value.starts_with('/')
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
+            (!ok).then(|| format!("{value:?} is not a time zone name such as Europe/London"))
+        }
+        "ssh_authorized_keys" => {
+            let ok = value.starts_with("ssh-") || value.starts_with("ecdsa-") || value.starts_with("sk-");
+            (!ok).then(|| "each key is a public key line such as \"ssh-ed25519 AAAA... user@host\"".into())
+        }
+        _ => Some("unknown key".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_values() {
+        assert_eq!(check("hostname", "cam-kitchen-01"), None);
+        assert!(check("hostname", "bad_name").is_some());
+        assert!(check("hostname", "-x").is_some());
+        assert_eq!(check("wifi_country", "GB"), None);
+        assert!(check("wifi_country", "gbr").is_some());
+        assert_eq!(check("wifi_psk", "correct horse"), None);
+        assert!(check("wifi_psk", "short").is_some());
+        assert_eq!(check("timezone", "America/Argentina/Buenos_Aires"), None);
+        assert!(check("timezone", "../../etc/passwd").is_some());
+        assert_eq!(check("ssh_authorized_keys", "ssh-ed25519 AAAAC3 me@laptop"), None);
+        assert!(check("ssh_authorized_keys", "rm -rf /").is_some());
+    }
+
+    #[test]
+    fn hosts_and_wpa_files() {
+        let h = hosts_with("127.0.0.1\tlocalhost\n127.0.1.1\told\n", "cam1");
+        assert_eq!(h, "127.0.0.1\tlocalhost\n127.0.1.1\tcam1\n");
+        let w = wpa_supplicant_conf("My \"Net\"", Some("secret pass"), "GB");
+        assert!(w.contains("country=GB"));
+        assert!(w.contains("ssid=\"My \\\"Net\\\"\""), "{w}");
+        assert!(w.contains("psk=\"secret pass\""));
+        let hex = "a".repeat(64);
+        assert!(wpa_supplicant_conf("n", Some(&hex), "US").contains(&format!("psk={hex}\n")));
+        assert!(wpa_supplicant_conf("open", None, "US").contains("key_mgmt=NONE"));
+    }
+}
