@@ -1,0 +1,62 @@
+#!/bin/sh
+# Builds a flashable SD-card image for Raspberry Pi 3/4/5 (arm64) from Debian bookworm,
+# the way Debian's own raspi images are made (raspi-firmware + linux-image-arm64),
+# without loop mounts: mmdebstrap builds the root file system into a directory, genimage
+# makes the FAT and ext4 partitions from it (mkfs.vfat + mtools, mke2fs -d).
+#
+#   sh image/build.sh            -> target/image/edgecam.img
+#
+# Needs root (mmdebstrap's root mode; arm64 maintainer scripts run under qemu-user).
+set -eu
+cd "$(dirname "$0")/.."
+OUT="$PWD/target/image"
+mkdir -p "$OUT"
+
+need=""
+for p in mmdebstrap qemu-user-static genimage mtools dosfstools e2fsprogs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
+done
+if [ -n "$need" ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
+fi
+
+# arm64 programs (maintainer scripts) run through binfmt_misc + qemu-user.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+fi
+
+# The edgecam package for arm64.
+sh cross/build.sh aarch64
+cargo deb --target aarch64-unknown-linux-gnu --no-build --no-strip --output "$OUT/edgecam_arm64.deb"
+
+ROOTFS="$OUT/rootfs"
+rm -rf "$ROOTFS" "$OUT/tmp"
+mmdebstrap --mode=root --arch=arm64 --variant=apt \
+    --components="main non-free-firmware" \
+    --include=systemd-sysv,udev,kmod,linux-image-arm64,raspi-firmware,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-guest-utils,e2fsprogs,dosfstools,util-linux \
+    --essential-hook='mkdir -p "$1/boot/firmware"' \
+    --setup-hook='mkdir -p "$1/etc/default" && echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"' \
+    --customize-hook="copy-in $OUT/edgecam_arm64.deb /tmp" \
+    --customize-hook='chroot "$1" apt-get install -y /tmp/edgecam_arm64.deb && rm "$1/tmp/edgecam_arm64.deb"' \
+    --customize-hook="copy-in image/files/edgecam-provision.service image/files/edgecam-growroot.service /etc/systemd/system" \
+    --customize-hook="copy-in image/files/edgecam-growroot /usr/local/sbin" \
+    --customize-hook="copy-in image/files/eth.network image/files/wlan.network /etc/systemd/network" \
+    --customize-hook="copy-in image/files/sshd-keys-only.conf /etc/ssh/sshd_config.d" \
+    --customize-hook="copy-in image/files/edgecam.toml /etc/edgecam" \
+    --customize-hook='chmod 755 "$1/usr/local/sbin/edgecam-growroot"' \
+    --customize-hook='printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$1/etc/fstab"' \
+    --customize-hook='echo edgecam > "$1/etc/hostname"' \
+    --customize-hook='chroot "$1" systemctl enable systemd-networkd wpa_supplicant@wlan0 edgecam-provision edgecam-growroot edgecam avahi-daemon ssh' \
+    --customize-hook='chroot "$1" sh -c "chown root:edgecam /etc/edgecam/edgecam.toml && chmod 640 /etc/edgecam/edgecam.toml"' \
+    --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
+    --customize-hook='printf "[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n" | install -D -m644 /dev/stdin "$1/etc/systemd/system/ssh.service.d/hostkeys.conf"' \
+    bookworm "$ROOTFS"
+
+genimage --config image/genimage.cfg --rootpath "$ROOTFS" --tmppath "$OUT/tmp" \
+    --inputpath "$OUT" --outputpath "$OUT"
+ls -l "$OUT/edgecam.img"
+echo "image: $OUT/edgecam.img ($(du -h --apparent-size "$OUT/edgecam.img" | cut -f1))"
