@@ -30,8 +30,8 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
 fi
 
 # The edgecam package for arm64.
-sh cross/build.sh aarch64
-cargo deb --target aarch64-unknown-linux-gnu --no-build --no-strip --output "$OUT/edgecam_arm64.deb"
+sh cross/deb.sh aarch64
+cp "$(ls -t target/edgecam_*_arm64.deb | head -1)" "$OUT/edgecam_arm64.deb"
 
 ROOTFS="$OUT/rootfs"
 rm -rf "$ROOTFS" "$OUT/tmp"
