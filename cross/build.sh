@@ -39,7 +39,11 @@ if [ ! -f "$SYSROOT/.complete" ]; then
     rm -rf "$SYSROOT"
     mmdebstrap --arch="$DEB_ARCH" --variant=extract \
         --include=libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libc6-dev,linux-libc-dev \
-        bookworm "$SYSROOT"
+        bookworm "$SYSROOT" \
+        "deb http://deb.debian.org/debian bookworm main" \
+        "deb http://deb.debian.org/debian bookworm-updates main"
+    # Headers and libraries to link against only; the board's own apt brings security
+    # updates to what runs there.
     touch "$SYSROOT/.complete"
 fi
 
