@@ -319,21 +319,66 @@ fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
     RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| PeerError::BadOffer(e.to_string()))
 }
 
-/// Whether the answer actually sends video (a rejected m-line has port 0 or inactive).
-fn answer_sends_video(sdp: &str) -> bool {
-    let mut in_video = false;
-    let mut sends = false;
+/// Whether some active `m=<kind>` section of `sdp` carries media in our direction:
+/// not rejected (port 0) and not marked with any of `blocked` (e.g. `a=inactive`).
+pub fn section_flows(sdp: &str, kind: &str, blocked: &[&str]) -> bool {
+    let prefix = format!("{kind} ");
+    let rejected = format!("{kind} 0 ");
+    let mut current = false;
+    let mut flows = false;
     for line in sdp.lines() {
         if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video ") && !m.starts_with("video 0 ");
-            if in_video {
-                sends = true;
+            if current && flows {
+                return true;
             }
-        } else if in_video && (line == "a=inactive" || line == "a=recvonly") {
-            sends = false;
+            current = m.starts_with(&prefix) && !m.starts_with(&rejected);
+            flows = current;
+        } else if current && blocked.contains(&line) {
+            flows = false;
         }
     }
-    sends
+    current && flows
+}
+
+/// Whether the answer actually sends video (a rejected m-line has port 0 or inactive).
+fn answer_sends_video(sdp: &str) -> bool {
+    section_flows(sdp, "video", &["a=inactive", "a=recvonly"])
+}
+
+/// One peer connection and the tasks that serve it; what viewers and presenters share.
+struct Connection {
+    pc: Arc<dyn PeerConnection>,
+    /// Media sockets are bound to loopback only, so only loopback candidates can pair.
+    loopback_only: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Connection {
+    async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
+        add_remote_candidate(&self.pc, self.loopback_only, candidate).await
+    }
+
+    async fn close(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let pc = self.pc.clone();
+        // Closing is async; if dropped without close(), finish it in the background.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
 }
 
 async fn build_pc(

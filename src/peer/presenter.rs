@@ -16,27 +16,12 @@ use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
 /// A browser presenting through the appliance.
 pub struct PresenterPeer {
-    pc: Arc<dyn PeerConnection>,
-    loopback_only: bool,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    conn: Connection,
 }
 
 /// Whether an offer sends audio (an `m=audio` section with a port and not receive-only).
 pub fn offer_sends_audio(sdp: &str) -> bool {
-    let mut in_audio = false;
-    let mut sends = false;
-    for line in sdp.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_audio && sends {
-                return true;
-            }
-            in_audio = m.starts_with("audio ") && !m.starts_with("audio 0 ");
-            sends = in_audio;
-        } else if in_audio && (line == "a=recvonly" || line == "a=inactive") {
-            sends = false;
-        }
-    }
-    in_audio && sends
+    section_flows(sdp, "audio", &["a=recvonly", "a=inactive"])
 }
 
 impl PresenterPeer {
@@ -92,36 +77,20 @@ impl PresenterPeer {
         }));
         tasks.push(tokio::spawn(forward_keyframe_requests(keyframes, video_rx, keyframe_count)));
         let loopback_only = factory.loopback_only();
-        Ok((Self { pc, loopback_only, tasks }, answer.sdp))
+        Ok((Self { conn: Connection { pc, loopback_only, tasks } }, answer.sdp))
     }
 
     /// Adds a remote ICE candidate from the presenter.
     pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
-        add_remote_candidate(&self.pc, self.loopback_only, candidate).await
+        self.conn.add_candidate(candidate).await
     }
 
     /// Ends the session.
     pub async fn close(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let _ = self.pc.close().await;
+        self.conn.close().await;
     }
 }
 
-impl Drop for PresenterPeer {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let pc = self.pc.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
-    }
-}
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -133,20 +102,7 @@ impl Drop for AbortOnDrop {
 
 /// Whether our answer receives video from the presenter.
 fn answer_receives_video(sdp: &str) -> bool {
-    let mut in_video = false;
-    let mut receives = false;
-    for line in sdp.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_video && receives {
-                return true;
-            }
-            in_video = m.starts_with("video ") && !m.starts_with("video 0 ");
-            receives = in_video;
-        } else if in_video && (line == "a=inactive" || line == "a=sendonly") {
-            receives = false;
-        }
-    }
-    in_video && receives
+    section_flows(sdp, "video", &["a=inactive", "a=sendonly"])
 }
 
 /// Holds the keyframe inbox while presenting: viewers' requests become PLIs to the

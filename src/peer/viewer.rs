@@ -7,10 +7,7 @@ use crate::media::AudioPacket;
 
 /// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
 pub struct ViewerPeer {
-    pc: Arc<dyn PeerConnection>,
-    /// Media sockets are bound to loopback only, so only loopback candidates can pair.
-    loopback_only: bool,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    conn: Connection,
 }
 
 fn local_track(kind: RtpCodecKind, ssrc: u32, codec: &RTCRtpCodecParameters) -> Arc<TrackLocalStaticRTP> {
@@ -146,34 +143,17 @@ impl ViewerPeer {
             }
         }));
         let loopback_only = factory.loopback_only();
-        Ok((Self { pc, loopback_only, tasks }, answer.sdp))
+        Ok((Self { conn: Connection { pc, loopback_only, tasks } }, answer.sdp))
     }
 
     /// Adds a remote ICE candidate from the browser.
     pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
-        add_remote_candidate(&self.pc, self.loopback_only, candidate).await
+        self.conn.add_candidate(candidate).await
     }
 
     /// Ends the session and releases its hub slot.
     pub async fn close(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let _ = self.pc.close().await;
+        self.conn.close().await;
     }
 }
 
-impl Drop for ViewerPeer {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let pc = self.pc.clone();
-        // Closing is async; if we are dropped without close(), finish it in the background.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
-    }
-}
