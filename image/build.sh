@@ -37,9 +37,11 @@ ROOTFS="$OUT/rootfs"
 rm -rf "$ROOTFS" "$OUT/tmp"
 mmdebstrap --mode=root --arch=arm64 --variant=apt \
     --components="main non-free-firmware" \
-    --include=systemd-sysv,udev,kmod,linux-image-arm64,raspi-firmware,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-guest-utils,e2fsprogs,dosfstools,util-linux \
+    --dpkgopt=force-confold \
+    --include=systemd-sysv,udev,kmod,linux-image-arm64,raspi-firmware,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd \
     --essential-hook='mkdir -p "$1/boot/firmware"' \
     --setup-hook='mkdir -p "$1/etc/default" && echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"' \
+    --dpkgopt=force-confdef \
     --customize-hook="copy-in $OUT/edgecam_arm64.deb /tmp" \
     --customize-hook='chroot "$1" apt-get install -y /tmp/edgecam_arm64.deb && rm "$1/tmp/edgecam_arm64.deb"' \
     --customize-hook="copy-in image/files/edgecam-provision.service image/files/edgecam-growroot.service /etc/systemd/system" \
