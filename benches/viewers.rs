@@ -23,7 +23,13 @@ struct Proc {
 impl Proc {
     fn start(port: u16, gop_s: u32) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
-            .args(["run", "--source", "test", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "run",
+                "--source",
+                "test",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("EDGECAM_CAMERA__WIDTH", "1280")
             .env("EDGECAM_CAMERA__HEIGHT", "720")
             .env("EDGECAM_CAMERA__FPS", "30")
@@ -34,7 +40,10 @@ impl Proc {
             .env("EDGECAM_VIEWERS__MAX", "100")
             .env("RUST_LOG", "warn")
             // Never touch the machine's real state directory.
-            .env("EDGECAM_STATE__DIR", std::env::temp_dir().join(format!("edgecam-bench-{port}")))
+            .env(
+                "EDGECAM_STATE__DIR",
+                std::env::temp_dir().join(format!("edgecam-bench-{port}")),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("edgecam binary");
@@ -47,13 +56,15 @@ impl Proc {
 
     /// utime+stime in clock ticks, and VmRSS in KiB, from /proc.
     fn sample(&self) -> (u64, u64) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the parenthesised command name; utime and stime are 14th and 15th.
         let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();
         let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
             + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let rss = status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -103,7 +114,11 @@ async fn cpu_rss(port: u16) {
     daemon.wait_ready().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("## Daemon CPU and RSS, 1280x720 30 fps 2 Mbps x264 (test pattern)\n");
-    println!("| viewers | daemon CPU (% of one core) | RSS (MiB) | frames per viewer in {}s (expected {}) |", SAMPLE.as_secs(), SAMPLE.as_secs() * 30);
+    println!(
+        "| viewers | daemon CPU (% of one core) | RSS (MiB) | frames per viewer in {}s (expected {}) |",
+        SAMPLE.as_secs(),
+        SAMPLE.as_secs() * 30
+    );
     println!("|---|---|---|---|");
     for n in [0usize, 1, 10] {
         let url = format!("ws://127.0.0.1:{port}/one2many");
@@ -125,13 +140,24 @@ async fn cpu_rss(port: u16) {
         let (t1, _) = daemon.sample();
         let secs = started.elapsed().as_secs_f64();
         let cpu = (t1 - t0) as f64 / ticks_per_s() / secs * 100.0;
-        let per_viewer: Vec<usize> = viewers.iter().zip(&start_frames).map(|(v, s)| v.frames() - s).collect();
+        let per_viewer: Vec<usize> = viewers
+            .iter()
+            .zip(&start_frames)
+            .map(|(v, s)| v.frames() - s)
+            .collect();
         let frames = if per_viewer.is_empty() {
             "–".to_string()
         } else {
-            format!("min {} / max {}", per_viewer.iter().min().unwrap(), per_viewer.iter().max().unwrap())
+            format!(
+                "min {} / max {}",
+                per_viewer.iter().min().unwrap(),
+                per_viewer.iter().max().unwrap()
+            )
         };
-        println!("| {n} | {cpu:.1} | {:.1} | {frames} |", rss_max as f64 / 1024.0);
+        println!(
+            "| {n} | {cpu:.1} | {:.1} | {frames} |",
+            rss_max as f64 / 1024.0
+        );
         for v in viewers {
             v.close().await;
         }
@@ -152,7 +178,9 @@ async fn time_to_first_frame(port: u16) {
         let page = browser.open(&url).await;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let v = page.eval("window.edgecam && window.edgecam.firstFrameMs").await;
+            let v = page
+                .eval("window.edgecam && window.edgecam.firstFrameMs")
+                .await;
             if let Some(ms) = v.as_f64() {
                 times.push(ms);
                 let t = page.eval("window.edgecam.timings").await;
@@ -177,7 +205,10 @@ async fn time_to_first_frame(port: u16) {
     println!("{} runs (of {TTFF_RUNS}), each a new tab:\n", times.len());
     println!("| measured from | p50 | p95 | max |");
     println!("|---|---|---|---|");
-    for (name, v) in [("page navigation start", &times), ("viewer offer sent (join)", &from_join)] {
+    for (name, v) in [
+        ("page navigation start", &times),
+        ("viewer offer sent (join)", &from_join),
+    ] {
         println!(
             "| {name} | {:.0} ms | {:.0} ms | {:.0} ms |",
             percentile(v, 0.5),
@@ -195,13 +226,20 @@ async fn time_to_first_frame(port: u16) {
     };
     println!(
         "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
-        med("wsOpen"), med("offerSent"), med("answer"), med("connected"), med("firstFrame")
+        med("wsOpen"),
+        med("offerSent"),
+        med("answer"),
+        med("connected"),
+        med("firstFrame")
     );
 }
 
 fn main() {
     // `cargo bench` passes --bench; any filter argument is ignored: this runs the whole set.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         cpu_rss(18611).await;
         time_to_first_frame(18612).await;

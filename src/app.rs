@@ -4,9 +4,9 @@
 use crate::capture::{Source, Want};
 use crate::config::Config;
 use crate::control::Control;
-use crate::gpio::Pins;
 use crate::encode::{self, EncodeSettings, RunStats, pipeline};
 use crate::fanout::Hub;
+use crate::gpio::Pins;
 use crate::media::{KeyframeInbox, KeyframeRequester};
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
@@ -52,8 +52,14 @@ pub async fn serve_with(
     let status = Status::new(hub.clone(), config.viewers.max);
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
     if let Ok(text) = std::fs::read_to_string(&provision_error) {
-        tracing::error!("the boot partition's settings were rejected: {}", text.trim());
-        *status.config_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.trim().to_string());
+        tracing::error!(
+            "the boot partition's settings were rejected: {}",
+            text.trim()
+        );
+        *status
+            .config_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(text.trim().to_string());
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let camera = tokio::spawn(supervise_camera(
@@ -85,7 +91,8 @@ pub async fn serve_with(
     tracing::info!("serving on http://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
-    let watchdog = crate::notify::watchdog_period().map(|period| tokio::spawn(watchdog(period, status.clone())));
+    let watchdog = crate::notify::watchdog_period()
+        .map(|period| tokio::spawn(watchdog(period, status.clone())));
 
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
@@ -125,7 +132,10 @@ async fn watchdog(period: Duration, status: Arc<Status>) {
         if alive {
             crate::notify::notify("WATCHDOG=1");
         } else {
-            tracing::warn!("media loop made no progress for {:?}; not pinging the watchdog", period / 3);
+            tracing::warn!(
+                "media loop made no progress for {:?}; not pinging the watchdog",
+                period / 3
+            );
         }
     }
 }
@@ -162,7 +172,11 @@ async fn supervise_camera(
     restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let want = Want { width: config.camera.width, height: config.camera.height, fps: config.camera.fps };
+    let want = Want {
+        width: config.camera.width,
+        height: config.camera.height,
+        fps: config.camera.fps,
+    };
     let settings = EncodeSettings {
         width: want.width,
         height: want.height,
@@ -195,8 +209,10 @@ async fn supervise_camera(
         loop {
             status.set_pipeline(Pipeline::Starting, 0);
             let spec = config.camera.source.clone();
-            let resolved =
-                tokio::task::spawn_blocking(move || Source::resolve(&spec, want, &encode::has_element)).await;
+            let resolved = tokio::task::spawn_blocking(move || {
+                Source::resolve(&spec, want, &encode::has_element)
+            })
+            .await;
             let started = Instant::now();
             let mut off = camera_on.clone();
             let mut stop_run = stop.clone();
@@ -219,19 +235,29 @@ async fn supervise_camera(
                 Err(e) => Err(format!("camera probe failed: {e}")),
                 Ok(Err(e)) => Err(e.to_string()),
                 Ok(Ok(source)) => {
-                    match pipeline::choose(config.encoder.kind, source.delivers_h264(), &encode::has_element) {
+                    match pipeline::choose(
+                        config.encoder.kind,
+                        source.delivers_h264(),
+                        &encode::has_element,
+                    ) {
                         Err(e) => Err(e.to_string()),
                         Ok(encoder) => {
-                            let desc = pipeline::describe(&source.fragment(want), encoder, &settings);
+                            let desc =
+                                pipeline::describe(&source.fragment(want), encoder, &settings);
                             tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
                             tracing::debug!(pipeline = %desc);
                             let stats = Arc::new(RunStats::default());
-                            status.set_source(source.describe(), encoder.name().into(), stats.clone());
+                            status.set_source(
+                                source.describe(),
+                                encoder.name().into(),
+                                stats.clone(),
+                            );
                             let sink_hub = hub.clone();
                             let sink_status = status.clone();
                             let first_frame = std::sync::Once::new();
                             let sink = Arc::new(move |frame| {
-                                first_frame.call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
+                                first_frame
+                                    .call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
                                 sink_hub.publish(frame);
                             });
                             encode::run(&desc, sink, &mut *keyframes, stats, STALL_AFTER, stop_fut)
@@ -254,7 +280,9 @@ async fn supervise_camera(
             if result.is_ok() {
                 // The run was ended on purpose while the camera stays on: a restart was
                 // asked for (long press) or a camera appeared. Reopen at once, no backoff.
-                status.pipeline_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                status
+                    .pipeline_restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!("camera pipeline restart requested");
                 continue;
             }
@@ -262,8 +290,13 @@ async fn supervise_camera(
                 backoff = Duration::from_secs(1);
             }
             let reason = result.err().unwrap_or_else(|| "pipeline ended".into());
-            status.pipeline_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!("camera pipeline: {reason}; restarting in {}s", backoff.as_secs());
+            status
+                .pipeline_restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                "camera pipeline: {reason}; restarting in {}s",
+                backoff.as_secs()
+            );
             status.set_pipeline(Pipeline::Error(reason), backoff.as_secs());
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}

@@ -35,12 +35,20 @@ impl Control {
             Ok(s) if s.trim() == "on" => true,
             Ok(s) if s.trim() == "off" => false,
             Ok(other) => {
-                tracing::warn!("{}: unexpected {other:?}; using camera.autostart", state_file.display());
+                tracing::warn!(
+                    "{}: unexpected {other:?}; using camera.autostart",
+                    state_file.display()
+                );
                 autostart
             }
             Err(_) => autostart,
         };
-        Self { camera_on: watch::channel(on).0, restart: watch::channel(0).0, long_press, state_file }
+        Self {
+            camera_on: watch::channel(on).0,
+            restart: watch::channel(0).0,
+            long_press,
+            state_file,
+        }
     }
 
     pub fn camera_on(&self) -> watch::Receiver<bool> {
@@ -67,7 +75,8 @@ impl Control {
             }
         };
         tracing::info!(command = ?cmd, streaming = on, "stream control");
-        self.camera_on.send_if_modified(|cur| std::mem::replace(cur, on) != on);
+        self.camera_on
+            .send_if_modified(|cur| std::mem::replace(cur, on) != on);
         self.remember(on);
         on
     }
@@ -82,7 +91,10 @@ impl Control {
             && let Err(e) = std::fs::create_dir_all(dir)
                 .and_then(|_| std::fs::write(&self.state_file, if on { "on\n" } else { "off\n" }))
         {
-            tracing::warn!("cannot remember the stream state in {}: {e}", self.state_file.display());
+            tracing::warn!(
+                "cannot remember the stream state in {}: {e}",
+                self.state_file.display()
+            );
         }
     }
 
@@ -94,7 +106,11 @@ impl Control {
                 self.restart.send_modify(|n| *n += 1);
             }
             LongPressAction::Reboot | LongPressAction::Poweroff => {
-                let verb = if self.long_press == LongPressAction::Reboot { "reboot" } else { "poweroff" };
+                let verb = if self.long_press == LongPressAction::Reboot {
+                    "reboot"
+                } else {
+                    "poweroff"
+                };
                 if let Err(e) = std::process::Command::new("systemctl").arg(verb).spawn() {
                     tracing::error!("systemctl {verb}: {e}");
                 }
@@ -131,7 +147,11 @@ mod tests {
 
     #[test]
     fn an_unwritable_state_dir_is_not_fatal() {
-        let c = Control::new(true, "/proc/edgecam-cannot-write-here".into(), LongPressAction::None);
+        let c = Control::new(
+            true,
+            "/proc/edgecam-cannot-write-here".into(),
+            LongPressAction::None,
+        );
         assert!(!c.apply(Command::Stop));
     }
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "edgecam", version, about = "Plug-in IP camera: live H.264 over WebRTC to every browser on the LAN")]
+#[command(
+    name = "edgecam",
+    version,
+    about = "Plug-in IP camera: live H.264 over WebRTC to every browser on the LAN"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -60,7 +64,9 @@ fn init_logging() {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,webrtc=warn,rtc=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(!journald);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(!journald);
     if journald {
         builder.without_time().init();
     } else {
@@ -74,7 +80,10 @@ fn run(args: RunArgs) -> ExitCode {
         let default = PathBuf::from(config::CONFIG_PATH);
         default.exists().then_some(default)
     });
-    let overrides = Overrides { source: args.source, listen: args.listen };
+    let overrides = Overrides {
+        source: args.source,
+        listen: args.listen,
+    };
     let cfg = match config::load(file.as_deref(), None, &overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -109,7 +118,10 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     } else {
         format!("http://{bound}/")
     };
-    println!("edgecam {} — open {shown} in a browser", env!("CARGO_PKG_VERSION"));
+    println!(
+        "edgecam {} — open {shown} in a browser",
+        env!("CARGO_PKG_VERSION")
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     edgecam::app::serve(cfg, listener, shutdown_signal()).await?;
@@ -136,16 +148,42 @@ async fn shutdown_signal() {
 fn devices() -> ExitCode {
     let devices = edgecam::capture::v4l2::list_devices();
     if devices.is_empty() {
-        println!("No V4L2 capture devices found. `edgecam run` will use the test pattern (source = auto).");
+        println!(
+            "No V4L2 capture devices found. `edgecam run` will use the test pattern (source = auto)."
+        );
         return ExitCode::SUCCESS;
     }
     for d in devices {
-        println!("{}: {} (driver {}, {})", d.path.display(), d.name, d.driver, d.bus);
+        println!(
+            "{}: {} (driver {}, {})",
+            d.path.display(),
+            d.name,
+            d.driver,
+            d.bus
+        );
         for f in &d.formats {
             println!("  {} — {}", f.fourcc, f.description);
             for s in &f.sizes {
-                let rates: Vec<String> = s.fps.iter().map(|r| format!("{r:.4}").trim_end_matches('0').trim_end_matches('.').to_string()).collect();
-                println!("    {}x{} @ {} fps", s.width, s.height, if rates.is_empty() { "?".into() } else { rates.join(", ") });
+                let rates: Vec<String> = s
+                    .fps
+                    .iter()
+                    .map(|r| {
+                        format!("{r:.4}")
+                            .trim_end_matches('0')
+                            .trim_end_matches('.')
+                            .to_string()
+                    })
+                    .collect();
+                println!(
+                    "    {}x{} @ {} fps",
+                    s.width,
+                    s.height,
+                    if rates.is_empty() {
+                        "?".into()
+                    } else {
+                        rates.join(", ")
+                    }
+                );
             }
         }
         println!("  use: source = \"v4l2:{}\"", d.path.display());
@@ -184,7 +222,11 @@ fn provision(boot: &std::path::Path, root: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(edgecam::provision::Outcome::Applied { kept_as }) => {
-            println!("applied {}; the original is kept as {}", boot.display(), kept_as.display());
+            println!(
+                "applied {}; the original is kept as {}",
+                boot.display(),
+                kept_as.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

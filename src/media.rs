@@ -93,7 +93,9 @@ mod tests {
 
     #[test]
     fn splits_annexb_with_3_and_4_byte_start_codes() {
-        let au = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9];
+        let au = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9,
+        ];
         assert_eq!(nal_types(&au), vec![7, 8, 5]);
         let nalus = annexb_nalus(&au);
         assert_eq!(nalus[0], &[0x67, 1, 2]);

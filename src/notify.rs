@@ -7,9 +7,13 @@ use std::time::Duration;
 
 /// Sends `state` (e.g. `READY=1`, `WATCHDOG=1`); false when not under systemd or on error.
 pub fn notify(state: &str) -> bool {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return false };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return false;
+    };
     let path = path.to_string_lossy().into_owned();
-    let Ok(sock) = UnixDatagram::unbound() else { return false };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return false;
+    };
     let addr = match path.strip_prefix('@') {
         // A leading '@' names a socket in the abstract namespace.
         Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),

@@ -71,40 +71,68 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         path: boot_file.display().to_string(),
         reason: e.to_string(),
     })?;
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-        path: boot_file.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: boot_file.display().to_string(),
+                reason: e.to_string(),
+            })?;
     table.remove("provisioning");
     let settings = format!(
         "# Written by `edgecam provision` from {}; edit that file, not this one.\n{}",
         boot_file.display(),
         toml::to_string(&table).unwrap_or_default()
     );
-    write(&under(root, Path::new(config::CONFIG_PATH)), &settings, 0o640)?;
+    write(
+        &under(root, Path::new(config::CONFIG_PATH)),
+        &settings,
+        0o640,
+    )?;
 
     if let Some(h) = &p.hostname {
-        write(&under(root, Path::new("/etc/hostname")), &format!("{h}\n"), 0o644)?;
+        write(
+            &under(root, Path::new("/etc/hostname")),
+            &format!("{h}\n"),
+            0o644,
+        )?;
         let hosts = under(root, Path::new("/etc/hosts"));
-        let old = std::fs::read_to_string(&hosts).unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+        let old =
+            std::fs::read_to_string(&hosts).unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
         write(&hosts, &hosts_with(&old, h), 0o644)?;
     }
     if let Some(ssid) = &p.wifi_ssid {
         let country = p.wifi_country.as_deref().unwrap_or("US");
         let conf = wpa_supplicant_conf(ssid, p.wifi_psk.as_deref(), country);
-        write(&under(root, Path::new("/etc/wpa_supplicant/wpa_supplicant-wlan0.conf")), &conf, 0o600)?;
+        write(
+            &under(
+                root,
+                Path::new("/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"),
+            ),
+            &conf,
+            0o600,
+        )?;
     }
     if !p.ssh_authorized_keys.is_empty() {
         let keys = p.ssh_authorized_keys.join("\n") + "\n";
-        write(&under(root, Path::new("/root/.ssh/authorized_keys")), &keys, 0o600)?;
+        write(
+            &under(root, Path::new("/root/.ssh/authorized_keys")),
+            &keys,
+            0o600,
+        )?;
     }
     if let Some(tz) = &p.timezone {
-        write(&under(root, Path::new("/etc/timezone")), &format!("{tz}\n"), 0o644)?;
+        write(
+            &under(root, Path::new("/etc/timezone")),
+            &format!("{tz}\n"),
+            0o644,
+        )?;
         let link = under(root, Path::new("/etc/localtime"));
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(format!("/usr/share/zoneinfo/{tz}"), &link).map_err(|e| ProvisionError::Write {
-            path: link.display().to_string(),
-            reason: e.to_string(),
+        std::os::unix::fs::symlink(format!("/usr/share/zoneinfo/{tz}"), &link).map_err(|e| {
+            ProvisionError::Write {
+                path: link.display().to_string(),
+                reason: e.to_string(),
+            }
         })?;
     }
     // Keep the original, renamed: a file present at the next boot is a new one.
@@ -133,7 +161,10 @@ fn under(root: &Path, path: &Path) -> PathBuf {
 
 fn write(path: &Path, text: &str, mode: u32) -> Result<(), ProvisionError> {
     use std::os::unix::fs::PermissionsExt;
-    let fail = |e: std::io::Error| ProvisionError::Write { path: path.display().to_string(), reason: e.to_string() };
+    let fail = |e: std::io::Error| ProvisionError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
@@ -146,7 +177,11 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<(), ProvisionError> {
 
 /// /etc/hosts with the 127.0.1.1 line naming `hostname` (Debian's convention).
 pub fn hosts_with(old: &str, hostname: &str) -> String {
-    let mut out: Vec<String> = old.lines().filter(|l| !l.starts_with("127.0.1.1")).map(String::from).collect();
+    let mut out: Vec<String> = old
+        .lines()
+        .filter(|l| !l.starts_with("127.0.1.1"))
+        .map(String::from)
+        .collect();
     out.push(format!("127.0.1.1\t{hostname}"));
     out.join("\n") + "\n"
 }
@@ -156,7 +191,9 @@ pub fn wpa_supplicant_conf(ssid: &str, psk: Option<&str>, country: &str) -> Stri
     let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let key = match psk {
         // 64 hex digits is a raw key, written unquoted.
-        Some(k) if k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()) => format!("\tpsk={k}\n"),
+        Some(k) if k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()) => {
+            format!("\tpsk={k}\n")
+        }
         Some(k) => format!("\tpsk={}\n", quote(k)),
         None => "\tkey_mgmt=NONE\n".into(),
     };
@@ -175,7 +212,9 @@ pub fn check(key: &str, value: &str) -> Option<String> {
                 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !value.starts_with('-')
                 && !value.ends_with('-');
-            (!ok).then(|| format!("{value:?} is not a hostname (letters, digits and '-', at most 63)"))
+            (!ok).then(|| {
+                format!("{value:?} is not a hostname (letters, digits and '-', at most 63)")
+            })
         }
         "wifi_country" => {
             let ok = value.len() == 2 && value.chars().all(|c| c.is_ascii_uppercase());
@@ -194,12 +233,18 @@ pub fn check(key: &str, value: &str) -> Option<String> {
             let ok = !value.is_empty()
                 && !value.contains("..")
                 && !value.starts_with('/')
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
             (!ok).then(|| format!("{value:?} is not a time zone name such as Europe/London"))
         }
         "ssh_authorized_keys" => {
-            let ok = value.starts_with("ssh-") || value.starts_with("ecdsa-") || value.starts_with("sk-");
-            (!ok).then(|| "each key is a public key line such as \"ssh-ed25519 AAAA... user@host\"".into())
+            let ok = value.starts_with("ssh-")
+                || value.starts_with("ecdsa-")
+                || value.starts_with("sk-");
+            (!ok).then(|| {
+                "each key is a public key line such as \"ssh-ed25519 AAAA... user@host\"".into()
+            })
         }
         _ => Some("unknown key".into()),
     }
@@ -220,7 +265,10 @@ mod tests {
         assert!(check("wifi_psk", "short").is_some());
         assert_eq!(check("timezone", "America/Argentina/Buenos_Aires"), None);
         assert!(check("timezone", "../../etc/passwd").is_some());
-        assert_eq!(check("ssh_authorized_keys", "ssh-ed25519 AAAAC3 me@laptop"), None);
+        assert_eq!(
+            check("ssh_authorized_keys", "ssh-ed25519 AAAAC3 me@laptop"),
+            None
+        );
         assert!(check("ssh_authorized_keys", "rm -rf /").is_some());
     }
 

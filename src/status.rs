@@ -69,7 +69,11 @@ pub struct Leds {
 
 impl Default for Leds {
     fn default() -> Self {
-        Self { gpio: "none", status: crate::gpio::LedMode::Off, viewers: crate::gpio::LedMode::Off }
+        Self {
+            gpio: "none",
+            status: crate::gpio::LedMode::Off,
+            viewers: crate::gpio::LedMode::Off,
+        }
     }
 }
 
@@ -150,12 +154,24 @@ impl Status {
         self.refresh_channel();
     }
 
-    pub fn set_leds(&self, status: crate::gpio::LedMode, viewers: crate::gpio::LedMode, gpio: &'static str) {
-        self.lock().leds = Leds { gpio, status, viewers };
+    pub fn set_leds(
+        &self,
+        status: crate::gpio::LedMode,
+        viewers: crate::gpio::LedMode,
+        gpio: &'static str,
+    ) {
+        self.lock().leds = Leds {
+            gpio,
+            status,
+            viewers,
+        };
     }
 
     pub fn config_error(&self) -> Option<String> {
-        self.config_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current pipeline run's liveness counter.
@@ -168,7 +184,8 @@ impl Status {
     }
 
     pub fn set_presenter(&self, p: Presenter) {
-        self.presenter.send_if_modified(|cur| std::mem::replace(cur, p) != p);
+        self.presenter
+            .send_if_modified(|cur| std::mem::replace(cur, p) != p);
         self.refresh_channel();
     }
 
@@ -283,9 +300,16 @@ mod tests {
         let s = status();
         assert!(s.claim_presenter(Presenter::Browser, true));
         assert!(s.presenter_audio.load(Ordering::Acquire));
-        assert!(!s.claim_presenter(Presenter::Camera, false), "second presenter refused");
+        assert!(
+            !s.claim_presenter(Presenter::Camera, false),
+            "second presenter refused"
+        );
         s.release_presenter(Presenter::Camera);
-        assert_eq!(*s.presenter.borrow(), Presenter::Browser, "only the presenter can release");
+        assert_eq!(
+            *s.presenter.borrow(),
+            Presenter::Browser,
+            "only the presenter can release"
+        );
         s.release_presenter(Presenter::Browser);
         assert_eq!(*s.presenter.borrow(), Presenter::None);
         assert!(!s.presenter_audio.load(Ordering::Acquire));
@@ -309,6 +333,9 @@ mod tests {
         let mut rx = s.texts.subscribe();
         s.broadcast_text("hello \"all\"");
         let v: serde_json::Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "text", "text": "hello \"all\""}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "text", "text": "hello \"all\""})
+        );
     }
 }

@@ -5,18 +5,30 @@
 
 mod common;
 
-use common::{Daemon, browser::{Browser, Page, VIEWER_PROBE}};
+use common::{
+    Daemon,
+    browser::{Browser, Page, VIEWER_PROBE},
+};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-async fn wait(page: &Page<'_>, expr: &str, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait(
+    page: &Page<'_>,
+    expr: &str,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let v = page.eval(expr).await;
         if pred(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "{what} not reached in {secs}s: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached in {secs}s: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -30,41 +42,89 @@ const AUDIO_PROBE: &str = r#"(async () => {
 async fn browser_presenter_is_relayed_to_two_viewers() {
     let daemon = Daemon::start(&[("EDGECAM_CAMERA__AUTOSTART", "false")]).await;
     assert_eq!(daemon.status().await["presenter"], "none");
-    let browser = Browser::launch(&["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]).await;
+    let browser = Browser::launch(&[
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ])
+    .await;
 
     let presenter = browser.open(&daemon.url("/presenter")).await;
-    wait(&presenter, "typeof window.edgecam", 10, "presenter page", |v| v == "object").await;
+    wait(
+        &presenter,
+        "typeof window.edgecam",
+        10,
+        "presenter page",
+        |v| v == "object",
+    )
+    .await;
     presenter.eval("window.edgecam.start(); true").await;
-    wait(&presenter, "document.getElementById('state').textContent", 30, "presenter live", |v| v == "live").await;
-    let s = daemon.wait_status(10, |s| s["presenter"] == "browser").await;
+    wait(
+        &presenter,
+        "document.getElementById('state').textContent",
+        30,
+        "presenter live",
+        |v| v == "live",
+    )
+    .await;
+    let s = daemon
+        .wait_status(10, |s| s["presenter"] == "browser")
+        .await;
     assert_eq!(s["presenter"], "browser");
 
     let v1 = browser.open(&daemon.url("/")).await;
     let v2 = browser.open(&daemon.url("/")).await;
     for (i, v) in [&v1, &v2].into_iter().enumerate() {
         let got = wait(v, VIEWER_PROBE, 30, &format!("viewer {i} decoding"), |p| {
-            p["frames"].as_u64().unwrap_or(0) > 10 && p["width"].as_u64().unwrap_or(0) > 0 && p["badge"] == "live"
+            p["frames"].as_u64().unwrap_or(0) > 10
+                && p["width"].as_u64().unwrap_or(0) > 0
+                && p["badge"] == "live"
         })
         .await;
         eprintln!("viewer {i}: {got}");
-        wait(v, AUDIO_PROBE, 20, &format!("viewer {i} audio"), |n| n.as_u64().unwrap_or(0) > 10).await;
+        wait(v, AUDIO_PROBE, 20, &format!("viewer {i} audio"), |n| {
+            n.as_u64().unwrap_or(0) > 10
+        })
+        .await;
     }
-    wait(&presenter, "document.getElementById('viewers').textContent", 10, "viewer count on presenter page", |v| {
-        v == "2 watching"
-    })
+    wait(
+        &presenter,
+        "document.getElementById('viewers').textContent",
+        10,
+        "viewer count on presenter page",
+        |v| v == "2 watching",
+    )
     .await;
 
     // A second presenter is rejected with a message.
     let second = browser.open(&daemon.url("/presenter")).await;
-    wait(&second, "typeof window.edgecam", 10, "second presenter page", |v| v == "object").await;
+    wait(
+        &second,
+        "typeof window.edgecam",
+        10,
+        "second presenter page",
+        |v| v == "object",
+    )
+    .await;
     second.eval("window.edgecam.start(); true").await;
-    let msg = wait(&second, "document.getElementById('message').textContent", 20, "rejection", |v| {
-        v.as_str().unwrap_or("").contains("Another presenter is active")
-    })
+    let msg = wait(
+        &second,
+        "document.getElementById('message').textContent",
+        20,
+        "rejection",
+        |v| {
+            v.as_str()
+                .unwrap_or("")
+                .contains("Another presenter is active")
+        },
+    )
     .await;
     eprintln!("second presenter: {msg}");
     second.close().await;
-    assert_eq!(daemon.status().await["presenter"], "browser", "the first presenter stays");
+    assert_eq!(
+        daemon.status().await["presenter"],
+        "browser",
+        "the first presenter stays"
+    );
 
     // Text from the presenter reaches both viewers over the data channel.
     presenter
@@ -72,30 +132,60 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
         .await;
     for v in [&v1, &v2] {
         wait(v, "window.edgecam.texts", 10, "text on viewer", |t| {
-            t.as_array().is_some_and(|a| a.iter().any(|x| x == "hello from the presenter"))
+            t.as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "hello from the presenter"))
         })
         .await;
-        wait(v, "document.getElementById('message').textContent", 5, "text shown", |t| t == "hello from the presenter").await;
+        wait(
+            v,
+            "document.getElementById('message').textContent",
+            5,
+            "text shown",
+            |t| t == "hello from the presenter",
+        )
+        .await;
     }
 
     // The presenter closes its tab: both viewers get stopCommunication and show offline.
     presenter.close().await;
     for v in [&v1, &v2] {
         wait(v, "window.edgecam.received", 20, "stopCommunication", |r| {
-            r.as_array().is_some_and(|a| a.iter().any(|x| x == "stopCommunication"))
+            r.as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "stopCommunication"))
         })
         .await;
-        wait(v, "document.getElementById('state').textContent", 10, "offline", |b| b == "offline").await;
+        wait(
+            v,
+            "document.getElementById('state').textContent",
+            10,
+            "offline",
+            |b| b == "offline",
+        )
+        .await;
     }
-    let s = daemon.wait_status(10, |s| s["presenter"] == "none" && s["viewers"] == 0).await;
+    let s = daemon
+        .wait_status(10, |s| s["presenter"] == "none" && s["viewers"] == 0)
+        .await;
     assert_eq!(s["fanout"]["subscribed"], 0);
 
     // A new presenter: the offline viewer pages rejoin by themselves (presenterAvailable)
     // and get a picture at once (their joins reach the presenter as keyframe requests).
     let again = browser.open(&daemon.url("/presenter")).await;
-    wait(&again, "typeof window.edgecam", 10, "presenter page", |v| v == "object").await;
-    again.eval("document.getElementById('audio').checked = false; window.edgecam.start(); true").await;
-    wait(&again, "document.getElementById('state').textContent", 30, "presenter live again", |v| v == "live").await;
+    wait(&again, "typeof window.edgecam", 10, "presenter page", |v| {
+        v == "object"
+    })
+    .await;
+    again
+        .eval("document.getElementById('audio').checked = false; window.edgecam.start(); true")
+        .await;
+    wait(
+        &again,
+        "document.getElementById('state').textContent",
+        30,
+        "presenter live again",
+        |v| v == "live",
+    )
+    .await;
     for v in [&v1, &v2] {
         let before = v.eval(VIEWER_PROBE).await["frames"].as_u64().unwrap_or(0);
         wait(v, VIEWER_PROBE, 30, "viewer live again", |p| {
@@ -103,7 +193,9 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
         })
         .await;
     }
-    daemon.wait_status(10, |s| s["viewers"] == 2 && s["presenter"] == "browser").await;
+    daemon
+        .wait_status(10, |s| s["viewers"] == 2 && s["presenter"] == "browser")
+        .await;
     drop((v1, v2, again));
     drop(browser);
     daemon.stop().await;

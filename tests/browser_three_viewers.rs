@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{Daemon, browser::{Browser, VIEWER_PROBE}};
+use common::{
+    Daemon,
+    browser::{Browser, VIEWER_PROBE},
+};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +25,10 @@ async fn three_chromium_viewers_decode_frames() {
     while first_frame.iter().any(Option::is_none) && Instant::now() < deadline {
         for (i, page) in pages.iter().enumerate() {
             let v = page.eval(VIEWER_PROBE).await;
-            if first_frame[i].is_none() && v["frames"].as_u64().unwrap_or(0) > 0 && v["width"] == 640 {
+            if first_frame[i].is_none()
+                && v["frames"].as_u64().unwrap_or(0) > 0
+                && v["width"] == 640
+            {
                 first_frame[i] = Some(started.elapsed());
             }
             last[i] = v;
@@ -34,16 +40,20 @@ async fn three_chromium_viewers_decode_frames() {
         assert!(t.is_some(), "page {i} never decoded: {}", last[i]);
     }
     // Frames keep coming on every page.
-    let before: Vec<u64> = futures_util::future::join_all(pages.iter().map(|p| p.eval(VIEWER_PROBE)))
-        .await
-        .iter()
-        .map(|v| v["frames"].as_u64().unwrap_or(0))
-        .collect();
+    let before: Vec<u64> =
+        futures_util::future::join_all(pages.iter().map(|p| p.eval(VIEWER_PROBE)))
+            .await
+            .iter()
+            .map(|v| v["frames"].as_u64().unwrap_or(0))
+            .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, page) in pages.iter().enumerate() {
         let v = page.eval(VIEWER_PROBE).await;
         let now = v["frames"].as_u64().unwrap_or(0);
-        assert!(now > before[i] + 10, "page {i} frames did not keep rising: {before:?} -> {v}");
+        assert!(
+            now > before[i] + 10,
+            "page {i} frames did not keep rising: {before:?} -> {v}"
+        );
         assert_eq!(v["width"], 640);
         assert_eq!(v["height"], 360);
         assert_eq!(v["badge"], "live", "{v}");

@@ -4,14 +4,20 @@ use std::io::Write;
 use std::process::Command;
 
 fn edgecam(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_edgecam")).args(args).output().expect("run edgecam")
+    Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(args)
+        .output()
+        .expect("run edgecam")
 }
 
 #[test]
 fn version_prints_the_crate_version() {
     let out = edgecam(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("edgecam {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("edgecam {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -27,7 +33,13 @@ fn devices_exits_zero_with_or_without_cameras() {
 
 #[test]
 fn check_config_accepts_the_shipped_example() {
-    let out = edgecam(&["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/edgecam.example.toml")]);
+    let out = edgecam(&[
+        "check-config",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/config/edgecam.example.toml"
+        ),
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
 }
@@ -35,11 +47,20 @@ fn check_config_accepts_the_shipped_example() {
 #[test]
 fn check_config_exits_2_naming_every_bad_key() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    writeln!(f, "[camera]\nsource = \"webcam\"\nfps = 500\n[encoder]\nkind = \"vp8\"\n[viewers]\nmaxx = 3").unwrap();
+    writeln!(
+        f,
+        "[camera]\nsource = \"webcam\"\nfps = 500\n[encoder]\nkind = \"vp8\"\n[viewers]\nmaxx = 3"
+    )
+    .unwrap();
     let out = edgecam(&["check-config", f.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["camera.source", "camera.fps", "encoder.kind", "viewers.maxx"] {
+    for key in [
+        "camera.source",
+        "camera.fps",
+        "encoder.kind",
+        "viewers.maxx",
+    ] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
 }

@@ -9,17 +9,29 @@ const IMAGE_CONFIG: &str = include_str!("../image/files/edgecam.toml");
 #[test]
 fn partition_labels_agree() {
     for label in ["RASPIFIRM", "RASPIROOT"] {
-        assert!(GENIMAGE.contains(&format!("label = \"{label}\"")), "{label} in genimage.cfg");
-        assert!(BUILD.contains(&format!("LABEL={label}")), "{label} in fstab");
+        assert!(
+            GENIMAGE.contains(&format!("label = \"{label}\"")),
+            "{label} in genimage.cfg"
+        );
+        assert!(
+            BUILD.contains(&format!("LABEL={label}")),
+            "{label} in fstab"
+        );
     }
     assert!(BUILD.contains("ROOTPART=LABEL=RASPIROOT"));
     assert!(GENIMAGE.contains("mountpoint = \"/boot/firmware\""));
-    assert!(!BUILD.contains("losetup") && !BUILD.contains("mount -o loop"), "no loop mounts");
+    assert!(
+        !BUILD.contains("losetup") && !BUILD.contains("mount -o loop"),
+        "no loop mounts"
+    );
 }
 
 #[test]
 fn first_boot_applies_the_boot_partition_file_before_the_daemon() {
-    assert!(PROVISION_UNIT.contains("ExecStart=-/usr/bin/edgecam provision --boot /boot/firmware/edgecam.toml"));
+    assert!(
+        PROVISION_UNIT
+            .contains("ExecStart=-/usr/bin/edgecam provision --boot /boot/firmware/edgecam.toml")
+    );
     assert!(PROVISION_UNIT.contains("Before=") && PROVISION_UNIT.contains("edgecam.service"));
     assert!(BUILD.contains("systemctl enable") && BUILD.contains("edgecam-provision"));
 }

@@ -28,7 +28,8 @@ async fn viewer_survives_pipeline_failures() {
             max_backoff = max_backoff.max(s["restart_backoff_s"].as_u64().unwrap_or(0));
         }
         saw_fast_blink |= s["leds"]["status"] == "fast_blink";
-        if s["pipeline_restarts"].as_u64().unwrap_or(0) >= 2 && s["pipeline"]["state"] == "running" {
+        if s["pipeline_restarts"].as_u64().unwrap_or(0) >= 2 && s["pipeline"]["state"] == "running"
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no second restart: {s}");
@@ -42,10 +43,16 @@ async fn viewer_survives_pipeline_failures() {
     // Same peer, same viewer: frames resume after the restart.
     let before = viewer.frames();
     assert!(before > *frames_at_error.first().unwrap_or(&0));
-    assert!(viewer.wait_frames(before + 15, 20).await >= before + 15, "frames resumed");
+    assert!(
+        viewer.wait_frames(before + 15, 20).await >= before + 15,
+        "frames resumed"
+    );
     let s = daemon.status().await;
     assert_eq!(s["viewers"], 1, "the viewer stayed connected: {s}");
-    assert!(viewer.wait_message("stopCommunication", 0).await.is_none(), "viewers are not dropped by an internal restart");
+    assert!(
+        viewer.wait_message("stopCommunication", 0).await.is_none(),
+        "viewers are not dropped by an internal restart"
+    );
     viewer.close().await;
     daemon.stop().await;
 }

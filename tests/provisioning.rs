@@ -48,44 +48,94 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
 
     std::fs::write(&file, GOOD).unwrap();
     let out = provision(&file, &root);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let settings = std::fs::read_to_string(root.join("etc/edgecam/edgecam.toml")).unwrap();
-    assert!(settings.contains("v4l2:/dev/video0") && settings.contains("fps = 25"), "{settings}");
-    assert!(!settings.contains("wifi_psk"), "secrets stay out of the daemon's config");
+    assert!(
+        settings.contains("v4l2:/dev/video0") && settings.contains("fps = 25"),
+        "{settings}"
+    );
+    assert!(
+        !settings.contains("wifi_psk"),
+        "secrets stay out of the daemon's config"
+    );
     let check = Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .arg("check-config")
         .arg(root.join("etc/edgecam/edgecam.toml"))
         .output()
         .unwrap();
     assert!(check.status.success(), "applied settings are valid");
-    assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "cam-garden\n");
-    assert!(std::fs::read_to_string(root.join("etc/hosts")).unwrap().contains("127.0.1.1\tcam-garden"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "cam-garden\n"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/hosts"))
+            .unwrap()
+            .contains("127.0.1.1\tcam-garden")
+    );
     let wpa = root.join("etc/wpa_supplicant/wpa_supplicant-wlan0.conf");
     let wpa_text = std::fs::read_to_string(&wpa).unwrap();
     assert!(wpa_text.contains("ssid=\"home\"") && wpa_text.contains("country=GB"));
-    assert_eq!(std::fs::metadata(&wpa).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&wpa).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let keys = root.join("root/.ssh/authorized_keys");
-    assert!(std::fs::read_to_string(&keys).unwrap().starts_with("ssh-ed25519 "));
-    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&keys)
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(
         std::fs::read_link(root.join("etc/localtime")).unwrap(),
         std::path::PathBuf::from("/usr/share/zoneinfo/Europe/London")
     );
     // The original is kept, renamed, with its content.
     assert!(!file.exists());
-    let kept: Vec<_> = std::fs::read_dir(&boot).unwrap().map(|e| e.unwrap().path()).collect();
+    let kept: Vec<_> = std::fs::read_dir(&boot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(kept.len(), 1);
-    assert!(kept[0].file_name().unwrap().to_str().unwrap().starts_with("edgecam.toml.applied-"));
+    assert!(
+        kept[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("edgecam.toml.applied-")
+    );
     assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), GOOD);
 
     // A bad file later: nothing changes, the error is recorded, the file stays to be fixed.
-    std::fs::write(&file, "[camera]\nfps = 0\n[provisioning]\nhostname = \"not ok\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[camera]\nfps = 0\n[provisioning]\nhostname = \"not ok\"\n",
+    )
+    .unwrap();
     let out = provision(&file, &root);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("camera.fps") && err.contains("provisioning.hostname"), "{err}");
-    assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "cam-garden\n");
-    assert_eq!(std::fs::read_to_string(root.join("etc/edgecam/edgecam.toml")).unwrap(), settings);
+    assert!(
+        err.contains("camera.fps") && err.contains("provisioning.hostname"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "cam-garden\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/edgecam/edgecam.toml")).unwrap(),
+        settings
+    );
     assert!(file.exists(), "a rejected file is left in place");
     let state = root.join("var/lib/edgecam");
     let recorded = std::fs::read_to_string(state.join("provision-error")).unwrap();
@@ -93,19 +143,42 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
 
     // The daemon boots on and reports it: status, page, LED.
     let state_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    std::fs::copy(state.join("provision-error"), state_dir.path().join("provision-error")).unwrap();
+    std::fs::copy(
+        state.join("provision-error"),
+        state_dir.path().join("provision-error"),
+    )
+    .unwrap();
     let daemon = Daemon::start_full("127.0.0.1:0", &[], state_dir).await;
-    let s = daemon.wait_status(5, |s| s["leds"]["status"] == "fast_blink").await;
-    assert!(s["config_error"].as_str().unwrap().contains("camera.fps"), "{s}");
-    assert_eq!(s["pipeline"]["state"], "running", "the camera streams with the previous settings");
+    let s = daemon
+        .wait_status(5, |s| s["leds"]["status"] == "fast_blink")
+        .await;
+    assert!(
+        s["config_error"].as_str().unwrap().contains("camera.fps"),
+        "{s}"
+    );
+    assert_eq!(
+        s["pipeline"]["state"], "running",
+        "the camera streams with the previous settings"
+    );
     let (_, page) = daemon.get("/").await;
     assert!(page.contains("config_error"), "the page shows it");
     daemon.stop().await;
 
     // A fixed file is applied on the next boot, and the error clears.
-    std::fs::write(&file, "[camera]\nfps = 15\n[provisioning]\nhostname = \"cam-garden-2\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[camera]\nfps = 15\n[provisioning]\nhostname = \"cam-garden-2\"\n",
+    )
+    .unwrap();
     assert!(provision(&file, &root).status.success());
-    assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "cam-garden-2\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "cam-garden-2\n"
+    );
     assert!(!state.join("provision-error").exists());
-    assert_eq!(std::fs::read_dir(&boot).unwrap().count(), 2, "both applied files are kept");
+    assert_eq!(
+        std::fs::read_dir(&boot).unwrap().count(),
+        2,
+        "both applied files are kept"
+    );
 }

@@ -26,21 +26,34 @@ async fn rust_viewer_receives_h264_starting_with_an_idr() {
     // Every later AU is a whole picture: it has at least one slice NAL (1 or 5).
     for au in received.access_units.iter() {
         let t = nal_types(au);
-        assert!(t.iter().any(|&n| n == 1 || n == nal::IDR), "AU without a slice: {t:?}");
+        assert!(
+            t.iter().any(|&n| n == 1 || n == nal::IDR),
+            "AU without a slice: {t:?}"
+        );
     }
     // The data channel brought status with the viewer counted.
-    let status_msgs: Vec<serde_json::Value> =
-        received.channel.iter().filter_map(|t| serde_json::from_str(t).ok()).collect();
+    let status_msgs: Vec<serde_json::Value> = received
+        .channel
+        .iter()
+        .filter_map(|t| serde_json::from_str(t).ok())
+        .collect();
     assert!(
-        status_msgs.iter().any(|m| m["type"] == "status" && m["viewers"] == 1),
+        status_msgs
+            .iter()
+            .any(|m| m["type"] == "status" && m["viewers"] == 1),
         "status on data channel: {:?}",
         received.channel
     );
     drop(received);
     let s = daemon.status().await;
     assert_eq!(s["viewers"], 1);
-    assert!(s["forced_idrs"].as_u64().unwrap() >= 1, "join forced an IDR with a 10 s GOP: {s}");
+    assert!(
+        s["forced_idrs"].as_u64().unwrap() >= 1,
+        "join forced an IDR with a 10 s GOP: {s}"
+    );
     viewer.close().await;
-    daemon.wait_status(10, |s| s["viewers"] == 0 && s["fanout"]["subscribed"] == 0).await;
+    daemon
+        .wait_status(10, |s| s["viewers"] == 0 && s["fanout"]["subscribed"] == 0)
+        .await;
     daemon.stop().await;
 }

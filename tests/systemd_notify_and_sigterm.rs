@@ -44,10 +44,19 @@ async fn ready_watchdog_and_clean_sigterm() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("URL printed").to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("URL printed")
+        .to_string();
     assert!(!url.contains(":0/"), "the real port is printed: {line}");
-    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
 
     let ready = recv_until(&sock, "READY=1", 20);
     assert!(ready.contains("STATUS=serving on"), "{ready}");
@@ -58,18 +67,30 @@ async fn ready_watchdog_and_clean_sigterm() {
 
     let t0 = Instant::now();
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "daemon did not exit");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "daemon did not exit"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let took = t0.elapsed();
     eprintln!("SIGTERM to exit: {took:?}");
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    assert!(viewer.wait_message("stopCommunication", 5).await.is_some(), "viewers were told");
+    assert!(
+        viewer.wait_message("stopCommunication", 5).await.is_some(),
+        "viewers were told"
+    );
     viewer.close().await;
 }

@@ -37,13 +37,19 @@ fn exposure_is_at_most_2_5() {
     // systemd-analyze comes with systemd, on every Debian machine this project targets.
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--threshold=25"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/edgecam.service"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/systemd/edgecam.service"
+        ))
         .output()
         .expect("systemd-analyze runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let level = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for edgecam.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for edgecam.service: ")
+                .nth(1)
+        })
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok())
         .expect("an exposure level");

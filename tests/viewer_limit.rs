@@ -17,7 +17,10 @@ async fn the_viewer_beyond_the_limit_is_rejected_until_a_place_frees() {
     assert_eq!(c.answer["id"], "viewerResponse");
     assert_eq!(c.answer["response"], "rejected");
     let msg = c.answer["message"].as_str().unwrap();
-    assert!(msg.contains("Too many viewers") && msg.contains('2'), "{msg}");
+    assert!(
+        msg.contains("Too many viewers") && msg.contains('2'),
+        "{msg}"
+    );
     assert!(c.answer.get("sdpAnswer").is_none());
     assert_eq!(daemon.status().await["viewers"], 2);
     c.close().await;

@@ -15,7 +15,11 @@ pub enum Source {
     /// The test pattern ending (EOS) after this many frames: a camera that fails.
     TestEnding(u32),
     /// A V4L2 capture device opened in a specific mode.
-    V4l2 { device: PathBuf, name: String, mode: Mode },
+    V4l2 {
+        device: PathBuf,
+        name: String,
+        mode: Mode,
+    },
     /// A CSI camera through libcamera.
     Libcamera,
 }
@@ -58,7 +62,11 @@ impl Source {
             SourceSpec::Auto => {
                 for dev in v4l2::list_devices() {
                     if let Some(mode) = v4l2::choose_mode(&dev.formats, want) {
-                        return Ok(Self::V4l2 { device: dev.path, name: dev.name, mode });
+                        return Ok(Self::V4l2 {
+                            device: dev.path,
+                            name: dev.name,
+                            mode,
+                        });
                     }
                 }
                 Ok(Self::Test)
@@ -109,18 +117,20 @@ impl Source {
             ),
             Self::V4l2 { device, mode, .. } => {
                 let dev = gst_quote(device);
-                let Mode { width, height, fps, .. } = *mode;
+                let Mode {
+                    width, height, fps, ..
+                } = *mode;
                 let size = format!("width={width},height={height},framerate={fps}/1");
                 match &mode.format {
-                    CaptureFormat::H264 => format!(
-                        "v4l2src device={dev} ! video/x-h264,{size} ! h264parse"
-                    ),
-                    CaptureFormat::Mjpeg => format!(
-                        "v4l2src device={dev} ! image/jpeg,{size} ! jpegdec"
-                    ),
-                    CaptureFormat::Raw(gst_format) => format!(
-                        "v4l2src device={dev} ! video/x-raw,format={gst_format},{size}"
-                    ),
+                    CaptureFormat::H264 => {
+                        format!("v4l2src device={dev} ! video/x-h264,{size} ! h264parse")
+                    }
+                    CaptureFormat::Mjpeg => {
+                        format!("v4l2src device={dev} ! image/jpeg,{size} ! jpegdec")
+                    }
+                    CaptureFormat::Raw(gst_format) => {
+                        format!("v4l2src device={dev} ! video/x-raw,format={gst_format},{size}")
+                    }
                 }
             }
         }
@@ -137,7 +147,11 @@ fn open_v4l2(path: &Path, want: Want) -> Result<Source, CaptureError> {
     })?;
     let mode = v4l2::choose_mode(&dev.formats, want)
         .ok_or_else(|| CaptureError::NoUsableFormat(path.into()))?;
-    Ok(Source::V4l2 { device: dev.path, name: dev.name, mode })
+    Ok(Source::V4l2 {
+        device: dev.path,
+        name: dev.name,
+        mode,
+    })
 }
 
 /// Quotes a path for a gst-launch description.
@@ -150,7 +164,11 @@ fn gst_quote(path: &Path) -> String {
 mod tests {
     use super::*;
 
-    const WANT: Want = Want { width: 1280, height: 720, fps: 30 };
+    const WANT: Want = Want {
+        width: 1280,
+        height: 720,
+        fps: 30,
+    };
 
     #[test]
     fn test_pattern_is_live_sized_and_clocked() {
@@ -160,13 +178,19 @@ mod tests {
         assert!(f.contains("clockoverlay"));
         assert!(!Source::Test.delivers_h264());
         let ending = Source::TestEnding(30).fragment(WANT);
-        assert!(ending.starts_with("videotestsrc is-live=true num-buffers=30 pattern=smpte"), "{ending}");
+        assert!(
+            ending.starts_with("videotestsrc is-live=true num-buffers=30 pattern=smpte"),
+            "{ending}"
+        );
     }
 
     #[test]
     fn resolves_without_hardware() {
         let none = |_: &str| false;
-        assert_eq!(Source::resolve(&SourceSpec::Test, WANT, &none).unwrap(), Source::Test);
+        assert_eq!(
+            Source::resolve(&SourceSpec::Test, WANT, &none).unwrap(),
+            Source::Test
+        );
         assert!(matches!(
             Source::resolve(&SourceSpec::Libcamera, WANT, &none),
             Err(CaptureError::NoLibcamera)
@@ -176,7 +200,11 @@ mod tests {
             Source::Libcamera
         );
         assert!(matches!(
-            Source::resolve(&SourceSpec::V4l2("/dev/video-none-here".into()), WANT, &none),
+            Source::resolve(
+                &SourceSpec::V4l2("/dev/video-none-here".into()),
+                WANT,
+                &none
+            ),
             Err(CaptureError::Missing(_))
         ));
     }
@@ -186,7 +214,12 @@ mod tests {
         let mk = |format| Source::V4l2 {
             device: "/dev/video0".into(),
             name: "cam".into(),
-            mode: Mode { format, width: 640, height: 480, fps: 30 },
+            mode: Mode {
+                format,
+                width: 640,
+                height: 480,
+                fps: 30,
+            },
         };
         let h264 = mk(CaptureFormat::H264);
         assert!(h264.delivers_h264());
@@ -194,8 +227,16 @@ mod tests {
             h264.fragment(WANT),
             "v4l2src device=\"/dev/video0\" ! video/x-h264,width=640,height=480,framerate=30/1 ! h264parse"
         );
-        assert!(mk(CaptureFormat::Mjpeg).fragment(WANT).ends_with("! jpegdec"));
-        assert!(mk(CaptureFormat::Raw("YUY2".into())).fragment(WANT).contains("format=YUY2"));
+        assert!(
+            mk(CaptureFormat::Mjpeg)
+                .fragment(WANT)
+                .ends_with("! jpegdec")
+        );
+        assert!(
+            mk(CaptureFormat::Raw("YUY2".into()))
+                .fragment(WANT)
+                .contains("format=YUY2")
+        );
         assert!(!mk(CaptureFormat::Mjpeg).delivers_h264());
     }
 

@@ -122,7 +122,11 @@ pub fn probe(path: &Path) -> Result<DeviceInfo, String> {
                 sizes.push(SizeInfo { width, height, fps });
             }
         }
-        formats.push(FormatInfo { fourcc, description: desc.description, sizes });
+        formats.push(FormatInfo {
+            fourcc,
+            description: desc.description,
+            sizes,
+        });
     }
     Ok(DeviceInfo {
         path: path.into(),
@@ -158,12 +162,18 @@ fn frame_sizes(size: &v4l::framesize::FrameSizeEnum) -> Vec<(u32, u32)> {
 fn frame_rates(interval: &v4l::frameinterval::FrameIntervalEnum) -> Vec<f64> {
     use v4l::frameinterval::FrameIntervalEnum;
     let rate = |f: &v4l::fraction::Fraction| {
-        if f.numerator == 0 { None } else { Some(f64::from(f.denominator) / f64::from(f.numerator)) }
+        if f.numerator == 0 {
+            None
+        } else {
+            Some(f64::from(f.denominator) / f64::from(f.numerator))
+        }
     };
     match interval {
         FrameIntervalEnum::Discrete(f) => rate(f).into_iter().collect(),
         // Fastest and slowest ends of the range.
-        FrameIntervalEnum::Stepwise(s) => [rate(&s.min), rate(&s.max)].into_iter().flatten().collect(),
+        FrameIntervalEnum::Stepwise(s) => {
+            [rate(&s.min), rate(&s.max)].into_iter().flatten().collect()
+        }
     }
 }
 
@@ -173,11 +183,17 @@ pub fn choose_mode(formats: &[FormatInfo], want: Want) -> Option<Mode> {
     let want_px = i64::from(want.width) * i64::from(want.height);
     let mut best: Option<((i64, u32, u32), Mode)> = None;
     for f in formats {
-        let Some(format) = CaptureFormat::from_fourcc(&f.fourcc) else { continue };
+        let Some(format) = CaptureFormat::from_fourcc(&f.fourcc) else {
+            continue;
+        };
         for s in &f.sizes {
             let px = i64::from(s.width) * i64::from(s.height);
             // Larger than asked costs bandwidth and CPU: weigh it double.
-            let size_cost = if px > want_px { 2 * (px - want_px) } else { want_px - px };
+            let size_cost = if px > want_px {
+                2 * (px - want_px)
+            } else {
+                want_px - px
+            };
             let max_fps = s.fps.iter().cloned().fold(0.0_f64, f64::max);
             // Unknown rates (empty list) are taken at face value.
             let fps = if s.fps.is_empty() || max_fps >= f64::from(want.fps) {
@@ -187,7 +203,12 @@ pub fn choose_mode(formats: &[FormatInfo], want: Want) -> Option<Mode> {
             };
             let key = (size_cost, want.fps - fps.min(want.fps), format.rank());
             if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                let mode = Mode { format: format.clone(), width: s.width, height: s.height, fps };
+                let mode = Mode {
+                    format: format.clone(),
+                    width: s.width,
+                    height: s.height,
+                    fps,
+                };
                 best = Some((key, mode));
             }
         }
@@ -205,12 +226,20 @@ mod tests {
             description: fourcc.into(),
             sizes: sizes
                 .iter()
-                .map(|&(width, height, fps)| SizeInfo { width, height, fps: fps.to_vec() })
+                .map(|&(width, height, fps)| SizeInfo {
+                    width,
+                    height,
+                    fps: fps.to_vec(),
+                })
                 .collect(),
         }
     }
 
-    const HD: Want = Want { width: 1280, height: 720, fps: 30 };
+    const HD: Want = Want {
+        width: 1280,
+        height: 720,
+        fps: 30,
+    };
 
     #[test]
     fn prefers_h264_passthrough_at_equal_size() {
@@ -220,7 +249,15 @@ mod tests {
             fmt("H264", &[(1280, 720, &[30.0])]),
         ];
         let m = choose_mode(&formats, HD).unwrap();
-        assert_eq!(m, Mode { format: CaptureFormat::H264, width: 1280, height: 720, fps: 30 });
+        assert_eq!(
+            m,
+            Mode {
+                format: CaptureFormat::H264,
+                width: 1280,
+                height: 720,
+                fps: 30
+            }
+        );
     }
 
     #[test]
@@ -229,7 +266,10 @@ mod tests {
             fmt("YUYV", &[(1280, 720, &[10.0])]),
             fmt("MJPG", &[(1280, 720, &[30.0, 15.0])]),
         ];
-        assert_eq!(choose_mode(&formats, HD).unwrap().format, CaptureFormat::Mjpeg);
+        assert_eq!(
+            choose_mode(&formats, HD).unwrap().format,
+            CaptureFormat::Mjpeg
+        );
     }
 
     #[test]
@@ -243,14 +283,23 @@ mod tests {
 
     #[test]
     fn unusable_formats_give_none() {
-        assert_eq!(choose_mode(&[fmt("BA81", &[(1280, 720, &[30.0])])], HD), None);
+        assert_eq!(
+            choose_mode(&[fmt("BA81", &[(1280, 720, &[30.0])])], HD),
+            None
+        );
         assert_eq!(choose_mode(&[], HD), None);
     }
 
     #[test]
     fn maps_fourccs() {
-        assert_eq!(CaptureFormat::from_fourcc("YUYV"), Some(CaptureFormat::Raw("YUY2".into())));
-        assert_eq!(CaptureFormat::from_fourcc("H264"), Some(CaptureFormat::H264));
+        assert_eq!(
+            CaptureFormat::from_fourcc("YUYV"),
+            Some(CaptureFormat::Raw("YUY2".into()))
+        );
+        assert_eq!(
+            CaptureFormat::from_fourcc("H264"),
+            Some(CaptureFormat::H264)
+        );
         assert_eq!(CaptureFormat::from_fourcc("pRAA"), None);
     }
 

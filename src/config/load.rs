@@ -53,7 +53,12 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["webrtc.ice_servers", "webrtc.nat_ips", "webrtc.bind_ips", "provisioning.ssh_authorized_keys"];
+const LIST_KEYS: &[&str] = &[
+    "webrtc.ice_servers",
+    "webrtc.nat_ips",
+    "webrtc.bind_ips",
+    "provisioning.ssh_authorized_keys",
+];
 
 /// Command-line overrides, applied last.
 #[derive(Debug, Default, Clone)]
@@ -110,10 +115,12 @@ pub fn load(
         path: file.map_or("(defaults)".into(), |p| p.display().to_string()),
         reason: e.to_string(),
     })?;
-    let table = merged.try_deserialize::<Map<String, Value>>().map_err(|e| ConfigError::Syntax {
-        path: "(merged)".into(),
-        reason: e.to_string(),
-    })?;
+    let table = merged
+        .try_deserialize::<Map<String, Value>>()
+        .map_err(|e| ConfigError::Syntax {
+            path: "(merged)".into(),
+            reason: e.to_string(),
+        })?;
     validate(&table)
 }
 
@@ -124,7 +131,10 @@ pub fn load_file_only(file: &Path) -> Result<Config, ConfigError> {
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
-    ConfigError::Invalid(vec![KeyError { key: key.into(), message }])
+    ConfigError::Invalid(vec![KeyError {
+        key: key.into(),
+        message,
+    }])
 }
 
 fn toml_check(text: &str) -> Result<(), String> {
@@ -151,7 +161,10 @@ impl Reader<'_> {
     }
 
     fn fail(&mut self, key: &str, message: String) {
-        self.errors.push(KeyError { key: key.into(), message });
+        self.errors.push(KeyError {
+            key: key.into(),
+            message,
+        });
     }
 
     /// A scalar rendered as text (numbers from env arrive as strings and vice versa).
@@ -191,7 +204,10 @@ impl Reader<'_> {
         match text.trim().parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                self.fail(key, format!("{text:?} is not a whole number from {min} to {max}"));
+                self.fail(
+                    key,
+                    format!("{text:?} is not a whole number from {min} to {max}"),
+                );
                 None
             }
         }
@@ -216,7 +232,10 @@ impl Reader<'_> {
             Ok(-1) => Some(None),
             Ok(n) if (0..=27).contains(&n) => Some(Some(n as u8)),
             _ => {
-                self.fail(key, format!("{text:?} is not a BCM pin number (0 to 27, or -1 for none)"));
+                self.fail(
+                    key,
+                    format!("{text:?} is not a BCM pin number (0 to 27, or -1 for none)"),
+                );
                 None
             }
         }
@@ -242,7 +261,9 @@ impl Reader<'_> {
                     match item.kind {
                         ValueKind::String(s) if !s.trim().is_empty() => out.push(s.trim().into()),
                         ValueKind::String(_) => {}
-                        other => self.fail(key, format!("list items must be strings, found {other}")),
+                        other => {
+                            self.fail(key, format!("list items must be strings, found {other}"))
+                        }
                     }
                 }
                 out
@@ -278,7 +299,10 @@ fn unknown_keys(table: &Map<String, Value>) -> Vec<KeyError> {
                 for name in inner.keys() {
                     let key = format!("{section}.{name}");
                     if !KNOWN_KEYS.contains(&key.as_str()) {
-                        errors.push(KeyError { key, message: "unknown key".into() });
+                        errors.push(KeyError {
+                            key,
+                            message: "unknown key".into(),
+                        });
                     }
                 }
             }
@@ -294,7 +318,11 @@ fn unknown_keys(table: &Map<String, Value>) -> Vec<KeyError> {
 fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
     let backend = r.choice(
         "gpio.backend",
-        &[("auto", GpioBackend::Auto), ("rppal", GpioBackend::Rppal), ("simulator", GpioBackend::Simulator)],
+        &[
+            ("auto", GpioBackend::Auto),
+            ("rppal", GpioBackend::Rppal),
+            ("simulator", GpioBackend::Simulator),
+        ],
     );
     let button_pin = r.pin("gpio.button_pin");
     let active_low = r.boolean("gpio.button_active_low");
@@ -315,7 +343,11 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
     let viewers_pin = r.pin("gpio.viewers_led_pin");
     let viewers_high = r.boolean("gpio.viewers_led_active_high");
     // A pin wired to two things is a wiring mistake: name every key involved.
-    let used = [("gpio.button_pin", button_pin), ("gpio.status_led_pin", status_pin), ("gpio.viewers_led_pin", viewers_pin)];
+    let used = [
+        ("gpio.button_pin", button_pin),
+        ("gpio.status_led_pin", status_pin),
+        ("gpio.viewers_led_pin", viewers_pin),
+    ];
     for (i, (key, pin)) in used.iter().enumerate() {
         if let Some(Some(p)) = pin
             && let Some((other, _)) = used[..i].iter().find(|(_, q)| *q == Some(Some(*p)))
@@ -325,12 +357,22 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
     }
     Some(GpioConfig {
         backend: backend?,
-        button: button_pin?.map(|pin| ButtonPin { pin, active_low: active_low.unwrap_or(true), pull_up: pull_up.unwrap_or(true) }),
+        button: button_pin?.map(|pin| ButtonPin {
+            pin,
+            active_low: active_low.unwrap_or(true),
+            pull_up: pull_up.unwrap_or(true),
+        }),
         debounce: Duration::from_millis(debounce?),
         long_press: Duration::from_secs(long_press?),
         long_press_action: action?,
-        status_led: status_pin?.map(|pin| LedPin { pin, active_high: status_high.unwrap_or(true) }),
-        viewers_led: viewers_pin?.map(|pin| LedPin { pin, active_high: viewers_high.unwrap_or(true) }),
+        status_led: status_pin?.map(|pin| LedPin {
+            pin,
+            active_high: status_high.unwrap_or(true),
+        }),
+        viewers_led: viewers_pin?.map(|pin| LedPin {
+            pin,
+            active_high: viewers_high.unwrap_or(true),
+        }),
     })
 }
 
@@ -338,7 +380,13 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
 fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisioning> {
     r.table.get("provisioning")?;
     let mut p = crate::provision::Provisioning::default();
-    for name in ["hostname", "wifi_ssid", "wifi_psk", "wifi_country", "timezone"] {
+    for name in [
+        "hostname",
+        "wifi_ssid",
+        "wifi_psk",
+        "wifi_country",
+        "timezone",
+    ] {
         let key = format!("provisioning.{name}");
         if r.raw(&key).is_none() {
             continue;
@@ -364,18 +412,27 @@ fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisionin
         }
     }
     if p.wifi_psk.is_some() && p.wifi_ssid.is_none() {
-        r.fail("provisioning.wifi_psk", "set provisioning.wifi_ssid too".into());
+        r.fail(
+            "provisioning.wifi_psk",
+            "set provisioning.wifi_ssid too".into(),
+        );
     }
     Some(p)
 }
 
 fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
-    let mut r = Reader { table, errors: unknown_keys(table) };
+    let mut r = Reader {
+        table,
+        errors: unknown_keys(table),
+    };
 
     let listen = r.text("http.listen").and_then(|s| match s.trim().parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            r.fail("http.listen", format!("{s:?} is not ADDRESS:PORT, e.g. 0.0.0.0:8080"));
+            r.fail(
+                "http.listen",
+                format!("{s:?} is not ADDRESS:PORT, e.g. 0.0.0.0:8080"),
+            );
             None
         }
     });
@@ -390,7 +447,10 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let ice_servers = r.list("webrtc.ice_servers");
     for url in &ice_servers {
         if !(url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:")) {
-            r.fail("webrtc.ice_servers", format!("{url:?} must start with stun:, turn: or turns:"));
+            r.fail(
+                "webrtc.ice_servers",
+                format!("{url:?} must start with stun:, turn: or turns:"),
+            );
         }
     }
     let udp_ports = match r.text("webrtc.udp_ports") {
@@ -438,7 +498,9 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
         }]));
     };
     // Every value below is Some: a None always pushed an error, and we returned above.
-    match (listen, source, width, height, fps, autostart, kind, bitrate, gop, udp_ports, max) {
+    match (
+        listen, source, width, height, fps, autostart, kind, bitrate, gop, udp_ports, max,
+    ) {
         (
             Some(listen),
             Some(source),
@@ -465,7 +527,12 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 bitrate_kbps: bitrate as u32,
                 keyframe_interval: Duration::from_secs(gop),
             },
-            webrtc: WebRtcConfig { ice_servers, udp_ports, nat_ips, bind_ips },
+            webrtc: WebRtcConfig {
+                ice_servers,
+                udp_ports,
+                nat_ips,
+                bind_ips,
+            },
             viewers: ViewersConfig { max: max as usize },
             gpio,
             state: StateConfig { dir: state_dir },
@@ -504,9 +571,15 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let cfg = load(None, no_env(), &Overrides::default()).expect("defaults");
-        assert_eq!(cfg.http.listen, "0.0.0.0:8080".parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(
+            cfg.http.listen,
+            "0.0.0.0:8080".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(cfg.camera.source, SourceSpec::Auto);
-        assert_eq!((cfg.camera.width, cfg.camera.height, cfg.camera.fps), (1280, 720, 30));
+        assert_eq!(
+            (cfg.camera.width, cfg.camera.height, cfg.camera.fps),
+            (1280, 720, 30)
+        );
         assert_eq!(cfg.encoder.kind, EncoderKind::Auto);
         assert_eq!(cfg.encoder.bitrate_kbps, 2000);
         assert_eq!(cfg.webrtc.udp_ports, None);
@@ -518,10 +591,20 @@ mod tests {
     fn autostart_is_a_boolean_from_file_or_env() {
         let f = write_temp("[camera]\nautostart = false\n");
         assert!(!load_file_only(f.path()).unwrap().camera.autostart);
-        let env = [("EDGECAM_CAMERA__AUTOSTART".to_string(), "true".to_string())].into_iter().collect();
-        assert!(load(Some(f.path()), Some(env), &Overrides::default()).unwrap().camera.autostart);
+        let env = [("EDGECAM_CAMERA__AUTOSTART".to_string(), "true".to_string())]
+            .into_iter()
+            .collect();
+        assert!(
+            load(Some(f.path()), Some(env), &Overrides::default())
+                .unwrap()
+                .camera
+                .autostart
+        );
         let f = write_temp("[camera]\nautostart = \"yes\"\n");
-        assert_eq!(keys(load_file_only(f.path()).unwrap_err()), vec!["camera.autostart"]);
+        assert_eq!(
+            keys(load_file_only(f.path()).unwrap_err()),
+            vec!["camera.autostart"]
+        );
     }
 
     #[test]
@@ -539,21 +622,40 @@ mod tests {
         );
         let env: HashMap<String, String> = [
             ("EDGECAM_CAMERA__WIDTH", "800"),
-            ("EDGECAM_WEBRTC__ICE_SERVERS", "stun:a.example:3478,stun:b.example:3478"),
+            (
+                "EDGECAM_WEBRTC__ICE_SERVERS",
+                "stun:a.example:3478,stun:b.example:3478",
+            ),
             ("EDGECAM_HTTP__LISTEN", "127.0.0.1:9000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let cli = Overrides { listen: Some("127.0.0.1:9001".into()), source: None };
+        let cli = Overrides {
+            listen: Some("127.0.0.1:9001".into()),
+            source: None,
+        };
         let cfg = load(Some(f.path()), Some(env), &cli).expect("valid");
         assert_eq!(cfg.camera.source, SourceSpec::Test);
         assert_eq!(cfg.camera.width, 800, "env beats file");
         assert_eq!(cfg.camera.height, 480, "file beats defaults");
-        assert_eq!(cfg.http.listen, "127.0.0.1:9001".parse::<std::net::SocketAddr>().unwrap(), "cli beats env");
+        assert_eq!(
+            cfg.http.listen,
+            "127.0.0.1:9001".parse::<std::net::SocketAddr>().unwrap(),
+            "cli beats env"
+        );
         assert_eq!(cfg.webrtc.ice_servers.len(), 2);
-        assert_eq!(cfg.webrtc.udp_ports, Some(PortRange { first: 40000, last: 40009 }));
-        assert_eq!(cfg.webrtc.nat_ips, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            cfg.webrtc.udp_ports,
+            Some(PortRange {
+                first: 40000,
+                last: 40009
+            })
+        );
+        assert_eq!(
+            cfg.webrtc.nat_ips,
+            vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     #[test]
@@ -582,33 +684,78 @@ mod tests {
 
     #[test]
     fn gpio_pins_are_validated() {
-        let f = write_temp("[gpio]\nbutton_pin = 40\nstatus_led_pin = 5\nviewers_led_pin = 5\nlong_press_action = \"explode\"\nbackend = \"wiringpi\"\n");
+        let f = write_temp(
+            "[gpio]\nbutton_pin = 40\nstatus_led_pin = 5\nviewers_led_pin = 5\nlong_press_action = \"explode\"\nbackend = \"wiringpi\"\n",
+        );
         let mut got = keys(load_file_only(f.path()).unwrap_err());
         got.sort();
-        assert_eq!(got, vec!["gpio.backend", "gpio.button_pin", "gpio.long_press_action", "gpio.viewers_led_pin"]);
+        assert_eq!(
+            got,
+            vec![
+                "gpio.backend",
+                "gpio.button_pin",
+                "gpio.long_press_action",
+                "gpio.viewers_led_pin"
+            ]
+        );
         let text = load_file_only(f.path()).unwrap_err().to_string();
-        assert!(text.contains("pin 5 is already used by gpio.status_led_pin"), "{text}");
+        assert!(
+            text.contains("pin 5 is already used by gpio.status_led_pin"),
+            "{text}"
+        );
         assert!(text.contains("0 to 27"), "{text}");
-        let f = write_temp("[gpio]\nbutton_pin = -1\nviewers_led_pin = 4\nviewers_led_active_high = false\n");
+        let f = write_temp(
+            "[gpio]\nbutton_pin = -1\nviewers_led_pin = 4\nviewers_led_active_high = false\n",
+        );
         let g = load_file_only(f.path()).unwrap().gpio;
         assert_eq!(g.button, None);
-        assert_eq!(g.viewers_led, Some(LedPin { pin: 4, active_high: false }));
-        assert_eq!(g.status_led, Some(LedPin { pin: 27, active_high: true }));
+        assert_eq!(
+            g.viewers_led,
+            Some(LedPin {
+                pin: 4,
+                active_high: false
+            })
+        );
+        assert_eq!(
+            g.status_led,
+            Some(LedPin {
+                pin: 27,
+                active_high: true
+            })
+        );
         assert_eq!(g.long_press, Duration::from_secs(5));
     }
 
     #[test]
     fn provisioning_section_is_validated() {
-        let f = write_temp("[camera]\nsource = \"test\"\n[provisioning]\nhostname = \"cam-1\"\nwifi_ssid = \"home\"\nwifi_psk = \"correct horse\"\nwifi_country = \"GB\"\nssh_authorized_keys = [\"ssh-ed25519 AAAA me\"]\ntimezone = \"Europe/London\"\n");
+        let f = write_temp(
+            "[camera]\nsource = \"test\"\n[provisioning]\nhostname = \"cam-1\"\nwifi_ssid = \"home\"\nwifi_psk = \"correct horse\"\nwifi_country = \"GB\"\nssh_authorized_keys = [\"ssh-ed25519 AAAA me\"]\ntimezone = \"Europe/London\"\n",
+        );
         let p = load_file_only(f.path()).unwrap().provisioning.unwrap();
         assert_eq!(p.hostname.as_deref(), Some("cam-1"));
         assert_eq!(p.ssh_authorized_keys.len(), 1);
-        let f = write_temp("[provisioning]\nhostname = \"no way\"\nwifi_psk = \"x\"\nwifi_country = \"Britain\"\nssh_authorized_keys = [\"hello\"]\ncolour = \"red\"\n");
+        let f = write_temp(
+            "[provisioning]\nhostname = \"no way\"\nwifi_psk = \"x\"\nwifi_country = \"Britain\"\nssh_authorized_keys = [\"hello\"]\ncolour = \"red\"\n",
+        );
         let mut got = keys(load_file_only(f.path()).unwrap_err());
         got.sort();
         got.dedup();
-        assert_eq!(got, vec!["provisioning.colour", "provisioning.hostname", "provisioning.ssh_authorized_keys", "provisioning.wifi_country", "provisioning.wifi_psk"]);
-        assert_eq!(load(None, no_env(), &Overrides::default()).unwrap().provisioning, None);
+        assert_eq!(
+            got,
+            vec![
+                "provisioning.colour",
+                "provisioning.hostname",
+                "provisioning.ssh_authorized_keys",
+                "provisioning.wifi_country",
+                "provisioning.wifi_psk"
+            ]
+        );
+        assert_eq!(
+            load(None, no_env(), &Overrides::default())
+                .unwrap()
+                .provisioning,
+            None
+        );
     }
 
     #[test]
@@ -622,7 +769,10 @@ mod tests {
     #[test]
     fn syntax_error_and_missing_file_are_errors() {
         let f = write_temp("[camera\nsource=");
-        assert!(matches!(load_file_only(f.path()), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            load_file_only(f.path()),
+            Err(ConfigError::Syntax { .. })
+        ));
         assert!(matches!(
             load_file_only(Path::new("/nonexistent/edgecam.toml")),
             Err(ConfigError::Read { .. })

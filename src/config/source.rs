@@ -32,7 +32,9 @@ impl FromStr for SourceSpec {
                 .ok()
                 .filter(|n| *n > 0)
                 .map(Self::TestEnding)
-                .ok_or_else(|| format!("{other:?}: test:frames= takes a whole number of frames above 0")),
+                .ok_or_else(|| {
+                    format!("{other:?}: test:frames= takes a whole number of frames above 0")
+                }),
             other => match other.strip_prefix("v4l2:") {
                 Some(path) if path.starts_with("/dev/") && path.len() > 5 => {
                     Ok(Self::V4l2(PathBuf::from(path)))
@@ -151,21 +153,32 @@ mod tests {
         assert!("v4l2:".parse::<SourceSpec>().is_err());
         assert!("v4l2:/dev/".parse::<SourceSpec>().is_err());
         assert!("webcam".parse::<SourceSpec>().is_err());
-        assert_eq!(SourceSpec::V4l2("/dev/video0".into()).to_string(), "v4l2:/dev/video0");
+        assert_eq!(
+            SourceSpec::V4l2("/dev/video0".into()).to_string(),
+            "v4l2:/dev/video0"
+        );
     }
 
     #[test]
     fn parses_encoders() {
         assert_eq!("x264".parse(), Ok(EncoderKind::X264));
         assert_eq!("hardware".parse(), Ok(EncoderKind::Hardware));
-        assert!("h265".parse::<EncoderKind>().unwrap_err().contains("openh264"));
+        assert!(
+            "h265"
+                .parse::<EncoderKind>()
+                .unwrap_err()
+                .contains("openh264")
+        );
     }
 
     #[test]
     fn parses_port_ranges() {
         assert_eq!(
             "40000-40099".parse(),
-            Ok(PortRange { first: 40000, last: 40099 })
+            Ok(PortRange {
+                first: 40000,
+                last: 40099
+            })
         );
         assert_eq!("40000-40099".parse::<PortRange>().map(|r| r.len()), Ok(100));
         assert!("5-4".parse::<PortRange>().is_err());

@@ -16,7 +16,11 @@ pub struct KeyframePacer {
 
 impl KeyframePacer {
     pub fn new(min_gap: Duration) -> Self {
-        Self { min_gap, last_forced: None, pending_since: None }
+        Self {
+            min_gap,
+            last_forced: None,
+            pending_since: None,
+        }
     }
 
     /// Records a request; `keyframes` is how many keyframes have been produced so far.

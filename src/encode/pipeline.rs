@@ -38,7 +38,9 @@ pub struct EncodeSettings {
 
 /// No encoder that fits the request is installed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no usable H.264 encoder for encoder.kind = {kind}: GStreamer element {missing} is not installed")]
+#[error(
+    "no usable H.264 encoder for encoder.kind = {kind}: GStreamer element {missing} is not installed"
+)]
 pub struct NoEncoder {
     pub kind: EncoderKind,
     pub missing: &'static str,
@@ -54,7 +56,14 @@ pub fn choose(
         return Ok(Encoder::Passthrough);
     }
     let want = |enc: Encoder| {
-        if has_element(enc.name()) { Ok(enc) } else { Err(NoEncoder { kind, missing: enc.name() }) }
+        if has_element(enc.name()) {
+            Ok(enc)
+        } else {
+            Err(NoEncoder {
+                kind,
+                missing: enc.name(),
+            })
+        }
     };
     match kind {
         EncoderKind::Hardware => want(Encoder::Hardware),
@@ -63,7 +72,10 @@ pub fn choose(
         EncoderKind::Auto => want(Encoder::Hardware)
             .or_else(|_| want(Encoder::X264))
             .or_else(|_| want(Encoder::OpenH264))
-            .map_err(|_| NoEncoder { kind, missing: "x264enc (or v4l2h264enc, openh264enc)" }),
+            .map_err(|_| NoEncoder {
+                kind,
+                missing: "x264enc (or v4l2h264enc, openh264enc)",
+            }),
     }
 }
 
@@ -137,11 +149,17 @@ mod tests {
     #[test]
     fn auto_prefers_hardware_then_x264_then_openh264() {
         let all = |_: &str| true;
-        assert_eq!(choose(EncoderKind::Auto, false, &all), Ok(Encoder::Hardware));
+        assert_eq!(
+            choose(EncoderKind::Auto, false, &all),
+            Ok(Encoder::Hardware)
+        );
         let no_hw = |e: &str| e != "v4l2h264enc";
         assert_eq!(choose(EncoderKind::Auto, false, &no_hw), Ok(Encoder::X264));
         let only_open = |e: &str| e == "openh264enc";
-        assert_eq!(choose(EncoderKind::Auto, false, &only_open), Ok(Encoder::OpenH264));
+        assert_eq!(
+            choose(EncoderKind::Auto, false, &only_open),
+            Ok(Encoder::OpenH264)
+        );
         assert!(choose(EncoderKind::Auto, false, &|_| false).is_err());
     }
 
@@ -155,8 +173,15 @@ mod tests {
 
     #[test]
     fn h264_camera_is_passed_through() {
-        assert_eq!(choose(EncoderKind::X264, true, &|_| false), Ok(Encoder::Passthrough));
-        let d = describe("v4l2src ! video/x-h264 ! h264parse", Encoder::Passthrough, &S);
+        assert_eq!(
+            choose(EncoderKind::X264, true, &|_| false),
+            Ok(Encoder::Passthrough)
+        );
+        let d = describe(
+            "v4l2src ! video/x-h264 ! h264parse",
+            Encoder::Passthrough,
+            &S,
+        );
         assert!(!d.contains("enc"), "{d}");
         assert!(d.contains("h264parse config-interval=-1"));
     }

@@ -25,7 +25,11 @@ pub enum EncodeError {
     #[error("pipeline would not start (a device may be busy or missing)")]
     Start,
     #[error("{element}: {message}{}", .debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Bus { element: String, message: String, debug: Option<String> },
+    Bus {
+        element: String,
+        message: String,
+        debug: Option<String>,
+    },
     #[error("the source ended (end of stream)")]
     Eos,
     #[error("no frame for {0:?}; the camera or encoder stalled")]
@@ -81,16 +85,28 @@ pub async fn run(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
-                let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Ok(map) = buffer.map_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
                 let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let pts = buffer.pts().map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
+                let pts = buffer
+                    .pts()
+                    .map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
                 cb_stats.frames.fetch_add(1, Ordering::Relaxed);
-                cb_stats.bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
+                cb_stats
+                    .bytes
+                    .fetch_add(map.len() as u64, Ordering::Relaxed);
                 if keyframe {
                     cb_stats.keyframes.fetch_add(1, Ordering::Relaxed);
                 }
-                sink(EncodedFrame { data: Bytes::copy_from_slice(&map), pts, keyframe });
+                sink(EncodedFrame {
+                    data: Bytes::copy_from_slice(&map),
+                    pts,
+                    keyframe,
+                });
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -167,7 +183,9 @@ async fn sleep_until_opt(at: Option<Instant>) {
 fn to_error(msg: &gst::Message) -> Option<EncodeError> {
     match msg.view() {
         gst::MessageView::Error(e) => Some(EncodeError::Bus {
-            element: e.src().map_or_else(|| "pipeline".into(), |s| s.path_string().to_string()),
+            element: e
+                .src()
+                .map_or_else(|| "pipeline".into(), |s| s.path_string().to_string()),
             message: e.error().to_string(),
             debug: e.debug().map(|d| d.to_string()),
         }),
@@ -189,7 +207,10 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    fn collect() -> (Arc<dyn Fn(EncodedFrame) + Send + Sync>, Arc<Mutex<Vec<EncodedFrame>>>) {
+    fn collect() -> (
+        Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+        Arc<Mutex<Vec<EncodedFrame>>>,
+    ) {
         let frames = Arc::new(Mutex::new(Vec::new()));
         let f2 = frames.clone();
         (Arc::new(move |f| f2.lock().unwrap().push(f)), frames)
@@ -217,12 +238,28 @@ mod tests {
     async fn bad_description_is_a_parse_error() {
         let (sink, _) = collect();
         let (_tx, mut rx) = mpsc::channel(1);
-        let err = run("no-such-element ! appsink name=sink", sink, &mut rx, Default::default(),
-            Duration::from_secs(5), std::future::pending()).await.unwrap_err();
+        let err = run(
+            "no-such-element ! appsink name=sink",
+            sink,
+            &mut rx,
+            Default::default(),
+            Duration::from_secs(5),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, EncodeError::Parse(_)), "{err}");
         let (sink, _) = collect();
-        let err = run("fakesrc ! fakesink", sink, &mut rx, Default::default(),
-            Duration::from_secs(5), std::future::pending()).await.unwrap_err();
+        let err = run(
+            "fakesrc ! fakesink",
+            sink,
+            &mut rx,
+            Default::default(),
+            Duration::from_secs(5),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, EncodeError::NoSink), "{err}");
     }
 
@@ -230,7 +267,13 @@ mod tests {
     async fn x264_frames_start_with_an_idr_carrying_sps_pps_and_forced_idrs_arrive() {
         use crate::encode::pipeline::{EncodeSettings, Encoder, describe};
         use crate::media::{nal, nal_types};
-        let s = EncodeSettings { width: 320, height: 240, fps: 30, bitrate_kbps: 500, keyframe_interval_s: 60 };
+        let s = EncodeSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_kbps: 500,
+            keyframe_interval_s: 60,
+        };
         let desc = describe(
             "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
             Encoder::X264,
@@ -244,12 +287,24 @@ mod tests {
             tx.send(()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(700)).await;
         };
-        run(&desc, sink, &mut rx, stats.clone(), Duration::from_secs(5), stop).await.unwrap();
+        run(
+            &desc,
+            sink,
+            &mut rx,
+            stats.clone(),
+            Duration::from_secs(5),
+            stop,
+        )
+        .await
+        .unwrap();
         let frames = frames.lock().unwrap();
         assert!(frames.len() >= 20, "got {} frames", frames.len());
         let first = nal_types(&frames[0].data);
         assert!(frames[0].keyframe);
-        assert!(first.contains(&nal::SPS) && first.contains(&nal::PPS) && first.contains(&nal::IDR), "{first:?}");
+        assert!(
+            first.contains(&nal::SPS) && first.contains(&nal::PPS) && first.contains(&nal::IDR),
+            "{first:?}"
+        );
         // The GOP is 60 s, so any later keyframe is the forced one.
         let later_idrs = frames[1..].iter().filter(|f| f.keyframe).count();
         assert_eq!(stats.forced_idrs.load(Ordering::Relaxed), 1);
@@ -258,6 +313,9 @@ mod tests {
             let t = nal_types(&f.data);
             assert!(t.contains(&nal::SPS), "SPS before every IDR: {t:?}");
         }
-        assert!(frames.windows(2).all(|w| w[1].pts > w[0].pts), "pts increase");
+        assert!(
+            frames.windows(2).all(|w| w[1].pts > w[0].pts),
+            "pts increase"
+        );
     }
 }

@@ -89,7 +89,11 @@ mod tests {
         assert_eq!(g.offer(false, full, 0), Verdict::Dropped);
         assert!(!g.is_open());
         assert_eq!(g.offer(false, ok, 0), Verdict::Waiting);
-        assert_eq!(g.offer(true, full, 0), Verdict::Dropped, "keyframe lost too");
+        assert_eq!(
+            g.offer(true, full, 0),
+            Verdict::Dropped,
+            "keyframe lost too"
+        );
         assert_eq!(g.offer(true, ok, 0), Verdict::Delivered);
     }
 

@@ -94,9 +94,21 @@ impl Hub {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(ViewerStats::default());
-        self.lock().insert(id, Slot { tx, gate: Gate::new(), stats: stats.clone() });
+        self.lock().insert(
+            id,
+            Slot {
+                tx,
+                gate: Gate::new(),
+                stats: stats.clone(),
+            },
+        );
         self.request_keyframe();
-        Subscription { id, frames: rx, stats, hub: self.clone() }
+        Subscription {
+            id,
+            frames: rx,
+            stats,
+            hub: self.clone(),
+        }
     }
 
     /// Number of subscribed viewers.
@@ -111,7 +123,9 @@ impl Hub {
         let mut need_keyframe = false;
         let mut slots = self.lock();
         slots.retain(|_, slot| {
-            let verdict = slot.gate.offer(frame.keyframe, |f| slot.tx.try_send(f), frame.clone());
+            let verdict = slot
+                .gate
+                .offer(frame.keyframe, |f| slot.tx.try_send(f), frame.clone());
             match verdict {
                 Verdict::Delivered => {
                     slot.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -119,11 +133,15 @@ impl Hub {
                 }
                 Verdict::Waiting => {
                     slot.stats.keyframe_waits.fetch_add(1, Ordering::Relaxed);
-                    self.stats.skipped_keyframe_wait.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .skipped_keyframe_wait
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Verdict::Dropped => {
                     slot.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .dropped_queue_full
+                        .fetch_add(1, Ordering::Relaxed);
                     need_keyframe = true;
                 }
                 Verdict::Closed => return false,
@@ -159,7 +177,11 @@ mod tests {
     use std::time::Duration;
 
     fn frame(n: u64, keyframe: bool) -> EncodedFrame {
-        EncodedFrame { data: Bytes::from(vec![n as u8]), pts: Duration::from_millis(n * 33), keyframe }
+        EncodedFrame {
+            data: Bytes::from(vec![n as u8]),
+            pts: Duration::from_millis(n * 33),
+            keyframe,
+        }
     }
 
     fn hub() -> (Arc<Hub>, mpsc::Receiver<()>) {

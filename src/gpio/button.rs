@@ -24,7 +24,15 @@ pub struct Button {
 
 impl Button {
     pub fn new(debounce: Duration, long_press: Duration, now: Instant) -> Self {
-        Self { debounce, long_press, pressed: false, raw: false, raw_since: now, pressed_at: None, long_fired: false }
+        Self {
+            debounce,
+            long_press,
+            pressed: false,
+            raw: false,
+            raw_since: now,
+            pressed_at: None,
+            long_fired: false,
+        }
     }
 
     /// Feeds one sample of the (logical) pressed level.
@@ -65,14 +73,27 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn run(b: &mut Button, t0: Instant, samples: &[(u64, bool)]) -> Vec<(u64, ButtonEvent)> {
-        samples.iter().filter_map(|&(ms, p)| b.sample(p, t0 + MS * ms as u32).map(|e| (ms, e))).collect()
+        samples
+            .iter()
+            .filter_map(|&(ms, p)| b.sample(p, t0 + MS * ms as u32).map(|e| (ms, e)))
+            .collect()
     }
 
     #[test]
     fn a_clean_press_is_a_short_press_on_release() {
         let t0 = Instant::now();
         let mut b = Button::new(MS * 30, Duration::from_secs(5), t0);
-        let ev = run(&mut b, t0, &[(0, true), (10, true), (40, true), (200, false), (240, false)]);
+        let ev = run(
+            &mut b,
+            t0,
+            &[
+                (0, true),
+                (10, true),
+                (40, true),
+                (200, false),
+                (240, false),
+            ],
+        );
         assert_eq!(ev, vec![(240, ButtonEvent::Short)]);
     }
 
@@ -81,7 +102,19 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Button::new(MS * 30, Duration::from_secs(5), t0);
         // Contact bounce: never stable for 30 ms.
-        let ev = run(&mut b, t0, &[(0, true), (5, false), (10, true), (15, false), (20, true), (25, false), (100, false)]);
+        let ev = run(
+            &mut b,
+            t0,
+            &[
+                (0, true),
+                (5, false),
+                (10, true),
+                (15, false),
+                (20, true),
+                (25, false),
+                (100, false),
+            ],
+        );
         assert!(ev.is_empty(), "{ev:?}");
     }
 
@@ -89,7 +122,19 @@ mod tests {
     fn holding_fires_long_once_and_release_does_not_toggle() {
         let t0 = Instant::now();
         let mut b = Button::new(MS * 30, Duration::from_secs(5), t0);
-        let ev = run(&mut b, t0, &[(0, true), (40, true), (5000, true), (5040, true), (6000, true), (7000, false), (7040, false)]);
+        let ev = run(
+            &mut b,
+            t0,
+            &[
+                (0, true),
+                (40, true),
+                (5000, true),
+                (5040, true),
+                (6000, true),
+                (7000, false),
+                (7040, false),
+            ],
+        );
         assert_eq!(ev, vec![(5040, ButtonEvent::Long)]);
     }
 }

@@ -63,7 +63,11 @@ pub fn status_led(presenter: Presenter, pipeline: &Pipeline, camera_on: bool) ->
 
 /// The viewers LED: on while anyone watches.
 pub fn viewers_led(viewers: usize) -> LedMode {
-    if viewers > 0 { LedMode::On } else { LedMode::Off }
+    if viewers > 0 {
+        LedMode::On
+    } else {
+        LedMode::Off
+    }
 }
 
 /// Physical pins, for the one real implementation (rppal) and the simulator used on
@@ -89,7 +93,9 @@ pub enum GpioError {
 pub fn open(config: &GpioConfig) -> Result<Arc<dyn Pins>, GpioError> {
     match config.backend {
         GpioBackend::Simulator => Ok(Arc::new(Simulator::new())),
-        GpioBackend::Rppal => rppal_pins::RppalPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>),
+        GpioBackend::Rppal => {
+            rppal_pins::RppalPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>)
+        }
         GpioBackend::Auto => match rppal_pins::RppalPins::open(config) {
             Ok(p) => Ok(Arc::new(p)),
             Err(e) => {
@@ -137,7 +143,11 @@ pub async fn run(
             if status.config_error().is_some() {
                 LedMode::FastBlink
             } else {
-                status_led(*status.presenter.borrow(), &status.pipeline(), control.is_on())
+                status_led(
+                    *status.presenter.borrow(),
+                    &status.pipeline(),
+                    control.is_on(),
+                )
             },
             viewers_led(status.viewers.load(std::sync::atomic::Ordering::Relaxed)),
         );
@@ -164,11 +174,26 @@ mod tests {
 
     #[test]
     fn status_led_follows_the_pipeline() {
-        assert_eq!(status_led(Presenter::None, &Pipeline::Stopped, false), LedMode::Off);
-        assert_eq!(status_led(Presenter::Camera, &Pipeline::Starting, true), LedMode::SlowBlink);
-        assert_eq!(status_led(Presenter::Camera, &Pipeline::Running, true), LedMode::On);
-        assert_eq!(status_led(Presenter::Camera, &Pipeline::Error("x".into()), true), LedMode::FastBlink);
-        assert_eq!(status_led(Presenter::Browser, &Pipeline::Stopped, false), LedMode::On);
+        assert_eq!(
+            status_led(Presenter::None, &Pipeline::Stopped, false),
+            LedMode::Off
+        );
+        assert_eq!(
+            status_led(Presenter::Camera, &Pipeline::Starting, true),
+            LedMode::SlowBlink
+        );
+        assert_eq!(
+            status_led(Presenter::Camera, &Pipeline::Running, true),
+            LedMode::On
+        );
+        assert_eq!(
+            status_led(Presenter::Camera, &Pipeline::Error("x".into()), true),
+            LedMode::FastBlink
+        );
+        assert_eq!(
+            status_led(Presenter::Browser, &Pipeline::Stopped, false),
+            LedMode::On
+        );
         assert_eq!(viewers_led(0), LedMode::Off);
         assert_eq!(viewers_led(3), LedMode::On);
     }

@@ -14,11 +14,18 @@ pub struct RppalPins {
 impl RppalPins {
     pub fn open(config: &GpioConfig) -> Result<Self, GpioError> {
         let gpio = Gpio::new().map_err(|e| GpioError::Rppal(e.to_string()))?;
-        let pin = |n: u8| gpio.get(n).map_err(|e| GpioError::Rppal(format!("pin {n}: {e}")));
+        let pin = |n: u8| {
+            gpio.get(n)
+                .map_err(|e| GpioError::Rppal(format!("pin {n}: {e}")))
+        };
         let button = match config.button {
             Some(b) => {
                 let p = pin(b.pin)?;
-                let input = if b.pull_up { p.into_input_pullup() } else { p.into_input() };
+                let input = if b.pull_up {
+                    p.into_input_pullup()
+                } else {
+                    p.into_input()
+                };
                 Some((input, b.active_low))
             }
             None => None,
@@ -27,13 +34,21 @@ impl RppalPins {
             Ok(match led {
                 Some(l) => {
                     // Start dark whatever the polarity.
-                    let out = if l.active_high { pin(l.pin)?.into_output_low() } else { pin(l.pin)?.into_output_high() };
+                    let out = if l.active_high {
+                        pin(l.pin)?.into_output_low()
+                    } else {
+                        pin(l.pin)?.into_output_high()
+                    };
                     Some((Mutex::new(out), l.active_high))
                 }
                 None => None,
             })
         };
-        Ok(Self { button, status: output(config.status_led)?, viewers: output(config.viewers_led)? })
+        Ok(Self {
+            button,
+            status: output(config.status_led)?,
+            viewers: output(config.viewers_led)?,
+        })
     }
 }
 
@@ -52,7 +67,11 @@ impl Pins for RppalPins {
         };
         if let Some((pin, active_high)) = slot {
             let mut pin = pin.lock().unwrap_or_else(|p| p.into_inner());
-            if lit == *active_high { pin.set_high() } else { pin.set_low() }
+            if lit == *active_high {
+                pin.set_high()
+            } else {
+                pin.set_low()
+            }
         }
     }
 

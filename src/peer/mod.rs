@@ -12,13 +12,16 @@ pub use viewer::ViewerPeer;
 
 use crate::config::{PortRange, WebRtcConfig};
 use crate::fanout::Hub;
+use crate::status::Status;
 use keyframe_rtcp::KeyframeRequestForwarder;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
+};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
@@ -29,11 +32,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
-use crate::status::Status;
-use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceCandidateType, RTCIceServer, RTCPeerConnectionIceEvent,
@@ -42,7 +44,8 @@ use webrtc::peer_connection::{
 
 /// The H.264 format we send: Constrained Baseline 3.1, packetization-mode 1, which every
 /// browser decodes (Safari shows black on a profile mismatch, Firefox refuses mode 0).
-pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
 /// The video codec every peer uses (payload type 102).
 pub fn h264_codec() -> RTCRtpCodecParameters {
@@ -53,9 +56,18 @@ pub fn h264_codec() -> RTCRtpCodecParameters {
             channels: 0,
             sdp_fmtp_line: H264_FMTP.to_owned(),
             rtcp_feedback: vec![
-                RTCPFeedback { typ: "nack".into(), parameter: String::new() },
-                RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
-                RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
+                RTCPFeedback {
+                    typ: "nack".into(),
+                    parameter: String::new(),
+                },
+                RTCPFeedback {
+                    typ: "nack".into(),
+                    parameter: "pli".into(),
+                },
+                RTCPFeedback {
+                    typ: "ccm".into(),
+                    parameter: "fir".into(),
+                },
             ],
         },
         payload_type: 102,
@@ -83,7 +95,9 @@ pub fn opus_codec() -> RTCRtpCodecParameters {
 pub enum PeerError {
     #[error("the offer is not a valid SDP offer: {0}")]
     BadOffer(String),
-    #[error("the offer has no video the camera can send (it must accept H.264 with packetization-mode=1)")]
+    #[error(
+        "the offer has no video the camera can send (it must accept H.264 with packetization-mode=1)"
+    )]
     NoVideo,
     #[error("no free UDP port for media: {0}")]
     NoPort(String),
@@ -117,7 +131,10 @@ pub struct PeerFactory {
 
 impl PeerFactory {
     pub fn new(config: WebRtcConfig) -> Arc<Self> {
-        Arc::new(Self { config, port_cursor: AtomicUsize::new(0) })
+        Arc::new(Self {
+            config,
+            port_cursor: AtomicUsize::new(0),
+        })
     }
 
     /// Addresses to bind for one peer, for each port to try in turn.
@@ -132,7 +149,9 @@ impl PeerFactory {
             Some(PortRange { first, last }) => {
                 let len = usize::from(last - first) + 1;
                 let start = self.port_cursor.fetch_add(1, Ordering::Relaxed) % len;
-                (0..len).map(|i| first + ((start + i) % len) as u16).collect()
+                (0..len)
+                    .map(|i| first + ((start + i) % len) as u16)
+                    .collect()
             }
         };
         ports
@@ -147,7 +166,11 @@ impl PeerFactory {
     }
 
     fn ice_servers(&self) -> Vec<RTCIceServer> {
-        self.config.ice_servers.iter().map(|url| ice_server(url)).collect()
+        self.config
+            .ice_servers
+            .iter()
+            .map(|url| ice_server(url))
+            .collect()
     }
 }
 
@@ -164,7 +187,10 @@ pub fn ice_server(url: &str) -> RTCIceServer {
             credential: pass.into(),
         };
     }
-    RTCIceServer { urls: vec![url.into()], ..Default::default() }
+    RTCIceServer {
+        urls: vec![url.into()],
+        ..Default::default()
+    }
 }
 
 fn random_u32() -> u32 {
@@ -273,9 +299,13 @@ async fn negotiate(
     offer: RTCSessionDescription,
 ) -> Result<RTCSessionDescription, PeerError> {
     let result = async {
-        pc.set_remote_description(offer).await.map_err(|e| PeerError::BadOffer(e.to_string()))?;
+        pc.set_remote_description(offer)
+            .await
+            .map_err(|e| PeerError::BadOffer(e.to_string()))?;
         let answer = pc.create_answer(None).await.map_err(webrtc_err)?;
-        pc.set_local_description(answer.clone()).await.map_err(webrtc_err)?;
+        pc.set_local_description(answer.clone())
+            .await
+            .map_err(webrtc_err)?;
         Ok::<_, PeerError>(answer)
     }
     .await;
@@ -294,15 +324,22 @@ async fn add_remote_candidate(
     if candidate.candidate.is_empty() || !candidate_usable(&candidate.candidate, loopback_only) {
         return Ok(());
     }
-    pc.add_ice_candidate(candidate).await.map_err(|e| PeerError::BadCandidate(e.to_string()))
+    pc.add_ice_candidate(candidate)
+        .await
+        .map_err(|e| PeerError::BadCandidate(e.to_string()))
 }
 
 /// Whether a remote candidate is worth pairing. mDNS (`.local`) names are skipped: the
 /// browser's own checks reach us and are learned as peer-reflexive, and resolving them
 /// would mean multicast queries. With loopback-only sockets, only loopback addresses pair.
 pub fn candidate_usable(candidate: &str, loopback_only: bool) -> bool {
-    let body = candidate.trim().trim_start_matches("a=").trim_start_matches("candidate:");
-    let Some(address) = body.split_whitespace().nth(4) else { return false };
+    let body = candidate
+        .trim()
+        .trim_start_matches("a=")
+        .trim_start_matches("candidate:");
+    let Some(address) = body.split_whitespace().nth(4) else {
+        return false;
+    };
     if address.ends_with(".local") {
         return false;
     }
@@ -390,9 +427,12 @@ async fn build_pc(
     for addrs in factory.bind_candidates() {
         let mut media = MediaEngine::default();
         for (codec, kind) in codecs {
-            media.register_codec(codec.clone(), *kind).map_err(webrtc_err)?;
+            media
+                .register_codec(codec.clone(), *kind)
+                .map_err(webrtc_err)?;
         }
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
         // Last in the chain, so the other interceptors have read the RTCP first.
         let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
         let loopback = addrs.iter().any(|a| a.ip().is_loopback());
@@ -407,11 +447,18 @@ async fn build_pc(
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_CHECKS));
         if !factory.config.nat_ips.is_empty() {
             settings = settings.with_nat_1to1_ips(
-                factory.config.nat_ips.iter().map(|ip| ip.to_string()).collect(),
+                factory
+                    .config
+                    .nat_ips
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect(),
                 RTCIceCandidateType::Host,
             );
         }
-        let config = RTCConfigurationBuilder::new().with_ice_servers(factory.ice_servers()).build();
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(factory.ice_servers())
+            .build();
         let built = PeerConnectionBuilder::new()
             .with_configuration(config)
             .with_media_engine(media)
@@ -442,12 +489,23 @@ mod tests {
     use super::*;
 
     fn factory(udp_ports: Option<PortRange>, bind_ips: Vec<IpAddr>) -> Arc<PeerFactory> {
-        PeerFactory::new(WebRtcConfig { ice_servers: vec![], udp_ports, nat_ips: vec![], bind_ips })
+        PeerFactory::new(WebRtcConfig {
+            ice_servers: vec![],
+            udp_ports,
+            nat_ips: vec![],
+            bind_ips,
+        })
     }
 
     #[test]
     fn port_range_is_walked_from_a_rotating_start() {
-        let f = factory(Some(PortRange { first: 40000, last: 40002 }), vec!["127.0.0.1".parse().unwrap()]);
+        let f = factory(
+            Some(PortRange {
+                first: 40000,
+                last: 40002,
+            }),
+            vec!["127.0.0.1".parse().unwrap()],
+        );
         let a: Vec<u16> = f.bind_candidates().iter().map(|v| v[0].port()).collect();
         let b: Vec<u16> = f.bind_candidates().iter().map(|v| v[0].port()).collect();
         assert_eq!(a, vec![40000, 40001, 40002]);
@@ -457,14 +515,20 @@ mod tests {
     #[test]
     fn default_binds_every_interface_on_an_ephemeral_port() {
         let f = factory(None, vec![]);
-        assert_eq!(f.bind_candidates(), vec![vec!["0.0.0.0:0".parse::<SocketAddr>().unwrap()]]);
+        assert_eq!(
+            f.bind_candidates(),
+            vec![vec!["0.0.0.0:0".parse::<SocketAddr>().unwrap()]]
+        );
     }
 
     #[test]
     fn turn_credentials_are_split_out() {
         let s = ice_server("turn:alice:secret@turn.example.org:3478");
         assert_eq!(s.urls, vec!["turn:turn.example.org:3478"]);
-        assert_eq!((s.username.as_str(), s.credential.as_str()), ("alice", "secret"));
+        assert_eq!(
+            (s.username.as_str(), s.credential.as_str()),
+            ("alice", "secret")
+        );
         let s = ice_server("stun:stun.example.org:3478");
         assert_eq!(s.urls, vec!["stun:stun.example.org:3478"]);
         assert!(s.username.is_empty());
@@ -481,7 +545,10 @@ mod tests {
         assert!(candidate_usable(&format!("a={lo}"), true));
         assert!(!candidate_usable(mdns, false));
         assert!(!candidate_usable("garbage", false));
-        assert!(!candidate_usable("candidate:1 1 udp 1 not-an-ip 5 typ host", false));
+        assert!(!candidate_usable(
+            "candidate:1 1 udp 1 not-an-ip 5 typ host",
+            false
+        ));
         assert!(candidate_usable("candidate:1 1 udp 1 ::1 5 typ host", true));
     }
 
@@ -493,9 +560,15 @@ mod tests {
 
     #[test]
     fn recognises_answers_that_send_video() {
-        assert!(answer_sends_video("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\n"));
+        assert!(answer_sends_video(
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\n"
+        ));
         assert!(!answer_sends_video("v=0\nm=video 0 UDP/TLS/RTP/SAVPF 0\n"));
-        assert!(!answer_sends_video("v=0\nm=video 9 UDP/TLS/RTP/SAVPF 102\na=inactive\n"));
-        assert!(!answer_sends_video("v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\n"));
+        assert!(!answer_sends_video(
+            "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 102\na=inactive\n"
+        ));
+        assert!(!answer_sends_video(
+            "v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\n"
+        ));
     }
 }

@@ -45,7 +45,10 @@ impl PresenterPeer {
             tracks: Some(tracks_tx),
         });
         // Only H.264 is accepted for video, so viewers can always take what it sends.
-        let codecs = [(h264_codec(), RtpCodecKind::Video), (opus_codec(), RtpCodecKind::Audio)];
+        let codecs = [
+            (h264_codec(), RtpCodecKind::Video),
+            (opus_codec(), RtpCodecKind::Audio),
+        ];
         let pc = build_pc(factory, &codecs, handler).await?;
         let answer = negotiate(&pc, offer).await?;
         if !answer_receives_video(&answer.sdp) {
@@ -66,18 +69,38 @@ impl PresenterPeer {
                 match track.kind().await {
                     RtpCodecKind::Video => {
                         let _ = video_tx.send(Some((track.clone(), ssrc)));
-                        relays.push(AbortOnDrop(tokio::spawn(relay_video(track, relay_hub.clone(), relay_count.clone()))));
+                        relays.push(AbortOnDrop(tokio::spawn(relay_video(
+                            track,
+                            relay_hub.clone(),
+                            relay_count.clone(),
+                        ))));
                     }
                     RtpCodecKind::Audio => {
-                        relays.push(AbortOnDrop(tokio::spawn(relay_audio(track, relay_hub.clone()))));
+                        relays.push(AbortOnDrop(tokio::spawn(relay_audio(
+                            track,
+                            relay_hub.clone(),
+                        ))));
                     }
                     _ => {}
                 }
             }
         }));
-        tasks.push(tokio::spawn(forward_keyframe_requests(keyframes, video_rx, keyframe_count)));
+        tasks.push(tokio::spawn(forward_keyframe_requests(
+            keyframes,
+            video_rx,
+            keyframe_count,
+        )));
         let loopback_only = factory.loopback_only();
-        Ok((Self { conn: Connection { pc, loopback_only, tasks } }, answer.sdp))
+        Ok((
+            Self {
+                conn: Connection {
+                    pc,
+                    loopback_only,
+                    tasks,
+                },
+            },
+            answer.sdp,
+        ))
     }
 
     /// Adds a remote ICE candidate from the presenter.
@@ -90,7 +113,6 @@ impl PresenterPeer {
         self.conn.close().await;
     }
 }
-
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -113,8 +135,12 @@ async fn forward_keyframe_requests(
     keyframes: Arc<AtomicU64>,
 ) {
     let mut requests = inbox.lock().await;
-    let Ok(track) = video.wait_for(|v| v.is_some()).await.map(|v| v.clone()) else { return };
-    let Some((track, media_ssrc)) = track else { return };
+    let Ok(track) = video.wait_for(|v| v.is_some()).await.map(|v| v.clone()) else {
+        return;
+    };
+    let Some((track, media_ssrc)) = track else {
+        return;
+    };
     let mut pacer = KeyframePacer::new(MIN_GAP);
     loop {
         let due = pacer.due(keyframes.load(std::sync::atomic::Ordering::Relaxed));
@@ -214,7 +240,9 @@ impl AccessUnitAssembler {
 
     fn flush(&mut self, out: &mut Assembled) {
         let data = std::mem::take(&mut self.au).freeze();
-        let Some(timestamp) = self.au_timestamp.take() else { return };
+        let Some(timestamp) = self.au_timestamp.take() else {
+            return;
+        };
         if std::mem::take(&mut self.broken) {
             self.need_keyframe = true;
             out.need_keyframe = true;
@@ -229,7 +257,11 @@ impl AccessUnitAssembler {
         }
         self.need_keyframe = false;
         let pts = self.pts(timestamp);
-        out.frames.push(EncodedFrame { data, pts, keyframe });
+        out.frames.push(EncodedFrame {
+            data,
+            pts,
+            keyframe,
+        });
     }
 }
 
@@ -237,7 +269,12 @@ async fn relay_video(track: Arc<dyn TrackRemote>, hub: Arc<Hub>, keyframes: Arc<
     let mut assembler = AccessUnitAssembler::default();
     while let Some(evt) = track.poll().await {
         if let TrackRemoteEvent::OnRtpPacket(p) = evt {
-            let out = assembler.push(p.header.sequence_number, p.header.timestamp, p.header.marker, &p.payload);
+            let out = assembler.push(
+                p.header.sequence_number,
+                p.header.timestamp,
+                p.header.marker,
+                &p.payload,
+            );
             if out.need_keyframe {
                 hub.request_keyframe();
             }
@@ -287,18 +324,27 @@ mod tests {
         let out = a.push(5, 7000, true, &nal(0x41));
         assert_eq!(out.frames.len(), 2);
         assert!(!out.frames[0].keyframe);
-        assert_eq!(out.frames[0].pts, Duration::from_millis(33) + Duration::from_micros(333) + Duration::from_nanos(333));
+        assert_eq!(
+            out.frames[0].pts,
+            Duration::from_millis(33) + Duration::from_micros(333) + Duration::from_nanos(333)
+        );
     }
 
     #[test]
     fn waits_for_an_idr_and_drops_after_loss() {
         let mut a = AccessUnitAssembler::default();
-        assert!(a.push(1, 0, true, &nal(0x41)).frames.is_empty(), "starts at an IDR");
+        assert!(
+            a.push(1, 0, true, &nal(0x41)).frames.is_empty(),
+            "starts at an IDR"
+        );
         assert_eq!(a.push(2, 3000, true, &nal(0x65)).frames.len(), 1);
         assert_eq!(a.push(3, 6000, true, &nal(0x41)).frames.len(), 1);
         let out = a.push(5, 9000, true, &nal(0x41)); // seq 4 lost
         assert!(out.frames.is_empty() && out.need_keyframe);
-        assert!(a.push(6, 12000, true, &nal(0x41)).frames.is_empty(), "still waiting for an IDR");
+        assert!(
+            a.push(6, 12000, true, &nal(0x41)).frames.is_empty(),
+            "still waiting for an IDR"
+        );
         assert_eq!(a.push(7, 15000, true, &nal(0x65)).frames.len(), 1);
     }
 
@@ -307,22 +353,40 @@ mod tests {
         let mut a = AccessUnitAssembler::default();
         a.push(1, u32::MAX - 1499, true, &nal(0x65));
         let out = a.push(2, 1500, true, &nal(0x41));
-        assert_eq!(out.frames[0].pts, Duration::from_nanos(3000 * 1_000_000_000 / 90_000));
+        assert_eq!(
+            out.frames[0].pts,
+            Duration::from_nanos(3000 * 1_000_000_000 / 90_000)
+        );
     }
 
     #[test]
     fn garbage_payloads_do_not_panic() {
         let mut a = AccessUnitAssembler::default();
-        for (i, p) in [vec![], vec![0x1c], vec![0x1c, 0x85], vec![0x18, 0, 9, 1], vec![0xff; 40]].into_iter().enumerate() {
+        for (i, p) in [
+            vec![],
+            vec![0x1c],
+            vec![0x1c, 0x85],
+            vec![0x18, 0, 9, 1],
+            vec![0xff; 40],
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let _ = a.push(i as u16, i as u32, true, &Bytes::from(p));
         }
     }
 
     #[test]
     fn detects_audio_in_offers() {
-        assert!(offer_sends_audio("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 x 96\r\n"));
-        assert!(offer_sends_audio("v=0\nm=video 9 x 96\nm=audio 9 x 111\na=sendrecv\n"));
-        assert!(!offer_sends_audio("v=0\nm=audio 9 x 111\na=recvonly\nm=video 9 x 96\n"));
+        assert!(offer_sends_audio(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 x 96\r\n"
+        ));
+        assert!(offer_sends_audio(
+            "v=0\nm=video 9 x 96\nm=audio 9 x 111\na=sendrecv\n"
+        ));
+        assert!(!offer_sends_audio(
+            "v=0\nm=audio 9 x 111\na=recvonly\nm=video 9 x 96\n"
+        ));
         assert!(!offer_sends_audio("v=0\nm=video 9 x 96\n"));
         assert!(!offer_sends_audio("v=0\nm=audio 0 x 111\n"));
     }

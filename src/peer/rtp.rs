@@ -52,7 +52,8 @@ impl RtpFramer {
             self.epoch_ticks = last_ticks + RESTART_STEP_TICKS;
         }
         let epoch = *self.epoch_pts.get_or_insert(pts);
-        let ticks = self.epoch_ticks + (pts.saturating_sub(epoch).as_nanos() * CLOCK_RATE / 1_000_000_000) as u64;
+        let ticks = self.epoch_ticks
+            + (pts.saturating_sub(epoch).as_nanos() * CLOCK_RATE / 1_000_000_000) as u64;
         self.last = Some((pts, ticks));
         self.ts_base.wrapping_add(ticks as u32)
     }
@@ -61,7 +62,10 @@ impl RtpFramer {
     pub fn packetize(&mut self, frame: &EncodedFrame, payload_type: u8) -> Vec<Packet> {
         let timestamp = self.timestamp(frame.pts);
         // The payloader only fails on an MTU too small to make progress; ours is fixed.
-        let payloads = self.payloader.payload(RTP_MTU, &frame.data).unwrap_or_default();
+        let payloads = self
+            .payloader
+            .payload(RTP_MTU, &frame.data)
+            .unwrap_or_default();
         let n = payloads.len();
         payloads
             .into_iter()
@@ -93,10 +97,16 @@ mod tests {
     use std::time::Duration;
 
     fn au(pts_ms: u64, idr: bool, size: usize) -> EncodedFrame {
-        let mut data = vec![0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0x06, 0xe2];
+        let mut data = vec![
+            0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0x06, 0xe2,
+        ];
         data.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }]);
         data.extend(std::iter::repeat_n(0xab, size));
-        EncodedFrame { data: Bytes::from(data), pts: Duration::from_millis(pts_ms), keyframe: idr }
+        EncodedFrame {
+            data: Bytes::from(data),
+            pts: Duration::from_millis(pts_ms),
+            keyframe: idr,
+        }
     }
 
     #[test]
@@ -104,7 +114,10 @@ mod tests {
         let mut f = RtpFramer::new(42, 65534, 1000);
         let a = f.packetize(&au(100, true, 5000), 102);
         assert!(a.len() > 4, "large frame is fragmented");
-        assert!(a.iter().all(|p| p.header.timestamp == 1000 && p.header.ssrc == 42));
+        assert!(
+            a.iter()
+                .all(|p| p.header.timestamp == 1000 && p.header.ssrc == 42)
+        );
         assert!(a.iter().all(|p| p.header.payload_type == 102));
         assert_eq!(a.iter().filter(|p| p.header.marker).count(), 1);
         assert!(a.last().unwrap().header.marker);
@@ -135,9 +148,17 @@ mod tests {
     #[test]
     fn garbage_frame_yields_no_panic() {
         let mut f = RtpFramer::new(1, 0, 0);
-        let junk = EncodedFrame { data: Bytes::from_static(&[1, 2, 3]), pts: Duration::ZERO, keyframe: false };
+        let junk = EncodedFrame {
+            data: Bytes::from_static(&[1, 2, 3]),
+            pts: Duration::ZERO,
+            keyframe: false,
+        };
         let _ = f.packetize(&junk, 96);
-        let empty = EncodedFrame { data: Bytes::new(), pts: Duration::ZERO, keyframe: false };
+        let empty = EncodedFrame {
+            data: Bytes::new(),
+            pts: Duration::ZERO,
+            keyframe: false,
+        };
         assert!(f.packetize(&empty, 96).is_empty());
     }
 }

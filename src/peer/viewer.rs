@@ -10,15 +10,26 @@ pub struct ViewerPeer {
     conn: Connection,
 }
 
-fn local_track(kind: RtpCodecKind, ssrc: u32, codec: &RTCRtpCodecParameters) -> Arc<TrackLocalStaticRTP> {
-    let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+fn local_track(
+    kind: RtpCodecKind,
+    ssrc: u32,
+    codec: &RTCRtpCodecParameters,
+) -> Arc<TrackLocalStaticRTP> {
+    let label = if kind == RtpCodecKind::Video {
+        "video"
+    } else {
+        "audio"
+    };
     Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "edgecam".to_string(),
         format!("{label}-{ssrc:08x}"),
         label.to_string(),
         kind,
         vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
             codec: codec.rtp_codec.clone(),
             ..Default::default()
         }],
@@ -26,7 +37,11 @@ fn local_track(kind: RtpCodecKind, ssrc: u32, codec: &RTCRtpCodecParameters) -> 
 }
 
 async fn negotiated_pt(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> Option<u8> {
-    sender.get_parameters().await.ok().and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
+    sender
+        .get_parameters()
+        .await
+        .ok()
+        .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
 }
 
 impl ViewerPeer {
@@ -50,25 +65,39 @@ impl ViewerPeer {
         });
         let video_codec = h264_codec();
         let audio_codec = opus_codec();
-        let codecs = [(video_codec.clone(), RtpCodecKind::Video), (audio_codec.clone(), RtpCodecKind::Audio)];
+        let codecs = [
+            (video_codec.clone(), RtpCodecKind::Video),
+            (audio_codec.clone(), RtpCodecKind::Audio),
+        ];
         let pc = build_pc(factory, &codecs, handler).await?;
 
         let ssrc = random_u32();
         let track = local_track(RtpCodecKind::Video, ssrc, &video_codec);
-        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_err)?;
+        let sender = pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(webrtc_err)?;
         // Audio only when the presenter sends it (a browser presenter with a microphone).
-        let audio = if status.presenter_audio.load(std::sync::atomic::Ordering::Acquire)
+        let audio = if status
+            .presenter_audio
+            .load(std::sync::atomic::Ordering::Acquire)
             && offer_sdp.contains("m=audio")
         {
             let assrc = random_u32();
             let t = local_track(RtpCodecKind::Audio, assrc, &audio_codec);
-            let s = pc.add_track(t.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_err)?;
+            let s = pc
+                .add_track(t.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(webrtc_err)?;
             Some((t, s, assrc))
         } else {
             None
         };
         let answer = negotiate(&pc, offer).await?;
-        let Some(payload_type) = negotiated_pt(&sender).await.filter(|_| answer_sends_video(&answer.sdp)) else {
+        let Some(payload_type) = negotiated_pt(&sender)
+            .await
+            .filter(|_| answer_sends_video(&answer.sdp))
+        else {
             let _ = pc.close().await;
             return Err(PeerError::NoVideo);
         };
@@ -137,13 +166,25 @@ impl ViewerPeer {
                 return;
             }
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
-                if packets.iter().any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref())) {
+                if packets
+                    .iter()
+                    .any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref()))
+                {
                     rtcp_hub.request_keyframe();
                 }
             }
         }));
         let loopback_only = factory.loopback_only();
-        Ok((Self { conn: Connection { pc, loopback_only, tasks } }, answer.sdp))
+        Ok((
+            Self {
+                conn: Connection {
+                    pc,
+                    loopback_only,
+                    tasks,
+                },
+            },
+            answer.sdp,
+        ))
     }
 
     /// Adds a remote ICE candidate from the browser.
@@ -156,4 +197,3 @@ impl ViewerPeer {
         self.conn.close().await;
     }
 }
-

@@ -34,10 +34,14 @@ impl Signaling {
         let max = self.status.viewers_max;
         self.status
             .viewers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()?;
         self.status.refresh_channel();
-        Some(ViewerSlot { status: self.status.clone() })
+        Some(ViewerSlot {
+            status: self.status.clone(),
+        })
     }
 }
 

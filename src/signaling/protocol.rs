@@ -13,9 +13,17 @@ pub struct Candidate {
     pub candidate: String,
     #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
     pub sdp_mid: Option<String>,
-    #[serde(rename = "sdpMLineIndex", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sdpMLineIndex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sdp_mline_index: Option<u16>,
-    #[serde(rename = "usernameFragment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "usernameFragment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub username_fragment: Option<String>,
 }
 
@@ -48,16 +56,26 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(ProtocolError::TooLarge(text.len()));
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
-    let id = value.get("id").and_then(Value::as_str).ok_or(ProtocolError::NoId)?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    let id = value
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or(ProtocolError::NoId)?;
     match id {
-        "presenter" => Ok(ClientMessage::Presenter { sdp_offer: sdp_offer("presenter", &value)? }),
-        "viewer" => Ok(ClientMessage::Viewer { sdp_offer: sdp_offer("viewer", &value)? }),
+        "presenter" => Ok(ClientMessage::Presenter {
+            sdp_offer: sdp_offer("presenter", &value)?,
+        }),
+        "viewer" => Ok(ClientMessage::Viewer {
+            sdp_offer: sdp_offer("viewer", &value)?,
+        }),
         "onIceCandidate" => {
-            let raw = value.get("candidate").ok_or_else(|| ProtocolError::BadField {
-                id: "onIceCandidate",
-                problem: "missing \"candidate\"".into(),
-            })?;
+            let raw = value
+                .get("candidate")
+                .ok_or_else(|| ProtocolError::BadField {
+                    id: "onIceCandidate",
+                    problem: "missing \"candidate\"".into(),
+                })?;
             let candidate = Candidate::deserialize(raw).map_err(|e| ProtocolError::BadField {
                 id: "onIceCandidate",
                 problem: format!("bad \"candidate\": {e}"),
@@ -72,9 +90,18 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
 fn sdp_offer(id: &'static str, value: &Value) -> Result<String, ProtocolError> {
     match value.get("sdpOffer") {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(ProtocolError::BadField { id, problem: "\"sdpOffer\" is empty".into() }),
-        Some(_) => Err(ProtocolError::BadField { id, problem: "\"sdpOffer\" must be a string".into() }),
-        None => Err(ProtocolError::BadField { id, problem: "missing \"sdpOffer\"".into() }),
+        Some(Value::String(_)) => Err(ProtocolError::BadField {
+            id,
+            problem: "\"sdpOffer\" is empty".into(),
+        }),
+        Some(_) => Err(ProtocolError::BadField {
+            id,
+            problem: "\"sdpOffer\" must be a string".into(),
+        }),
+        None => Err(ProtocolError::BadField {
+            id,
+            problem: "missing \"sdpOffer\"".into(),
+        }),
     }
 }
 
@@ -117,7 +144,8 @@ pub enum Response {
 impl ServerMessage {
     pub fn to_json(&self) -> String {
         // Serialising these plain structs cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"id":"error","message":"internal"}"#.into())
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"id":"error","message":"internal"}"#.into())
     }
 }
 
@@ -130,11 +158,15 @@ mod tests {
     fn parses_the_kurento_client_messages() {
         assert_eq!(
             parse(r#"{"id":"viewer","sdpOffer":"v=0\r\n"}"#),
-            Ok(ClientMessage::Viewer { sdp_offer: "v=0\r\n".into() })
+            Ok(ClientMessage::Viewer {
+                sdp_offer: "v=0\r\n".into()
+            })
         );
         assert_eq!(
             parse(r#"{"id":"presenter","sdpOffer":"v=0"}"#),
-            Ok(ClientMessage::Presenter { sdp_offer: "v=0".into() })
+            Ok(ClientMessage::Presenter {
+                sdp_offer: "v=0".into()
+            })
         );
         assert_eq!(parse(r#"{"id":"stop"}"#), Ok(ClientMessage::Stop));
         let c = parse(
@@ -159,16 +191,34 @@ mod tests {
         assert!(matches!(parse("not json"), Err(ProtocolError::NotJson(_))));
         assert_eq!(parse("[1,2]"), Err(ProtocolError::NoId));
         assert_eq!(parse(r#"{"id":7}"#), Err(ProtocolError::NoId));
-        assert_eq!(parse(r#"{"id":"dance"}"#), Err(ProtocolError::UnknownId("dance".into())));
-        assert!(matches!(parse(r#"{"id":"viewer"}"#), Err(ProtocolError::BadField { id: "viewer", .. })));
-        assert!(matches!(parse(r#"{"id":"viewer","sdpOffer":5}"#), Err(ProtocolError::BadField { .. })));
-        assert!(matches!(parse(r#"{"id":"viewer","sdpOffer":"  "}"#), Err(ProtocolError::BadField { .. })));
-        assert!(matches!(parse(r#"{"id":"onIceCandidate"}"#), Err(ProtocolError::BadField { .. })));
+        assert_eq!(
+            parse(r#"{"id":"dance"}"#),
+            Err(ProtocolError::UnknownId("dance".into()))
+        );
+        assert!(matches!(
+            parse(r#"{"id":"viewer"}"#),
+            Err(ProtocolError::BadField { id: "viewer", .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"id":"viewer","sdpOffer":5}"#),
+            Err(ProtocolError::BadField { .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"id":"viewer","sdpOffer":"  "}"#),
+            Err(ProtocolError::BadField { .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"id":"onIceCandidate"}"#),
+            Err(ProtocolError::BadField { .. })
+        ));
         assert!(matches!(
             parse(r#"{"id":"onIceCandidate","candidate":{"sdpMid":1}}"#),
             Err(ProtocolError::BadField { .. })
         ));
-        let huge = format!(r#"{{"id":"viewer","sdpOffer":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        let huge = format!(
+            r#"{{"id":"viewer","sdpOffer":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         assert!(matches!(parse(&huge), Err(ProtocolError::TooLarge(_))));
         let long_id = format!(r#"{{"id":"{}"}}"#, "x".repeat(1000));
         assert!(matches!(parse(&long_id), Err(ProtocolError::UnknownId(s)) if s.len() == 64));
@@ -177,16 +227,31 @@ mod tests {
     #[test]
     fn serialises_server_messages_as_kurento_does() {
         let v: Value = serde_json::from_str(
-            &ServerMessage::ViewerResponse(Response::Accepted { sdp_answer: "v=0".into() }).to_json(),
+            &ServerMessage::ViewerResponse(Response::Accepted {
+                sdp_answer: "v=0".into(),
+            })
+            .to_json(),
         )
         .unwrap();
-        assert_eq!(v, json!({"id":"viewerResponse","response":"accepted","sdpAnswer":"v=0"}));
+        assert_eq!(
+            v,
+            json!({"id":"viewerResponse","response":"accepted","sdpAnswer":"v=0"})
+        );
         let v: Value = serde_json::from_str(
-            &ServerMessage::PresenterResponse(Response::Rejected { message: "busy".into() }).to_json(),
+            &ServerMessage::PresenterResponse(Response::Rejected {
+                message: "busy".into(),
+            })
+            .to_json(),
         )
         .unwrap();
-        assert_eq!(v, json!({"id":"presenterResponse","response":"rejected","message":"busy"}));
-        assert_eq!(ServerMessage::StopCommunication.to_json(), r#"{"id":"stopCommunication"}"#);
+        assert_eq!(
+            v,
+            json!({"id":"presenterResponse","response":"rejected","message":"busy"})
+        );
+        assert_eq!(
+            ServerMessage::StopCommunication.to_json(),
+            r#"{"id":"stopCommunication"}"#
+        );
         let v: Value = serde_json::from_str(
             &ServerMessage::IceCandidate {
                 candidate: Candidate {
@@ -199,8 +264,17 @@ mod tests {
             .to_json(),
         )
         .unwrap();
-        assert_eq!(v, json!({"id":"iceCandidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}));
-        let v: Value = serde_json::from_str(&ServerMessage::Error { message: "m".into() }.to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id":"iceCandidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}})
+        );
+        let v: Value = serde_json::from_str(
+            &ServerMessage::Error {
+                message: "m".into(),
+            }
+            .to_json(),
+        )
+        .unwrap();
         assert_eq!(v, json!({"id":"error","message":"m"}));
     }
 }

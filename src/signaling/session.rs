@@ -74,13 +74,17 @@ impl Session {
             }
             Role::Idle => {
                 return vec![ServerMessage::Error {
-                    message: format!("too many ICE candidates before an offer (limit {MAX_PENDING_CANDIDATES})"),
+                    message: format!(
+                        "too many ICE candidates before an offer (limit {MAX_PENDING_CANDIDATES})"
+                    ),
                 }];
             }
         };
         match result {
             Ok(()) => vec![],
-            Err(e) => vec![ServerMessage::Error { message: e.to_string() }],
+            Err(e) => vec![ServerMessage::Error {
+                message: e.to_string(),
+            }],
         }
     }
 
@@ -96,7 +100,11 @@ impl Session {
     async fn viewer(&mut self, sdp_offer: String) -> Vec<ServerMessage> {
         // A new offer from the same client replaces what it was doing.
         self.release().await;
-        let reject = |message: String| vec![ServerMessage::ViewerResponse(Response::Rejected { message })];
+        let reject = |message: String| {
+            vec![ServerMessage::ViewerResponse(Response::Rejected {
+                message,
+            })]
+        };
         if *self.ctx.status.presenter.borrow() == Presenter::None {
             self.pending.clear();
             return reject("No active presenter. Try again later...".into());
@@ -109,11 +117,21 @@ impl Session {
             ));
         };
         let events = self.peer_events();
-        match ViewerPeer::start(&self.ctx.peers, &sdp_offer, &self.ctx.hub, events, &self.ctx.status).await {
+        match ViewerPeer::start(
+            &self.ctx.peers,
+            &sdp_offer,
+            &self.ctx.hub,
+            events,
+            &self.ctx.status,
+        )
+        .await
+        {
             Ok((peer, answer)) => {
                 self.role = Role::Viewer(Viewer { peer, _slot: slot });
                 self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
-                let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted { sdp_answer: answer })];
+                let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted {
+                    sdp_answer: answer,
+                })];
                 out.extend(self.apply_pending().await);
                 out
             }
@@ -126,7 +144,11 @@ impl Session {
 
     async fn presenter(&mut self, sdp_offer: String) -> Vec<ServerMessage> {
         self.release().await;
-        let reject = |message: String| vec![ServerMessage::PresenterResponse(Response::Rejected { message })];
+        let reject = |message: String| {
+            vec![ServerMessage::PresenterResponse(Response::Rejected {
+                message,
+            })]
+        };
         let status = &self.ctx.status;
         if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&sdp_offer)) {
             self.pending.clear();
@@ -134,7 +156,9 @@ impl Session {
                 Presenter::Camera => "the camera is streaming",
                 _ => "a browser is presenting",
             };
-            return reject(format!("Another presenter is active ({who}). Try again later..."));
+            return reject(format!(
+                "Another presenter is active ({who}). Try again later..."
+            ));
         }
         let events = self.peer_events();
         let status = &self.ctx.status;
@@ -152,7 +176,9 @@ impl Session {
                 self.role = Role::Presenter(peer);
                 self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
                 tracing::info!("a browser is presenting");
-                let mut out = vec![ServerMessage::PresenterResponse(Response::Accepted { sdp_answer: answer })];
+                let mut out = vec![ServerMessage::PresenterResponse(Response::Accepted {
+                    sdp_answer: answer,
+                })];
                 out.extend(self.apply_pending().await);
                 out
             }
@@ -166,7 +192,9 @@ impl Session {
 
     async fn handle(&mut self, text: &str) -> Vec<ServerMessage> {
         match protocol::parse(text) {
-            Err(e) => vec![ServerMessage::Error { message: e.to_string() }],
+            Err(e) => vec![ServerMessage::Error {
+                message: e.to_string(),
+            }],
             Ok(ClientMessage::Viewer { sdp_offer }) => self.viewer(sdp_offer).await,
             Ok(ClientMessage::Presenter { sdp_offer }) => self.presenter(sdp_offer).await,
             Ok(ClientMessage::OnIceCandidate { candidate }) => self.add_candidate(candidate).await,
@@ -184,7 +212,13 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
     let mut presenter = ctx.status.presenter.subscribe();
     presenter.mark_unchanged();
     let mut closing = ctx.closing.clone();
-    let mut s = Session { ctx, role: Role::Idle, pending: Vec::new(), deadline: None, events: None };
+    let mut s = Session {
+        ctx,
+        role: Role::Idle,
+        pending: Vec::new(),
+        deadline: None,
+        events: None,
+    };
 
     'session: loop {
         let deadline = s.deadline;
@@ -236,7 +270,11 @@ pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
             }
         };
         for m in out {
-            if socket.send(Message::Text(m.to_json().into())).await.is_err() {
+            if socket
+                .send(Message::Text(m.to_json().into()))
+                .await
+                .is_err()
+            {
                 break 'session;
             }
         }

@@ -1,12 +1,12 @@
 //! HTTP: the embedded viewer page, the signaling WebSocket, status and health.
 
+use crate::control::Command;
 use crate::signaling::{Signaling, protocol::MAX_MESSAGE_BYTES, session};
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use crate::control::Command;
 use rust_embed::RustEmbed;
 use std::sync::Arc;
 
@@ -34,10 +34,13 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
 /// A page with its script and stylesheet inlined: one request instead of three gets
 /// the page to its WebSocket sooner (the first picture is that much earlier).
 async fn page(html: &'static str) -> Response {
-    static PAGES: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> = std::sync::OnceLock::new();
+    static PAGES: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> =
+        std::sync::OnceLock::new();
     let pages = PAGES.get_or_init(|| {
         let text = |name: &str| {
-            Assets::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned()).unwrap_or_default()
+            Assets::get(name)
+                .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+                .unwrap_or_default()
         };
         [("index.html", "app.js"), ("presenter.html", "presenter.js")]
             .into_iter()
@@ -46,7 +49,10 @@ async fn page(html: &'static str) -> Response {
     });
     match pages.get(html) {
         Some(body) => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             body.clone(),
         )
             .into_response(),
@@ -56,8 +62,14 @@ async fn page(html: &'static str) -> Response {
 
 /// Replaces the page's `/style.css` link and its `/<js_name>` script tag with their contents.
 pub fn inline_assets(html: &str, css: &str, js_name: &str, js: &str) -> String {
-    html.replace(r#"<link rel="stylesheet" href="/style.css">"#, &format!("<style>\n{css}</style>"))
-        .replace(&format!(r#"<script src="/{js_name}"></script>"#), &format!("<script>\n{js}</script>"))
+    html.replace(
+        r#"<link rel="stylesheet" href="/style.css">"#,
+        &format!("<style>\n{css}</style>"),
+    )
+    .replace(
+        &format!(r#"<script src="/{js_name}"></script>"#),
+        &format!("<script>\n{js}</script>"),
+    )
 }
 
 async fn asset(name: &'static str) -> Response {
@@ -70,7 +82,10 @@ async fn asset(name: &'static str) -> Response {
                 _ => "application/octet-stream",
             };
             (
-                [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")],
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
                 file.data.into_owned(),
             )
                 .into_response()
@@ -116,7 +131,10 @@ mod tests {
         assert!(page.contains("<style>\nbody{}</style>"));
         assert!(page.contains("<script>\nlet x = 1;</script>"));
         assert!(!page.contains("src=\"/app.js\""), "script tag replaced");
-        assert!(!page.contains("href=\"/style.css\""), "stylesheet link replaced");
+        assert!(
+            !page.contains("href=\"/style.css\""),
+            "stylesheet link replaced"
+        );
     }
 
     #[test]
@@ -130,8 +148,11 @@ mod tests {
 
     #[test]
     fn the_presenter_page_has_its_controls() {
-        let html = String::from_utf8(Assets::get("presenter.html").unwrap().data.into_owned()).unwrap();
-        for id in ["video", "start", "stop", "text", "send", "viewers", "state", "audio"] {
+        let html =
+            String::from_utf8(Assets::get("presenter.html").unwrap().data.into_owned()).unwrap();
+        for id in [
+            "video", "start", "stop", "text", "send", "viewers", "state", "audio",
+        ] {
             assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
         }
         assert!(html.contains(r#"<script src="/presenter.js"></script>"#));

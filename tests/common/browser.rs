@@ -29,7 +29,11 @@ pub struct Page<'b> {
 
 /// Path of the Chromium binary.
 pub fn chromium() -> &'static str {
-    if std::path::Path::new("/usr/bin/chromium").exists() { "/usr/bin/chromium" } else { "chromium" }
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        "/usr/bin/chromium"
+    } else {
+        "chromium"
+    }
 }
 
 impl Browser {
@@ -58,7 +62,9 @@ impl Browser {
         .arg("about:blank")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-        let child = cmd.spawn().expect("chromium starts (apt-get install chromium)");
+        let child = cmd
+            .spawn()
+            .expect("chromium starts (apt-get install chromium)");
         let port_file = profile.path().join("DevToolsActivePort");
         let mut text = String::new();
         for _ in 0..300 {
@@ -74,7 +80,9 @@ impl Browser {
         let port = lines.next().expect("DevToolsActivePort written");
         let path = lines.next().expect("browser ws path");
         let url = format!("ws://127.0.0.1:{port}{path}");
-        let (ws, _) = tokio_tungstenite::connect_async(&url).await.expect("cdp connect");
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("cdp connect");
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -97,7 +105,13 @@ impl Browser {
                 }
             }
         });
-        Self { child, _profile: profile, out, pending, next_id: AtomicU64::new(1) }
+        Self {
+            child,
+            _profile: profile,
+            out,
+            pending,
+            next_id: AtomicU64::new(1),
+        }
     }
 
     async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
@@ -121,13 +135,26 @@ impl Browser {
 
     /// Opens a new tab at `url`.
     pub async fn open(&self, url: &str) -> Page<'_> {
-        let target = self.call(None, "Target.createTarget", json!({"url": url})).await;
+        let target = self
+            .call(None, "Target.createTarget", json!({"url": url}))
+            .await;
         let target_id = target["targetId"].as_str().expect("targetId").to_string();
         let attached = self
-            .call(None, "Target.attachToTarget", json!({"targetId": target_id, "flatten": true}))
+            .call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target_id, "flatten": true}),
+            )
             .await;
-        let session = attached["sessionId"].as_str().expect("sessionId").to_string();
-        Page { browser: self, session, target: target_id }
+        let session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
+        Page {
+            browser: self,
+            session,
+            target: target_id,
+        }
     }
 }
 
@@ -157,7 +184,10 @@ impl Page<'_> {
 
     /// Closes the tab (its peer connection and WebSocket go with it).
     pub async fn close(self) {
-        let _ = self.browser.call(None, "Target.closeTarget", json!({"targetId": self.target})).await;
+        let _ = self
+            .browser
+            .call(None, "Target.closeTarget", json!({"targetId": self.target}))
+            .await;
     }
 }
 

@@ -35,11 +35,20 @@ impl Daemon {
 
     /// Like `start`, on a given address (to restart a daemon where pages expect it).
     pub async fn start_on(listen: &str, extra: &[(&str, &str)]) -> Self {
-        Self::start_full(listen, extra, std::sync::Arc::new(tempfile::tempdir().expect("state dir"))).await
+        Self::start_full(
+            listen,
+            extra,
+            std::sync::Arc::new(tempfile::tempdir().expect("state dir")),
+        )
+        .await
     }
 
     /// Starts with a given state directory (to check what a restart remembers).
-    pub async fn start_full(listen: &str, extra: &[(&str, &str)], state: std::sync::Arc<tempfile::TempDir>) -> Self {
+    pub async fn start_full(
+        listen: &str,
+        extra: &[(&str, &str)],
+        state: std::sync::Arc<tempfile::TempDir>,
+    ) -> Self {
         let mut env: HashMap<String, String> = [
             ("EDGECAM_CAMERA__SOURCE", "test"),
             ("EDGECAM_CAMERA__WIDTH", "640"),
@@ -51,7 +60,10 @@ impl Daemon {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        env.insert("EDGECAM_STATE__DIR".into(), state.path().display().to_string());
+        env.insert(
+            "EDGECAM_STATE__DIR".into(),
+            state.path().display().to_string(),
+        );
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
@@ -73,8 +85,15 @@ impl Daemon {
             .await
             .expect("daemon ran");
         });
-        let d = Self { addr, gpio, state, stop: Some(tx), task: Some(task) };
-        let remembered_off = std::fs::read_to_string(d.state.path().join("streaming")).is_ok_and(|s| s.trim() == "off");
+        let d = Self {
+            addr,
+            gpio,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        let remembered_off = std::fs::read_to_string(d.state.path().join("streaming"))
+            .is_ok_and(|s| s.trim() == "off");
         if !extra.contains(&("EDGECAM_CAMERA__AUTOSTART", "false")) && !remembered_off {
             d.wait_running().await;
         }
@@ -157,7 +176,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
@@ -165,8 +186,15 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         .expect("response in time")
         .expect("read");
     let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -177,12 +205,17 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(url: &str) -> Self {
-        let (inner, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
         Self { inner }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
-        self.inner.send(Message::Text(text.into().into())).await.expect("ws send");
+        self.inner
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("ws send");
     }
 
     pub async fn send_json(&mut self, v: &Value) {
@@ -196,7 +229,9 @@ impl Ws {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, self.inner.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).ok(),
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                    return None;
+                }
                 Ok(Some(Ok(_))) => continue,
             }
         }

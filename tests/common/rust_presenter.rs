@@ -10,7 +10,9 @@ use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,13 +61,21 @@ impl RustPresenter {
         let (connected_tx, connected) = watch::channel(false);
         let mut media = MediaEngine::default();
         media.register_default_codecs().expect("codecs");
-        let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
                 .with_media_engine(media)
                 .with_interceptor_registry(registry)
-                .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
-                .with_handler(Arc::new(Handler { candidates: cand_tx, connected: connected_tx }) as Arc<dyn PeerConnectionEventHandler>)
+                .with_setting_engine(
+                    SettingEngineBuilder::new()
+                        .with_include_loopback_candidate(true)
+                        .build(),
+                )
+                .with_handler(Arc::new(Handler {
+                    candidates: cand_tx,
+                    connected: connected_tx,
+                }) as Arc<dyn PeerConnectionEventHandler>)
                 .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
                 .build()
                 .await
@@ -81,7 +91,10 @@ impl RustPresenter {
                     "video".into(),
                     RtpCodecKind::Video,
                     vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(4242), ..Default::default() },
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(4242),
+                            ..Default::default()
+                        },
                         codec,
                         ..Default::default()
                     }],
@@ -89,11 +102,17 @@ impl RustPresenter {
             )
             .expect("track"),
         );
-        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.expect("add track");
+        let sender = pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .expect("add track");
         let offer = pc.create_offer(None).await.expect("offer");
-        pc.set_local_description(offer.clone()).await.expect("local");
+        pc.set_local_description(offer.clone())
+            .await
+            .expect("local");
         let mut ws = Ws::connect(ws_url).await;
-        ws.send_json(&json!({"id": "presenter", "sdpOffer": offer.sdp})).await;
+        ws.send_json(&json!({"id": "presenter", "sdpOffer": offer.sdp}))
+            .await;
         let mut messages = Vec::new();
         let response = loop {
             let m = ws.recv().await;
@@ -102,11 +121,31 @@ impl RustPresenter {
                 break m;
             }
         };
-        let mut me = Self { pc, ws, response, messages, candidates, connected, streamer: None };
+        let mut me = Self {
+            pc,
+            ws,
+            response,
+            messages,
+            candidates,
+            connected,
+            streamer: None,
+        };
         if me.response["response"] == "accepted" {
-            let sdp = me.response["sdpAnswer"].as_str().expect("sdpAnswer").to_string();
-            me.pc.set_remote_description(RTCSessionDescription::answer(sdp).expect("answer")).await.expect("remote");
-            let pt = sender.get_parameters().await.expect("params").rtp_parameters.codecs[0].payload_type;
+            let sdp = me.response["sdpAnswer"]
+                .as_str()
+                .expect("sdpAnswer")
+                .to_string();
+            me.pc
+                .set_remote_description(RTCSessionDescription::answer(sdp).expect("answer"))
+                .await
+                .expect("remote");
+            let pt = sender
+                .get_parameters()
+                .await
+                .expect("params")
+                .rtp_parameters
+                .codecs[0]
+                .payload_type;
             me.streamer = Some(tokio::spawn(stream_test_pattern(track, pt)));
         }
         me
@@ -116,7 +155,10 @@ impl RustPresenter {
     pub async fn connect(&mut self, secs: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         while !*self.connected.borrow() {
-            assert!(tokio::time::Instant::now() < deadline, "presenter did not connect");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "presenter did not connect"
+            );
             tokio::select! {
                 Some(c) = self.candidates.recv() => {
                     self.ws.send_json(&json!({"id": "onIceCandidate", "candidate": c})).await;
@@ -144,7 +186,13 @@ impl RustPresenter {
 
 /// Encodes a 320x240 test pattern with x264 and writes each access unit as a sample.
 async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
-    let s = EncodeSettings { width: 320, height: 240, fps: 30, bitrate_kbps: 300, keyframe_interval_s: 1 };
+    let s = EncodeSettings {
+        width: 320,
+        height: 240,
+        fps: 30,
+        bitrate_kbps: 300,
+        keyframe_interval_s: 1,
+    };
     let desc = pipeline::describe(
         "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1",
         Encoder::X264,
@@ -156,10 +204,22 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
     });
     let (_kf_tx, mut kf_rx) = mpsc::channel(1);
     let runner = tokio::spawn(async move {
-        let _ = edgecam::encode::run(&desc, sink, &mut kf_rx, Arc::new(RunStats::default()), Duration::from_secs(5), std::future::pending()).await;
+        let _ = edgecam::encode::run(
+            &desc,
+            sink,
+            &mut kf_rx,
+            Arc::new(RunStats::default()),
+            Duration::from_secs(5),
+            std::future::pending(),
+        )
+        .await;
     });
     while let Some(frame) = rx.recv().await {
-        let sample = Sample { data: frame.data, duration: Duration::from_millis(33), ..Sample::new(Instant::now()) };
+        let sample = Sample {
+            data: frame.data,
+            duration: Duration::from_millis(33),
+            ..Sample::new(Instant::now())
+        };
         // Writes fail until the track is bound (connected); those frames are simply lost.
         let _ = track.write_sample(4242, pt, &sample, &[]).await;
     }

@@ -2,13 +2,13 @@
 //! H.264 access units from RTP, recording what a real viewer would see.
 
 use super::Ws;
+use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use rtc::interceptor::Registry;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,15 +89,23 @@ impl RustViewer {
     pub async fn join_with(ws_url: &str, candidates_first: bool) -> Self {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Received::default()));
-        let handler = Arc::new(Handler { candidates: cand_tx, received: received.clone() });
+        let handler = Arc::new(Handler {
+            candidates: cand_tx,
+            received: received.clone(),
+        });
         let mut media = MediaEngine::default();
         media.register_default_codecs().expect("codecs");
-        let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
                 .with_media_engine(media)
                 .with_interceptor_registry(registry)
-                .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
+                .with_setting_engine(
+                    SettingEngineBuilder::new()
+                        .with_include_loopback_candidate(true)
+                        .build(),
+                )
                 .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
                 .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
                 .build()
@@ -106,27 +114,42 @@ impl RustViewer {
         );
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() }),
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
         )
         .await
         .expect("transceiver");
-        let dc = pc.create_data_channel("status", None).await.expect("data channel");
+        let dc = pc
+            .create_data_channel("status", None)
+            .await
+            .expect("data channel");
         let r2 = received.clone();
         tokio::spawn(async move { read_channel(dc, r2).await });
         let offer = pc.create_offer(None).await.expect("offer");
-        pc.set_local_description(offer.clone()).await.expect("set local");
+        pc.set_local_description(offer.clone())
+            .await
+            .expect("set local");
 
         let mut ws = Ws::connect(ws_url).await;
         if candidates_first {
             // Gathering on loopback is immediate; take what comes within a short pause.
             let mut sent = 0;
-            while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(if sent == 0 { 3000 } else { 300 }), cand_rx.recv()).await {
-                ws.send_json(&json!({"id": "onIceCandidate", "candidate": c})).await;
+            while let Ok(Some(c)) = tokio::time::timeout(
+                Duration::from_millis(if sent == 0 { 3000 } else { 300 }),
+                cand_rx.recv(),
+            )
+            .await
+            {
+                ws.send_json(&json!({"id": "onIceCandidate", "candidate": c}))
+                    .await;
                 sent += 1;
             }
             assert!(sent > 0, "client gathered no candidates");
         }
-        ws.send_json(&json!({"id": "viewer", "sdpOffer": offer.sdp})).await;
+        ws.send_json(&json!({"id": "viewer", "sdpOffer": offer.sdp}))
+            .await;
         let answer = loop {
             let m = ws.recv().await;
             if m["id"] == "viewerResponse" {
@@ -165,16 +188,26 @@ impl RustViewer {
                 }
             }
         });
-        Self { pc, received, answer, pump, stop_pump: stop_tx }
+        Self {
+            pc,
+            received,
+            answer,
+            pump,
+            stop_pump: stop_tx,
+        }
     }
 
     /// A real recv-only video offer from a throwaway peer (for abort tests).
     pub async fn offer_sdp() -> String {
         let mut media = MediaEngine::default();
         media.register_default_codecs().expect("codecs");
-        let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
         let (tx, _rx) = mpsc::unbounded_channel();
-        let handler = Arc::new(Handler { candidates: tx, received: Arc::default() });
+        let handler = Arc::new(Handler {
+            candidates: tx,
+            received: Arc::default(),
+        });
         let pc = PeerConnectionBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)
@@ -185,7 +218,10 @@ impl RustViewer {
             .expect("peer");
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() }),
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
         )
         .await
         .expect("transceiver");
@@ -210,7 +246,14 @@ impl RustViewer {
     pub async fn wait_message(&self, id: &str, secs: u64) -> Option<Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            if let Some(m) = self.received.lock().unwrap().signaling.iter().find(|m| m["id"] == id) {
+            if let Some(m) = self
+                .received
+                .lock()
+                .unwrap()
+                .signaling
+                .iter()
+                .find(|m| m["id"] == id)
+            {
                 return Some(m.clone());
             }
             if Instant::now() > deadline {
