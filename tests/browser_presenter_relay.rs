@@ -7,31 +7,8 @@ mod common;
 
 use common::{
     Daemon,
-    browser::{Browser, Page, VIEWER_PROBE},
+    browser::{Browser, VIEWER_PROBE},
 };
-use serde_json::Value;
-use std::time::{Duration, Instant};
-
-async fn wait(
-    page: &Page<'_>,
-    expr: &str,
-    secs: u64,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = page.eval(expr).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not reached in {secs}s: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 const AUDIO_PROBE: &str = r#"(async () => {
   const pc = window.edgecam.pc; if (!pc) return 0;
@@ -49,23 +26,20 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
     .await;
 
     let presenter = browser.open(&daemon.url("/presenter")).await;
-    wait(
-        &presenter,
-        "typeof window.edgecam",
-        10,
-        "presenter page",
-        |v| v == "object",
-    )
-    .await;
+    presenter
+        .wait_for("typeof window.edgecam", 10, "presenter page", |v| {
+            v == "object"
+        })
+        .await;
     presenter.eval("window.edgecam.start(); true").await;
-    wait(
-        &presenter,
-        "document.getElementById('state').textContent",
-        30,
-        "presenter live",
-        |v| v == "live",
-    )
-    .await;
+    presenter
+        .wait_for(
+            "document.getElementById('state').textContent",
+            30,
+            "presenter live",
+            |v| v == "live",
+        )
+        .await;
     let s = daemon
         .wait_status(10, |s| s["presenter"] == "browser")
         .await;
@@ -74,50 +48,48 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
     let v1 = browser.open(&daemon.url("/")).await;
     let v2 = browser.open(&daemon.url("/")).await;
     for (i, v) in [&v1, &v2].into_iter().enumerate() {
-        let got = wait(v, VIEWER_PROBE, 30, &format!("viewer {i} decoding"), |p| {
-            p["frames"].as_u64().unwrap_or(0) > 10
-                && p["width"].as_u64().unwrap_or(0) > 0
-                && p["badge"] == "live"
-        })
-        .await;
+        let got = v
+            .wait_for(VIEWER_PROBE, 30, &format!("viewer {i} decoding"), |p| {
+                p["frames"].as_u64().unwrap_or(0) > 10
+                    && p["width"].as_u64().unwrap_or(0) > 0
+                    && p["badge"] == "live"
+            })
+            .await;
         eprintln!("viewer {i}: {got}");
-        wait(v, AUDIO_PROBE, 20, &format!("viewer {i} audio"), |n| {
+        v.wait_for(AUDIO_PROBE, 20, &format!("viewer {i} audio"), |n| {
             n.as_u64().unwrap_or(0) > 10
         })
         .await;
     }
-    wait(
-        &presenter,
-        "document.getElementById('viewers').textContent",
-        10,
-        "viewer count on presenter page",
-        |v| v == "2 watching",
-    )
-    .await;
+    presenter
+        .wait_for(
+            "document.getElementById('viewers').textContent",
+            10,
+            "viewer count on presenter page",
+            |v| v == "2 watching",
+        )
+        .await;
 
     // A second presenter is rejected with a message.
     let second = browser.open(&daemon.url("/presenter")).await;
-    wait(
-        &second,
-        "typeof window.edgecam",
-        10,
-        "second presenter page",
-        |v| v == "object",
-    )
-    .await;
+    second
+        .wait_for("typeof window.edgecam", 10, "second presenter page", |v| {
+            v == "object"
+        })
+        .await;
     second.eval("window.edgecam.start(); true").await;
-    let msg = wait(
-        &second,
-        "document.getElementById('message').textContent",
-        20,
-        "rejection",
-        |v| {
-            v.as_str()
-                .unwrap_or("")
-                .contains("Another presenter is active")
-        },
-    )
-    .await;
+    let msg = second
+        .wait_for(
+            "document.getElementById('message').textContent",
+            20,
+            "rejection",
+            |v| {
+                v.as_str()
+                    .unwrap_or("")
+                    .contains("Another presenter is active")
+            },
+        )
+        .await;
     eprintln!("second presenter: {msg}");
     second.close().await;
     assert_eq!(
@@ -131,13 +103,12 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
         .eval("document.getElementById('text').value = 'hello from the presenter'; document.getElementById('send').click(); true")
         .await;
     for v in [&v1, &v2] {
-        wait(v, "window.edgecam.texts", 10, "text on viewer", |t| {
+        v.wait_for("window.edgecam.texts", 10, "text on viewer", |t| {
             t.as_array()
                 .is_some_and(|a| a.iter().any(|x| x == "hello from the presenter"))
         })
         .await;
-        wait(
-            v,
+        v.wait_for(
             "document.getElementById('message').textContent",
             5,
             "text shown",
@@ -149,13 +120,12 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
     // The presenter closes its tab: both viewers get stopCommunication and show offline.
     presenter.close().await;
     for v in [&v1, &v2] {
-        wait(v, "window.edgecam.received", 20, "stopCommunication", |r| {
+        v.wait_for("window.edgecam.received", 20, "stopCommunication", |r| {
             r.as_array()
                 .is_some_and(|a| a.iter().any(|x| x == "stopCommunication"))
         })
         .await;
-        wait(
-            v,
+        v.wait_for(
             "document.getElementById('state').textContent",
             10,
             "offline",
@@ -171,24 +141,25 @@ async fn browser_presenter_is_relayed_to_two_viewers() {
     // A new presenter: the offline viewer pages rejoin by themselves (presenterAvailable)
     // and get a picture at once (their joins reach the presenter as keyframe requests).
     let again = browser.open(&daemon.url("/presenter")).await;
-    wait(&again, "typeof window.edgecam", 10, "presenter page", |v| {
-        v == "object"
-    })
-    .await;
+    again
+        .wait_for("typeof window.edgecam", 10, "presenter page", |v| {
+            v == "object"
+        })
+        .await;
     again
         .eval("document.getElementById('audio').checked = false; window.edgecam.start(); true")
         .await;
-    wait(
-        &again,
-        "document.getElementById('state').textContent",
-        30,
-        "presenter live again",
-        |v| v == "live",
-    )
-    .await;
+    again
+        .wait_for(
+            "document.getElementById('state').textContent",
+            30,
+            "presenter live again",
+            |v| v == "live",
+        )
+        .await;
     for v in [&v1, &v2] {
         let before = v.eval(VIEWER_PROBE).await["frames"].as_u64().unwrap_or(0);
-        wait(v, VIEWER_PROBE, 30, "viewer live again", |p| {
+        v.wait_for(VIEWER_PROBE, 30, "viewer live again", |p| {
             p["badge"] == "live" && p["frames"].as_u64().unwrap_or(0) > before + 10
         })
         .await;

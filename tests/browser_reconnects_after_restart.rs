@@ -5,25 +5,8 @@ mod common;
 
 use common::{
     Daemon,
-    browser::{Browser, Page, VIEWER_PROBE},
+    browser::{Browser, VIEWER_PROBE},
 };
-use serde_json::Value;
-use std::time::{Duration, Instant};
-
-async fn wait_page(page: &Page<'_>, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = page.eval(VIEWER_PROBE).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not reached in {secs}s: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_rejoins_after_a_daemon_restart() {
@@ -31,23 +14,25 @@ async fn page_rejoins_after_a_daemon_restart() {
     let addr = first.addr;
     let browser = Browser::launch(&[]).await;
     let page = browser.open(&first.url("/")).await;
-    wait_page(&page, 30, "first playback", |v| {
+    page.wait_for(VIEWER_PROBE, 30, "first playback", |v| {
         v["frames"].as_u64().unwrap_or(0) > 10 && v["badge"] == "live"
     })
     .await;
 
     first.stop().await;
-    let v = wait_page(&page, 15, "offline after shutdown", |v| {
-        v["badge"] == "offline"
-    })
-    .await;
+    let v = page
+        .wait_for(VIEWER_PROBE, 15, "offline after shutdown", |v| {
+            v["badge"] == "offline"
+        })
+        .await;
     assert_ne!(v["badge"], "live");
 
     let second = Daemon::start_on(&addr.to_string(), &[]).await;
-    let v = wait_page(&page, 30, "live again", |v| {
-        v["badge"] == "live" && v["frames"].as_u64().unwrap_or(0) > 10
-    })
-    .await;
+    let v = page
+        .wait_for(VIEWER_PROBE, 30, "live again", |v| {
+            v["badge"] == "live" && v["frames"].as_u64().unwrap_or(0) > 10
+        })
+        .await;
     assert_eq!(v["width"], 640);
     second.wait_status(10, |s| s["viewers"] == 1).await;
     drop(page);

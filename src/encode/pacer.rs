@@ -49,6 +49,14 @@ impl KeyframePacer {
     }
 }
 
+/// Sleeps until `due` (from [`KeyframePacer::due`]); forever when nothing is due.
+pub async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Runs one pipeline until it fails or is stopped. Frames go to the sink from GStreamer's
 //! streaming thread (never blocking it); bus errors come back as typed errors.
 
-use super::pacer::{KeyframePacer, MIN_GAP};
+use super::pacer::{KeyframePacer, MIN_GAP, sleep_until_due};
 use crate::media::EncodedFrame;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -149,7 +149,7 @@ pub async fn run(
                     std::future::pending::<()>().await;
                 }
             }
-            _ = sleep_until_opt(kf_due) => {
+            _ = sleep_until_due(kf_due) => {
                 let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
                     .all_headers(true)
                     .build();
@@ -171,13 +171,6 @@ pub async fn run(
     };
     drop(guard);
     result
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn to_error(msg: &gst::Message) -> Option<EncodeError> {

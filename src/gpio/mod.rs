@@ -120,6 +120,9 @@ pub async fn run(
     let epoch = Instant::now();
     let mut button = Button::new(config.debounce, config.long_press, epoch);
     let mut shown: Option<(bool, bool)> = None;
+    let mut reported: Option<(LedMode, LedMode)> = None;
+    // A rejected settings file is known at start and stays until the next boot.
+    let config_error = status.config_error().is_some();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -140,7 +143,7 @@ pub async fn run(
             }
         }
         let modes = (
-            if status.config_error().is_some() {
+            if config_error {
                 LedMode::FastBlink
             } else {
                 status_led(
@@ -151,7 +154,10 @@ pub async fn run(
             },
             viewers_led(status.viewers.load(std::sync::atomic::Ordering::Relaxed)),
         );
-        status.set_leds(modes.0, modes.1, pins.name());
+        if reported != Some(modes) {
+            status.set_leds(modes.0, modes.1, pins.name());
+            reported = Some(modes);
+        }
         let lit = (modes.0.lit(now - epoch), modes.1.lit(now - epoch));
         if shown != Some(lit) {
             if config.status_led.is_some() {

@@ -4,7 +4,7 @@
 //! Keyframe requests from viewers reach it as PLI, coalesced like the camera's.
 
 use super::*;
-use crate::encode::pacer::{KeyframePacer, MIN_GAP};
+use crate::encode::pacer::{KeyframePacer, MIN_GAP, sleep_until_due};
 use crate::media::{AudioPacket, EncodedFrame, KeyframeInbox, nal, nal_types};
 use bytes::{Bytes, BytesMut};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -149,12 +149,7 @@ async fn forward_keyframe_requests(
                 Some(()) => pacer.request(keyframes.load(std::sync::atomic::Ordering::Relaxed)),
                 None => return,
             },
-            _ = async {
-                match due {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            } => {
+            _ = sleep_until_due(due) => {
                 let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
                 if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
                     return;

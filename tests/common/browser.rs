@@ -182,6 +182,28 @@ impl Page<'_> {
         r["result"]["value"].clone()
     }
 
+    /// Evaluates `expr` every 100 ms until `pred` holds; fails naming `what` after `secs`.
+    pub async fn wait_for(
+        &self,
+        expr: &str,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.eval(expr).await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} not reached in {secs}s: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Closes the tab (its peer connection and WebSocket go with it).
     pub async fn close(self) {
         let _ = self

@@ -15,6 +15,36 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
+/// A webrtc-crate peer for test clients: default codecs and interceptors, bound to
+/// 127.0.0.1 with loopback candidates (tests only talk over loopback).
+pub async fn loopback_peer(
+    handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
+) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
+    use rtc::interceptor::Registry;
+    use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+    use rtc::peer_connection::configuration::media_engine::MediaEngine;
+    use webrtc::peer_connection::{PeerConnectionBuilder, SettingEngineBuilder};
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().expect("codecs");
+    let registry =
+        register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+    std::sync::Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_include_loopback_candidate(true)
+                    .build(),
+            )
+            .with_handler(handler)
+            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .build()
+            .await
+            .expect("client peer"),
+    )
+}
+
 /// A daemon running inside the test process.
 pub struct Daemon {
     pub addr: SocketAddr,

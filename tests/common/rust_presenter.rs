@@ -5,11 +5,8 @@
 use super::Ws;
 use edgecam::encode::{EncodeSettings, Encoder, RunStats, pipeline};
 use edgecam::media::EncodedFrame;
-use rtc::interceptor::Registry;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -20,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 
 struct Handler {
@@ -59,28 +56,11 @@ impl RustPresenter {
     pub async fn present(ws_url: &str) -> Self {
         let (cand_tx, candidates) = mpsc::unbounded_channel();
         let (connected_tx, connected) = watch::channel(false);
-        let mut media = MediaEngine::default();
-        media.register_default_codecs().expect("codecs");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(media)
-                .with_interceptor_registry(registry)
-                .with_setting_engine(
-                    SettingEngineBuilder::new()
-                        .with_include_loopback_candidate(true)
-                        .build(),
-                )
-                .with_handler(Arc::new(Handler {
-                    candidates: cand_tx,
-                    connected: connected_tx,
-                }) as Arc<dyn PeerConnectionEventHandler>)
-                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-                .build()
-                .await
-                .expect("presenter peer"),
-        );
+        let pc = super::loopback_peer(Arc::new(Handler {
+            candidates: cand_tx,
+            connected: connected_tx,
+        }) as Arc<dyn PeerConnectionEventHandler>)
+        .await;
         let codec = edgecam::peer::h264_codec().rtp_codec;
         let track = Arc::new(
             TrackLocalStaticSample::new(

@@ -2,9 +2,6 @@
 //! H.264 access units from RTP, recording what a real viewer would see.
 
 use super::Ws;
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -16,8 +13,8 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
-    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCSessionDescription,
 };
 
 /// What the viewer received.
@@ -93,25 +90,7 @@ impl RustViewer {
             candidates: cand_tx,
             received: received.clone(),
         });
-        let mut media = MediaEngine::default();
-        media.register_default_codecs().expect("codecs");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(media)
-                .with_interceptor_registry(registry)
-                .with_setting_engine(
-                    SettingEngineBuilder::new()
-                        .with_include_loopback_candidate(true)
-                        .build(),
-                )
-                .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-                .build()
-                .await
-                .expect("client peer"),
-        );
+        let pc = super::loopback_peer(handler as Arc<dyn PeerConnectionEventHandler>).await;
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
             Some(RTCRtpTransceiverInit {
@@ -199,23 +178,12 @@ impl RustViewer {
 
     /// A real recv-only video offer from a throwaway peer (for abort tests).
     pub async fn offer_sdp() -> String {
-        let mut media = MediaEngine::default();
-        media.register_default_codecs().expect("codecs");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
         let (tx, _rx) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler {
             candidates: tx,
             received: Arc::default(),
         });
-        let pc = PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-            .build()
-            .await
-            .expect("peer");
+        let pc = super::loopback_peer(handler as Arc<dyn PeerConnectionEventHandler>).await;
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
             Some(RTCRtpTransceiverInit {
