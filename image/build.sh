@@ -34,7 +34,12 @@ sh cross/deb.sh aarch64
 cp "$(ls -t target/edgecam_*_arm64.deb | head -1)" "$OUT/edgecam_arm64.deb"
 
 ROOTFS="$OUT/rootfs"
-rm -rf "$ROOTFS" "$OUT/tmp"
+# An interrupted earlier build can leave /proc, /sys and /dev/pts mounted in the old
+# root: unmount them first and never let rm cross into another file system.
+if [ -d "$ROOTFS" ]; then
+    grep -o " $ROOTFS/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+fi
+rm -rf --one-file-system "$ROOTFS" "$OUT/tmp"
 mmdebstrap --mode=root --arch=arm64 --variant=apt \
     --components="main non-free-firmware" \
     --dpkgopt=force-confold \
@@ -43,7 +48,7 @@ mmdebstrap --mode=root --arch=arm64 --variant=apt \
     --setup-hook='mkdir -p "$1/etc/default" && echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"' \
     --dpkgopt=force-confdef \
     --customize-hook="copy-in $OUT/edgecam_arm64.deb /tmp" \
-    --customize-hook='chroot "$1" apt-get install -y /tmp/edgecam_arm64.deb && rm "$1/tmp/edgecam_arm64.deb"' \
+    --customize-hook='chroot "$1" apt-get install -y --no-install-recommends /tmp/edgecam_arm64.deb && rm "$1/tmp/edgecam_arm64.deb"' \
     --customize-hook="copy-in image/files/edgecam-provision.service image/files/edgecam-growroot.service /etc/systemd/system" \
     --customize-hook="copy-in image/files/edgecam-growroot /usr/local/sbin" \
     --customize-hook="copy-in image/files/eth.network image/files/wlan.network /etc/systemd/network" \
