@@ -1,0 +1,437 @@
+//! The SD-card image boots and streams, end to end: its kernel and root file system run in
+//! qemu-system-aarch64 (-M virt, software emulation) with a provisioning file on the boot
+//! partition that sets the hostname, an SSH key and `camera.source = "v4l2:/dev/video0"`;
+//! the `vivid` module gives the guest a real V4L2 camera; the guest's HTTP, SSH and
+//! WebRTC UDP ports are forwarded to 127.0.0.1 and headless Chromium on the host decodes
+//! frames. Then a provisioning file with a bad value is dropped and the device rebooted:
+//! it must come back streaming with its previous settings and show the error.
+//!
+//! Needs the built image (about 40 minutes, see README "SD-card image"), so it is not
+//! part of the default suite:
+//!
+//!     sudo sh image/build.sh && sh image/boot-test.sh
+
+mod common;
+
+use common::browser::{Browser, VIEWER_PROBE};
+use serde_json::Value;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOSTNAME: &str = "edgecam-e2e";
+/// Media ports forwarded one to one (the daemon advertises 127.0.0.1 with them).
+const UDP_PORTS: u16 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs target/image from image/build.sh and ~10 minutes of emulation: sh image/boot-test.sh"]
+async fn image_boots_provisions_and_streams_a_v4l2_camera() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image");
+    let image = root.join("edgecam.img");
+    assert!(
+        image.exists(),
+        "{} missing: build it with sudo sh image/build.sh",
+        image.display()
+    );
+    let kernel = newest(&root.join("rootfs/boot"), "vmlinuz-");
+    let initrd = newest(&root.join("rootfs/boot"), "initrd.img-");
+
+    let work = tempfile::tempdir().expect("work dir");
+    let disk = work.path().join("sd.img");
+    std::fs::copy(&image, &disk).expect("copy the image");
+    // A 4 GiB "card": first boot must grow the root partition into the free space.
+    let image_len = std::fs::metadata(&disk).expect("image size").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .and_then(|f| f.set_len(4 << 30))
+        .expect("enlarge the card");
+    let boot = fat_partition(&disk);
+
+    let key = work.path().join("id_ed25519");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
+        .arg(&key));
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+
+    let http_port = free_tcp_port();
+    let ssh_port = free_tcp_port();
+    let udp_first = free_udp_range(UDP_PORTS);
+    let udp_last = udp_first + UDP_PORTS - 1;
+    let settings = format!(
+        r#"# provisioning file as a fleet operator would drop it on the boot partition
+[http]
+listen = "0.0.0.0:80"
+
+[camera]
+source = "v4l2:/dev/video0"
+width = 640
+height = 360
+fps = 15
+
+[encoder]
+kind = "x264"
+bitrate_kbps = 800
+keyframe_interval_s = 10
+
+[webrtc]
+udp_ports = "{udp_first}-{udp_last}"
+nat_ips = ["127.0.0.1"]
+
+[provisioning]
+hostname = "{HOSTNAME}"
+timezone = "Europe/Berlin"
+ssh_authorized_keys = ["{}"]
+"#,
+        pubkey.trim()
+    );
+    let settings_file = work.path().join("edgecam.toml");
+    std::fs::write(&settings_file, settings).expect("write settings");
+    run(Command::new("mcopy")
+        .args(["-o", "-i", &boot])
+        .arg(&settings_file)
+        .arg("::edgecam.toml"));
+
+    // Boot.
+    let console = work.path().join("console.log");
+    let mut fwd = format!(
+        "user,id=net0,hostfwd=tcp:127.0.0.1:{http_port}-:80,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+    );
+    for p in udp_first..=udp_last {
+        fwd.push_str(&format!(",hostfwd=udp:127.0.0.1:{p}-:{p}"));
+    }
+    let booted = Instant::now();
+    let qemu = Command::new("qemu-system-aarch64")
+        .args([
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            "2",
+            "-m",
+            "1024",
+        ])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args([
+            "-append",
+            "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 modules-load=vivid",
+        ])
+        .args([
+            "-drive",
+            &format!("if=none,id=sd,format=raw,file={}", disk.display()),
+        ])
+        .args(["-device", "virtio-blk-pci,drive=sd"])
+        .args(["-netdev", &fwd, "-device", "virtio-net-pci,netdev=net0"])
+        .args(["-display", "none", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("qemu-system-aarch64 (apt-get install qemu-system-arm)");
+    let mut guest = Guest {
+        qemu,
+        console,
+        http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+        ssh_port,
+        key,
+    };
+
+    let status = guest
+        .wait_http(900, |s| s["pipeline"]["state"] == "running")
+        .await;
+    let to_http = booted.elapsed();
+    let source = status["source"].as_str().unwrap_or_default();
+    assert!(
+        source.starts_with("/dev/video0"),
+        "the V4L2 camera: {status}"
+    );
+    assert!(status["config_error"].is_null(), "{status}");
+
+    // Headless Chromium on the host decodes the guest's camera.
+    let browser = Browser::launch(&[]).await;
+    let page = browser.open(&format!("http://{}/", guest.http)).await;
+    let v = page
+        .wait_for(VIEWER_PROBE, 180, "a decoded frame from the guest", |v| {
+            v["frames"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    let to_frame = booted.elapsed();
+    assert_eq!(v["width"], 640, "{v}");
+    assert_eq!(v["height"], 360, "{v}");
+    let before = v["frames"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let v = page.eval(VIEWER_PROBE).await;
+    assert!(
+        v["frames"].as_u64().unwrap_or(0) > before + 10,
+        "frames keep coming: {before} -> {v}"
+    );
+    page.close().await;
+    eprintln!(
+        "boot to HTTP {:.1} s, boot to first decoded frame {:.1} s (qemu TCG, cortex-a72 x2)",
+        to_http.as_secs_f64(),
+        to_frame.as_secs_f64()
+    );
+
+    // Provisioning was applied, the original kept, SSH takes the key only, root grew.
+    assert_eq!(guest.ssh("hostname").trim(), HOSTNAME);
+    assert_eq!(guest.ssh("cat /etc/timezone").trim(), "Europe/Berlin");
+    let files = guest.ssh("ls /boot/firmware");
+    assert!(
+        files
+            .lines()
+            .any(|f| f.starts_with("edgecam.toml.applied-")),
+        "original kept: {files}"
+    );
+    assert!(!files.lines().any(|f| f == "edgecam.toml"), "{files}");
+    let sshd = guest.ssh("sshd -T");
+    assert!(sshd.contains("passwordauthentication no"), "{sshd}");
+    assert!(sshd.contains("kbdinteractiveauthentication no"), "{sshd}");
+    let root_size: u64 = guest
+        .ssh("findmnt -bno SIZE /")
+        .trim()
+        .parse()
+        .expect("root size");
+    assert!(
+        root_size > image_len,
+        "root grew to the card: {root_size} bytes on a {image_len}-byte image"
+    );
+    assert!(
+        guest
+            .ssh("systemctl is-active avahi-daemon")
+            .contains("active")
+    );
+    eprintln!("guest: {}", guest.ssh("systemd-analyze").trim());
+
+    // A bad file: the device boots with its previous settings and shows the error.
+    guest.ssh(
+        "printf '[camera]\\nfps = 1000\\n\\n[provisioning]\\nhostname = \"other\"\\n' \
+         > /boot/firmware/edgecam.toml && sync",
+    );
+    guest.ssh_ignoring_exit("systemctl reboot");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = guest
+        .wait_http(900, |s| {
+            s["config_error"].is_string() && s["pipeline"]["state"] == "running"
+        })
+        .await;
+    let error = status["config_error"].as_str().unwrap_or_default();
+    assert!(error.contains("camera.fps"), "{status}");
+    assert_eq!(
+        status["source"].as_str(),
+        Some(source),
+        "previous settings: {status}"
+    );
+    assert_eq!(status["leds"]["status"], "fast_blink", "{status}");
+    let page = browser.open(&format!("http://{}/", guest.http)).await;
+    let banner = page
+        .wait_for(
+            "(document.getElementById('config-error') || {}).textContent || ''",
+            60,
+            "the settings error on the page",
+            |v| v.as_str().is_some_and(|t| t.contains("camera.fps")),
+        )
+        .await;
+    page.wait_for(VIEWER_PROBE, 180, "frames after the bad file", |v| {
+        v["frames"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    eprintln!("page shows: {banner}");
+    assert_eq!(guest.ssh("hostname").trim(), HOSTNAME, "hostname unchanged");
+    page.close().await;
+    drop(browser);
+
+    guest.ssh_ignoring_exit("systemctl poweroff");
+    guest.wait_exit(180);
+    // After a clean power-off the boot partition, read from the host, holds both files.
+    let listing = String::from_utf8_lossy(
+        &Command::new("mdir")
+            .args(["-b", "-i", &boot, "::"])
+            .output()
+            .expect("mdir")
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        listing.contains("EDGECAM.TOM") || listing.contains("edgecam.toml"),
+        "{listing}"
+    );
+    assert!(listing.contains("applied-"), "{listing}");
+}
+
+struct Guest {
+    qemu: Child,
+    console: PathBuf,
+    http: SocketAddr,
+    ssh_port: u16,
+    key: PathBuf,
+}
+
+impl Guest {
+    /// Polls `/api/status` until `pred` holds; fails with the console's tail after `secs`.
+    async fn wait_http(&mut self, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = try_status(self.http).await
+                && pred(&s)
+            {
+                return s;
+            }
+            if let Ok(Some(code)) = self.qemu.try_wait() {
+                panic!("qemu exited ({code}):\n{}", self.console_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guest status not reached in {secs}s:\n{}",
+                self.console_tail()
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    fn ssh_command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(["-q", "-i"])
+            .arg(&self.key)
+            .args(["-p", &self.ssh_port.to_string()])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=30",
+                "root@127.0.0.1",
+                cmd,
+            ])
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `cmd` as root in the guest over SSH with the provisioned key; its stdout.
+    fn ssh(&self, cmd: &str) -> String {
+        let out = self.ssh_command(cmd).output().expect("ssh");
+        assert!(
+            out.status.success(),
+            "ssh {cmd}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// For commands that end the connection (reboot, poweroff).
+    fn ssh_ignoring_exit(&self, cmd: &str) {
+        let _ = self.ssh_command(cmd).output();
+    }
+
+    fn wait_exit(&mut self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.qemu.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "guest did not power off in {secs}s:\n{}",
+            self.console_tail()
+        );
+    }
+
+    fn console_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.console).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+async fn try_status(addr: SocketAddr) -> Option<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
+    };
+    tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .ok()?
+}
+
+/// `mtools` image spec for the first (FAT) partition: `IMAGE@@OFFSET`.
+fn fat_partition(disk: &Path) -> String {
+    use std::io::Read;
+    let mut mbr = [0u8; 512];
+    std::fs::File::open(disk)
+        .and_then(|mut f| f.read_exact(&mut mbr))
+        .expect("read the partition table");
+    assert_eq!(&mbr[510..], &[0x55, 0xAA], "MBR signature");
+    let entry = &mbr[446..462];
+    assert_eq!(entry[4], 0x0C, "first partition is FAT32 (LBA)");
+    let start = u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]) as u64;
+    format!("{}@@{}", disk.display(), start * 512)
+}
+
+fn newest(dir: &Path, prefix: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A run of `n` consecutive free UDP ports on 127.0.0.1.
+fn free_udp_range(n: u16) -> u16 {
+    for first in (41000..60000).step_by(97) {
+        let held: Vec<_> = (first..first + n)
+            .map_while(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free UDP ports");
+}
