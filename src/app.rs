@@ -84,6 +84,10 @@ pub async fn serve_with(
         status: status.clone(),
         keyframes: inbox,
         control: control.clone(),
+        auth: Arc::new(crate::auth::Auth::new(
+            config.auth.clone(),
+            &config.state.dir,
+        )),
         closing: stop_rx.clone(),
     });
     let router = crate::web::router(signaling);
@@ -94,15 +98,19 @@ pub async fn serve_with(
     let watchdog = crate::notify::watchdog_period()
         .map(|period| tokio::spawn(watchdog(period, status.clone())));
 
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Tell viewers the presenter is gone so their pages show offline, then stop media.
-            status.set_presenter(Presenter::None);
-            control.shutdown();
-            let _ = stop_tx.send(true);
-        })
-        .await?;
+    // Client addresses are needed for the per-address login rate limit.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Tell viewers the presenter is gone so their pages show offline, then stop media.
+        status.set_presenter(Presenter::None);
+        control.shutdown();
+        let _ = stop_tx.send(true);
+    })
+    .await?;
     // The pipeline goes to NULL (camera released) and the LEDs go dark before we return.
     let _ = tokio::time::timeout(Duration::from_millis(1500), async {
         let _ = camera.await;

@@ -19,6 +19,7 @@
 //! - [`peer`]: one WebRTC session per viewer (webrtc crate).
 //! - [`signaling`]: Kurento one2many protocol types and the WebSocket session.
 //! - [`web`]: HTTP routes and the embedded pages.
+//! - [`auth`]: optional viewer/admin passwords, session cookies, login rate limits.
 //! - [`control`]: start/stop commands shared by the button and the API; remembered.
 //! - [`gpio`]: button and LEDs (rppal on a Pi, a simulator elsewhere).
 //! - [`provision`]: applies the boot partition's settings file at boot.
@@ -31,6 +32,7 @@
 //! - Nothing from the network, a file or a device may panic the daemon.
 
 pub mod app;
+pub mod auth;
 pub mod capture;
 pub mod config;
 pub mod control;

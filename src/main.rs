@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+    /// Read a password from stdin and print its argon2 hash for [auth] in the config.
+    HashPassword,
 }
 
 #[derive(clap::Args, Default)]
@@ -56,6 +58,30 @@ fn main() -> ExitCode {
         Command::Devices => devices(),
         Command::CheckConfig { file } => check_config(&file),
         Command::Provision { boot, root } => provision(&boot, &root),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn hash_password() -> ExitCode {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (the input is shown; pipe it in to keep it off the screen):");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("edgecam hash-password: cannot read stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    match edgecam::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edgecam hash-password: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -14,7 +14,7 @@ pub const BOOT_FILE: &str = "/boot/firmware/edgecam.toml";
 pub const ERROR_FILE: &str = "provision-error";
 
 /// What the `[provisioning]` section may set.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct Provisioning {
     pub hostname: Option<String>,
     pub wifi_ssid: Option<String>,
@@ -22,6 +22,26 @@ pub struct Provisioning {
     pub wifi_country: Option<String>,
     pub ssh_authorized_keys: Vec<String>,
     pub timezone: Option<String>,
+    /// Plain passwords, hashed into `[auth]` when applied; "" removes the password.
+    pub viewer_password: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+/// Secrets never reach logs or error messages.
+impl std::fmt::Debug for Provisioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("Provisioning")
+            .field("hostname", &self.hostname)
+            .field("wifi_ssid", &self.wifi_ssid)
+            .field("wifi_psk", &hidden(&self.wifi_psk))
+            .field("wifi_country", &self.wifi_country)
+            .field("ssh_authorized_keys", &self.ssh_authorized_keys)
+            .field("timezone", &self.timezone)
+            .field("viewer_password", &hidden(&self.viewer_password))
+            .field("admin_password", &hidden(&self.admin_password))
+            .finish()
+    }
 }
 
 /// Why provisioning failed.
@@ -31,6 +51,8 @@ pub enum ProvisionError {
     Config(#[from] ConfigError),
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
 }
 
 /// What happened.
@@ -78,6 +100,25 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
                 reason: e.to_string(),
             })?;
     table.remove("provisioning");
+    // Plain passwords become argon2 hashes in [auth]; the plain text is not kept in /etc
+    // (it stays only in the renamed boot file, which the operator wrote).
+    for (plain, key) in [
+        (&p.viewer_password, "viewer_password_hash"),
+        (&p.admin_password, "admin_password_hash"),
+    ] {
+        let Some(plain) = plain else { continue };
+        let hash = if plain.is_empty() {
+            String::new()
+        } else {
+            crate::auth::hash_password(plain).map_err(ProvisionError::Hash)?
+        };
+        if !table.contains_key("auth") {
+            table.insert("auth".into(), toml::Value::Table(toml::Table::new()));
+        }
+        if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
+            auth.insert(key.into(), toml::Value::String(hash));
+        }
+    }
     let settings = format!(
         "# Written by `edgecam provision` from {}; edit that file, not this one.\n{}",
         boot_file.display(),
@@ -151,7 +192,31 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         path: kept_as.display().to_string(),
         reason: e.to_string(),
     })?;
+    // The boot partition is FAT, readable by anyone with the card: once hashed, plain
+    // passwords leave the kept copy (every other byte of it stays as written).
+    let redacted = redact_passwords(&text);
+    if redacted != text {
+        write(&kept_as, &redacted, 0o600)?;
+    }
     Ok(Outcome::Applied { kept_as })
+}
+
+/// `text` with each `viewer_password = …` / `admin_password = …` line turned into a comment.
+pub fn redact_passwords(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let key = line.trim_start().split('=').next().unwrap_or("").trim();
+            if key == "viewer_password" || key == "admin_password" {
+                let end = if line.ends_with('\n') { "\n" } else { "" };
+                format!(
+                    "# {key} = (applied, hashed into {}){end}",
+                    config::CONFIG_PATH
+                )
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `path` (absolute) inside `root`.
@@ -238,6 +303,12 @@ pub fn check(key: &str, value: &str) -> Option<String> {
                     .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
             (!ok).then(|| format!("{value:?} is not a time zone name such as Europe/London"))
         }
+        "viewer_password" | "admin_password" => {
+            // Empty removes the password (the camera's page is then open).
+            (!value.is_empty())
+                .then(|| crate::auth::check_password_text(value).err())
+                .flatten()
+        }
         "ssh_authorized_keys" => {
             let ok = value.starts_with("ssh-")
                 || value.starts_with("ecdsa-")
@@ -253,6 +324,18 @@ pub fn check(key: &str, value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_passwords_are_redacted_from_the_kept_copy() {
+        let text = "[camera]\nfps = 15\n[provisioning]\nviewer_password = \"pa=ss word\"\n  admin_password=\"x\"";
+        let out = redact_passwords(text);
+        assert!(!out.contains("pa=ss") && !out.contains("\"x\""), "{out}");
+        assert!(
+            out.starts_with("[camera]\nfps = 15\n[provisioning]\n# viewer_password = (applied")
+        );
+        assert!(out.contains("# admin_password = (applied") && !out.ends_with('\n'));
+        assert_eq!(redact_passwords("a = 1\n"), "a = 1\n");
+    }
 
     #[test]
     fn checks_values() {

@@ -30,6 +30,8 @@ wifi_psk = "correct horse battery"
 wifi_country = "GB"
 ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA admin@laptop"]
 timezone = "Europe/London"
+viewer_password = "family-room-7"
+admin_password = "only-me-please"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +63,14 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     assert!(
         !settings.contains("wifi_psk"),
         "secrets stay out of the daemon's config"
+    );
+    // Plain passwords become argon2 hashes; the plain text is nowhere in /etc.
+    assert!(
+        settings.contains("viewer_password_hash = \"$argon2id$")
+            && settings.contains("admin_password_hash = \"$argon2id$")
+            && !settings.contains("family-room-7")
+            && !settings.contains("only-me-please"),
+        "{settings}"
     );
     let check = Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .arg("check-config")
@@ -113,7 +123,25 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
             .unwrap()
             .starts_with("edgecam.toml.applied-")
     );
-    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), GOOD);
+    // The original is kept as written, but for the plain passwords (the FAT partition
+    // is readable by anyone holding the card).
+    let kept_text = std::fs::read_to_string(&kept[0]).unwrap();
+    assert!(
+        !kept_text.contains("family-room-7") && !kept_text.contains("only-me-please"),
+        "{kept_text}"
+    );
+    assert_eq!(
+        kept_text
+            .replace(
+                "# viewer_password = (applied, hashed into /etc/edgecam/edgecam.toml)",
+                "viewer_password = \"family-room-7\""
+            )
+            .replace(
+                "# admin_password = (applied, hashed into /etc/edgecam/edgecam.toml)",
+                "admin_password = \"only-me-please\""
+            ),
+        GOOD
+    );
 
     // A bad file later: nothing changes, the error is recorded, the file stays to be fixed.
     std::fs::write(

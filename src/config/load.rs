@@ -44,12 +44,16 @@ const KNOWN_KEYS: &[&str] = &[
     "gpio.viewers_led_pin",
     "gpio.viewers_led_active_high",
     "state.dir",
+    "auth.viewer_password_hash",
+    "auth.admin_password_hash",
     "provisioning.hostname",
     "provisioning.wifi_ssid",
     "provisioning.wifi_psk",
     "provisioning.wifi_country",
     "provisioning.ssh_authorized_keys",
     "provisioning.timezone",
+    "provisioning.viewer_password",
+    "provisioning.admin_password",
 ];
 
 /// Keys whose environment value is a comma-separated list.
@@ -386,6 +390,8 @@ fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisionin
         "wifi_psk",
         "wifi_country",
         "timezone",
+        "viewer_password",
+        "admin_password",
     ] {
         let key = format!("provisioning.{name}");
         if r.raw(&key).is_none() {
@@ -401,6 +407,8 @@ fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisionin
             "wifi_ssid" => &mut p.wifi_ssid,
             "wifi_psk" => &mut p.wifi_psk,
             "wifi_country" => &mut p.wifi_country,
+            "viewer_password" => &mut p.viewer_password,
+            "admin_password" => &mut p.admin_password,
             _ => &mut p.timezone,
         };
         *slot = Some(value);
@@ -469,6 +477,21 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let max = r.number("viewers.max", 1, 1000);
     let gpio = read_gpio(&mut r);
     let provisioning = read_provisioning(&mut r);
+    let mut hash = |key: &str| match r.text(key) {
+        Some(h) if h.trim().is_empty() => None,
+        Some(h) => match crate::auth::check_hash(h.trim()) {
+            Ok(()) => Some(h.trim().to_string()),
+            Err(msg) => {
+                r.fail(key, msg);
+                None
+            }
+        },
+        None => None,
+    };
+    let auth = crate::auth::AuthConfig {
+        viewer_password_hash: hash("auth.viewer_password_hash"),
+        admin_password_hash: hash("auth.admin_password_hash"),
+    };
     let state_dir = r.text("state.dir").and_then(|d| {
         if d.trim().is_empty() {
             r.fail("state.dir", "must be a directory path".into());
@@ -536,6 +559,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             viewers: ViewersConfig { max: max as usize },
             gpio,
             state: StateConfig { dir: state_dir },
+            auth,
             provisioning,
         }),
         _ => Err(ConfigError::Invalid(vec![KeyError {

@@ -21,6 +21,8 @@ pub struct Config {
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,
     pub state: StateConfig,
+    /// Viewer and admin password hashes; none means open on the LAN.
+    pub auth: crate::auth::AuthConfig,
     /// The boot partition file's `[provisioning]` section, when present.
     pub provisioning: Option<crate::provision::Provisioning>,
 }

@@ -19,6 +19,8 @@ pub struct Signaling {
     pub keyframes: crate::media::KeyframeInbox,
     /// Start/stop, shared with the button.
     pub control: Arc<crate::control::Control>,
+    /// Who may watch and who may present.
+    pub auth: Arc<crate::auth::Auth>,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
 }

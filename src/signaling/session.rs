@@ -29,6 +29,8 @@ enum Role {
 
 struct Session {
     ctx: Arc<Signaling>,
+    /// What this client's credentials grant (`None`: no credentials).
+    access: Option<crate::auth::Role>,
     role: Role,
     pending: Vec<Candidate>,
     /// Set until the peer connects; past it the peer is reaped.
@@ -149,6 +151,10 @@ impl Session {
                 message,
             })]
         };
+        if !self.ctx.auth.grants(self.access, crate::auth::Role::Admin) {
+            self.pending.clear();
+            return reject("Presenting needs the admin password: log in at /login".into());
+        }
         let status = &self.ctx.status;
         if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&sdp_offer)) {
             self.pending.clear();
@@ -208,12 +214,13 @@ impl Session {
 }
 
 /// Runs one client until it closes or the daemon shuts down.
-pub async fn run(ctx: Arc<Signaling>, mut socket: WebSocket) {
+pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut socket: WebSocket) {
     let mut presenter = ctx.status.presenter.subscribe();
     presenter.mark_unchanged();
     let mut closing = ctx.closing.clone();
     let mut s = Session {
         ctx,
+        access,
         role: Role::Idle,
         pending: Vec::new(),
         deadline: None,

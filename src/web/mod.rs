@@ -1,7 +1,11 @@
 //! HTTP: the embedded viewer page, the signaling WebSocket, status and health.
 
+mod login;
+
+use crate::auth::Role;
 use crate::control::Command;
 use crate::signaling::{Signaling, protocol::MAX_MESSAGE_BYTES, session};
+use axum::Extension;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
@@ -14,19 +18,30 @@ use std::sync::Arc;
 #[folder = "src/web/static/"]
 struct Assets;
 
-/// Builds the router; `signaling` carries everything handlers need.
+/// Builds the router; `signaling` carries everything handlers need. Routes come in three
+/// groups: open (health, login), viewer (watching) and admin (presenting, control).
 pub fn router(signaling: Arc<Signaling>) -> Router {
-    Router::new()
+    let gate =
+        |need: Role| axum::middleware::from_fn_with_state((signaling.clone(), need), login::gate);
+    let viewer = Router::new()
         .route("/", get(|| page("index.html")))
-        .route("/presenter", get(|| page("presenter.html")))
-        .route("/presenter.js", get(|| asset("presenter.js")))
         .route("/app.js", get(|| asset("app.js")))
         .route("/style.css", get(|| asset("style.css")))
         .route("/one2many", get(websocket))
         .route("/call", get(websocket))
         .route("/api/status", get(status))
+        .route_layer(gate(Role::Viewer));
+    let admin = Router::new()
+        .route("/presenter", get(|| page("presenter.html")))
+        .route("/presenter.js", get(|| asset("presenter.js")))
         .route("/api/stream/start", post(|s| stream(s, Command::Start)))
         .route("/api/stream/stop", post(|s| stream(s, Command::Stop)))
+        .route_layer(gate(Role::Admin));
+    Router::new()
+        .merge(viewer)
+        .merge(admin)
+        .route("/login", get(login::form).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(signaling)
 }
@@ -94,12 +109,16 @@ async fn asset(name: &'static str) -> Response {
     }
 }
 
-async fn websocket(State(sig): State<Arc<Signaling>>, ws: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(sig): State<Arc<Signaling>>,
+    Extension(access): Extension<login::Access>,
+    ws: WebSocketUpgrade,
+) -> Response {
     // Frames above the protocol limit are still read (up to 4x) so the client gets a
     // clear `error` message instead of a dropped connection.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
         .max_frame_size(4 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session::run(sig, socket))
+        .on_upgrade(move |socket| session::run(sig, access.0, socket))
 }
 
 /// Starts or stops the camera exactly as the button does; answers with the new state.

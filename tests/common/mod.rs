@@ -52,6 +52,8 @@ pub struct Daemon {
     pub gpio: edgecam::gpio::Simulator,
     /// The daemon's state directory (kept so a restarted daemon can reuse it).
     pub state: std::sync::Arc<tempfile::TempDir>,
+    /// `Authorization` header the harness's own requests carry (daemons with passwords).
+    pub credentials: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -73,11 +75,33 @@ impl Daemon {
         .await
     }
 
+    /// Starts with an admin password (hashed into the config); the harness's own status
+    /// requests log in with it over HTTP Basic.
+    pub async fn start_with_admin(extra: &[(&str, &str)], admin_password: &str) -> Self {
+        use base64::Engine;
+        let hash = edgecam::auth::hash_password(admin_password).expect("hash");
+        let mut all = extra.to_vec();
+        all.push(("EDGECAM_AUTH__ADMIN_PASSWORD_HASH", &hash));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{admin_password}"));
+        let state = std::sync::Arc::new(tempfile::tempdir().expect("state dir"));
+        Self::start_inner("127.0.0.1:0", &all, state, Some(format!("Basic {basic}"))).await
+    }
+
     /// Starts with a given state directory (to check what a restart remembers).
     pub async fn start_full(
         listen: &str,
         extra: &[(&str, &str)],
         state: std::sync::Arc<tempfile::TempDir>,
+    ) -> Self {
+        Self::start_inner(listen, extra, state, None).await
+    }
+
+    async fn start_inner(
+        listen: &str,
+        extra: &[(&str, &str)],
+        state: std::sync::Arc<tempfile::TempDir>,
+        credentials: Option<String>,
     ) -> Self {
         let mut env: HashMap<String, String> = [
             ("EDGECAM_CAMERA__SOURCE", "test"),
@@ -119,6 +143,7 @@ impl Daemon {
             addr,
             gpio,
             state,
+            credentials,
             stop: Some(tx),
             task: Some(task),
         };
@@ -148,7 +173,14 @@ impl Daemon {
 
     /// GET a path; returns status code and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.addr, path).await
+        match &self.credentials {
+            None => http_get(self.addr, path).await,
+            Some(c) => {
+                let (code, _, body) =
+                    http_full(self.addr, "GET", path, &[("Authorization", c)], "").await;
+                (code, body)
+            }
+        }
     }
 
     pub async fn status(&self) -> Value {
@@ -204,11 +236,28 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Minimal HTTP/1.1 request without a body.
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let (code, _, body) = http_full(addr, method, path, &[], "").await;
+    (code, body)
+}
+
+/// HTTP/1.1 request with extra headers and a body; answers status, head and body.
+pub async fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
@@ -221,11 +270,16 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (code, head.to_string(), body.to_string())
+}
+
+/// A header's value in a response head (case-insensitive name).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
 }
 
 /// A Kurento one2many client speaking plain JSON over the WebSocket.
@@ -235,10 +289,25 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(url: &str) -> Self {
-        let (inner, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("ws connect");
-        Self { inner }
+        Self::connect_with(url, &[]).await.expect("ws connect")
+    }
+
+    /// Connects with extra request headers (cookies, credentials); the HTTP status on refusal.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().expect("ws url");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                    .expect("header name"),
+                v.parse().expect("header value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => Ok(Self { inner }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+            Err(e) => panic!("ws connect: {e}"),
+        }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {

@@ -1,0 +1,563 @@
+//! Who may watch and who may control. Two optional passwords, stored as argon2 hashes:
+//! the viewer password guards the page, the signaling WebSocket and WHEP; the admin
+//! password guards presenting, WHIP, start/stop and settings (and lets its holder watch).
+//! With neither set the camera is open to everyone on the LAN.
+//!
+//! A browser logs in once with a form and gets a session cookie: `role.expiry.mac`, an
+//! HMAC over the role, the expiry and the current password hash, keyed by a secret kept
+//! in the state directory. So sessions survive daemon restarts, and changing a password
+//! ends every session made with the old one. Tools send HTTP Basic auth instead.
+//! Failed passwords are rate-limited per client address (per /64 for IPv6).
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "edgecam_session";
+/// How long a login lasts.
+pub const SESSION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Failed passwords allowed per address within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Shortest password accepted when one is set (provisioning, `edgecam hash-password`).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// What a credential grants. An admin may do everything a viewer may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Admin,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Why a request was not let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No credential, or one that does not grant what is needed.
+    Unauthorized,
+    /// A wrong password.
+    BadPassword,
+    /// Too many wrong passwords from this address; try again after this long.
+    TooMany(Duration),
+}
+
+/// The configured passwords (argon2 PHC strings), from `[auth]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub viewer_password_hash: Option<String>,
+    pub admin_password_hash: Option<String>,
+}
+
+pub struct Auth {
+    config: AuthConfig,
+    /// Signs session cookies; kept in the state directory so logins survive restarts.
+    key: [u8; 32],
+    /// SHA-256 of passwords already verified, so Basic auth does not run argon2
+    /// (tens of milliseconds, 19 MiB) on every request. Bounded.
+    verified: Mutex<HashMap<[u8; 32], Role>>,
+    limiter: Mutex<Limiter>,
+    /// One argon2 verification at a time: a login flood cannot take every core.
+    verifying: tokio::sync::Semaphore,
+}
+
+impl Auth {
+    /// `state_dir` holds the session key (made on first start, mode 0600). If it cannot
+    /// be written, a key for this run only is used and logins last until the restart.
+    pub fn new(config: AuthConfig, state_dir: &Path) -> Self {
+        let path = state_dir.join("session-key");
+        let key = match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&bytes);
+                k
+            }
+            _ => {
+                let mut k = [0u8; 32];
+                OsRng.fill_bytes(&mut k);
+                if let Err(e) = write_secret(&path, &k) {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "cannot keep the session key; logins will not survive a restart");
+                }
+                k
+            }
+        };
+        Self {
+            config,
+            key,
+            verified: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::default()),
+            verifying: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// No password at all: everyone on the network may do everything.
+    pub fn is_open(&self) -> bool {
+        self.config.viewer_password_hash.is_none() && self.config.admin_password_hash.is_none()
+    }
+
+    /// Whether someone holding `have` may do what needs `need`. Admin actions fall back
+    /// to the viewer password when no admin password is set.
+    pub fn grants(&self, have: Option<Role>, need: Role) -> bool {
+        let viewer = self.config.viewer_password_hash.is_some();
+        let admin = self.config.admin_password_hash.is_some();
+        match need {
+            Role::Viewer if !viewer => true,
+            Role::Viewer => have.is_some(),
+            Role::Admin if admin => have == Some(Role::Admin),
+            Role::Admin if viewer => have.is_some(),
+            Role::Admin => true,
+        }
+    }
+
+    /// The role a password unlocks (admin checked first), rate-limited per address.
+    pub async fn check_password(&self, password: &str, from: IpAddr) -> Result<Role, Denied> {
+        let now = Instant::now();
+        if let Some(wait) = self.lock_limiter().blocked(from, now) {
+            return Err(Denied::TooMany(wait));
+        }
+        let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        let cached = self.lock_verified().get(&digest).copied();
+        let role = match cached {
+            Some(role) => Some(role),
+            None => {
+                // Closed only if the semaphore is closed, which never happens.
+                let _permit = self.verifying.acquire().await.ok();
+                let candidates = [
+                    (Role::Admin, self.config.admin_password_hash.clone()),
+                    (Role::Viewer, self.config.viewer_password_hash.clone()),
+                ];
+                let password = password.to_owned();
+                let found = tokio::task::spawn_blocking(move || {
+                    candidates.into_iter().find_map(|(role, hash)| {
+                        hash.filter(|h| verify(&password, h)).map(|_| role)
+                    })
+                })
+                .await
+                .ok()
+                .flatten();
+                if let Some(role) = found {
+                    let mut cache = self.lock_verified();
+                    if cache.len() >= 64 {
+                        cache.clear();
+                    }
+                    cache.insert(digest, role);
+                }
+                found
+            }
+        };
+        match role {
+            Some(role) => {
+                self.lock_limiter().succeeded(from);
+                Ok(role)
+            }
+            None => {
+                self.lock_limiter().failed(from, now);
+                Err(Denied::BadPassword)
+            }
+        }
+    }
+
+    /// The role of a session cookie value, if it is genuine and not expired.
+    pub fn session_role(&self, value: &str) -> Option<Role> {
+        let mut parts = value.split('.');
+        let (role, expiry, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let role = match role {
+            "viewer" => Role::Viewer,
+            "admin" => Role::Admin,
+            _ => return None,
+        };
+        let expiry: u64 = expiry.parse().ok()?;
+        if expiry <= unix_now() {
+            return None;
+        }
+        let mac = hex_decode(mac)?;
+        self.mac(role, expiry).verify_slice(&mac).ok()?;
+        Some(role)
+    }
+
+    /// A fresh session cookie value for `role`.
+    pub fn new_session(&self, role: Role) -> String {
+        let expiry = unix_now() + SESSION.as_secs();
+        let mac = self.mac(role, expiry).finalize().into_bytes();
+        format!("{}.{expiry}.{}", role.name(), hex_encode(&mac))
+    }
+
+    /// The role granted by a request's credentials: the session cookie, else HTTP Basic
+    /// (any user name; the password decides). `Ok(None)` when it carries none.
+    pub async fn identify(
+        &self,
+        cookie_header: Option<&str>,
+        authorization: Option<&str>,
+        from: IpAddr,
+    ) -> Result<Option<Role>, Denied> {
+        if let Some(role) = cookie_header
+            .and_then(|h| cookie_value(h, COOKIE))
+            .and_then(|v| self.session_role(v))
+        {
+            return Ok(Some(role));
+        }
+        match authorization.and_then(basic_password) {
+            Some(password) => self.check_password(&password, from).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn mac(&self, role: Role, expiry: u64) -> Hmac<Sha256> {
+        // A key of any length is accepted by HMAC.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        let hash = match role {
+            Role::Viewer => &self.config.viewer_password_hash,
+            Role::Admin => &self.config.admin_password_hash,
+        };
+        mac.update(role.name().as_bytes());
+        mac.update(b".");
+        mac.update(expiry.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(hash.as_deref().unwrap_or("").as_bytes());
+        mac
+    }
+
+    fn lock_limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Role>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hashes a password for `[auth]` (argon2id, random salt, the crate's default cost).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    check_password_text(password)?;
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a plain password is acceptable to set.
+pub fn check_password_text(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
+        return Err(format!(
+            "a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Err("a password cannot contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Whether `text` is an argon2 hash as `[auth]` needs it.
+pub fn check_hash(text: &str) -> Result<(), String> {
+    match PasswordHash::new(text) {
+        Ok(h) if h.algorithm.as_str().starts_with("argon2") && h.hash.is_some() => Ok(()),
+        _ => Err(
+            "is not an argon2 hash: make one with `edgecam hash-password`, or put the \
+                  plain password in the boot partition's [provisioning] section"
+                .into(),
+        ),
+    }
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// The password of an `Authorization: Basic …` header.
+pub fn basic_password(header: &str) -> Option<String> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (_user, password) = text.split_once(':')?;
+    Some(password.to_owned())
+}
+
+/// One cookie's value from a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// Failed passwords per address within a sliding window. Bounded: when full, stale
+/// entries go first, then everything (on a LAN, losing the count beats locking out).
+#[derive(Default)]
+pub struct Limiter {
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+const LIMITER_ENTRIES: usize = 4096;
+
+impl Limiter {
+    /// How long `from` must wait, if it is locked out.
+    pub fn blocked(&self, from: IpAddr, now: Instant) -> Option<Duration> {
+        let (count, since) = self.failures.get(&bucket(from))?;
+        let elapsed = now.saturating_duration_since(*since);
+        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
+    }
+
+    pub fn failed(&mut self, from: IpAddr, now: Instant) {
+        if self.failures.len() >= LIMITER_ENTRIES {
+            self.failures
+                .retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
+            if self.failures.len() >= LIMITER_ENTRIES {
+                self.failures.clear();
+            }
+        }
+        let entry = self.failures.entry(bucket(from)).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) >= FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    pub fn succeeded(&mut self, from: IpAddr) {
+        self.failures.remove(&bucket(from));
+    }
+}
+
+/// IPv6 clients usually own a whole /64: count them per /64.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(viewer: Option<&str>, admin: Option<&str>) -> (Auth, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuthConfig {
+            viewer_password_hash: viewer.map(|p| hash_password(p).unwrap()),
+            admin_password_hash: admin.map(|p| hash_password(p).unwrap()),
+        };
+        (Auth::new(config, dir.path()), dir)
+    }
+
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20));
+
+    #[test]
+    fn who_may_do_what() {
+        let (open, _d) = auth(None, None);
+        assert!(open.is_open());
+        assert!(open.grants(None, Role::Viewer) && open.grants(None, Role::Admin));
+
+        let (viewer_only, _d) = auth(Some("watch-me-1"), None);
+        assert!(!viewer_only.grants(None, Role::Viewer));
+        assert!(viewer_only.grants(Some(Role::Viewer), Role::Viewer));
+        assert!(
+            viewer_only.grants(Some(Role::Viewer), Role::Admin),
+            "falls back"
+        );
+        assert!(!viewer_only.grants(None, Role::Admin));
+
+        let (both, _d) = auth(Some("watch-me-1"), Some("control-me-2"));
+        assert!(!both.grants(Some(Role::Viewer), Role::Admin));
+        assert!(both.grants(Some(Role::Admin), Role::Admin));
+        assert!(both.grants(Some(Role::Admin), Role::Viewer));
+
+        let (admin_only, _d) = auth(None, Some("control-me-2"));
+        assert!(admin_only.grants(None, Role::Viewer), "watching stays open");
+        assert!(!admin_only.grants(None, Role::Admin));
+    }
+
+    #[tokio::test]
+    async fn passwords_sessions_and_basic() {
+        let (a, dir) = auth(Some("watch-me-1"), Some("control-me-2"));
+        assert_eq!(a.check_password("watch-me-1", HOME).await, Ok(Role::Viewer));
+        assert_eq!(
+            a.check_password("control-me-2", HOME).await,
+            Ok(Role::Admin)
+        );
+        assert_eq!(
+            a.check_password("nope-nope", HOME).await,
+            Err(Denied::BadPassword)
+        );
+
+        let cookie = a.new_session(Role::Admin);
+        assert_eq!(a.session_role(&cookie), Some(Role::Admin));
+        let forged = cookie.replacen("admin", "viewer", 1);
+        assert_eq!(a.session_role(&forged), None, "role is under the MAC");
+        for junk in [
+            "",
+            "admin",
+            "admin.1.zz",
+            "admin.99999999999.00",
+            "a.b.c.d",
+            "é.é.é",
+        ] {
+            assert_eq!(a.session_role(junk), None, "{junk:?}");
+        }
+        // The key is kept: a restarted daemon accepts the same cookie.
+        let again = Auth::new(a.config.clone(), dir.path());
+        assert_eq!(again.session_role(&cookie), Some(Role::Admin));
+        // A new password ends sessions made with the old one.
+        let changed = Auth::new(
+            AuthConfig {
+                admin_password_hash: Some(hash_password("control-me-3").unwrap()),
+                ..a.config.clone()
+            },
+            dir.path(),
+        );
+        assert_eq!(changed.session_role(&cookie), None);
+
+        let header = format!("{COOKIE}={cookie}; other=1");
+        assert_eq!(
+            a.identify(Some(&header), None, HOME).await,
+            Ok(Some(Role::Admin))
+        );
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("anyone:watch-me-1")
+        );
+        assert_eq!(
+            a.identify(None, Some(&basic), HOME).await,
+            Ok(Some(Role::Viewer))
+        );
+        assert_eq!(a.identify(None, Some("Bearer x"), HOME).await, Ok(None));
+        assert_eq!(a.identify(Some("x=y"), None, HOME).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_are_rate_limited_per_address() {
+        let (a, _d) = auth(Some("watch-me-1"), None);
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(
+                a.check_password("wrong-one", HOME).await,
+                Err(Denied::BadPassword)
+            );
+        }
+        assert!(matches!(
+            a.check_password("watch-me-1", HOME).await,
+            Err(Denied::TooMany(w)) if w <= FAILURE_WINDOW
+        ));
+        let other: IpAddr = "192.168.1.21".parse().unwrap();
+        assert_eq!(
+            a.check_password("watch-me-1", other).await,
+            Ok(Role::Viewer)
+        );
+    }
+
+    #[test]
+    fn limiter_window_and_ipv6_buckets() {
+        let mut l = Limiter::default();
+        let t0 = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::10".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2::99".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            l.failed(a, t0);
+        }
+        assert!(l.blocked(b, t0).is_some(), "same /64");
+        assert!(l.blocked(b, t0 + FAILURE_WINDOW).is_none(), "window over");
+        l.failed(a, t0 + FAILURE_WINDOW);
+        assert!(
+            l.blocked(a, t0 + FAILURE_WINDOW).is_none(),
+            "count restarted"
+        );
+        l.succeeded(a);
+        assert!(l.blocked(a, t0).is_none());
+    }
+
+    #[test]
+    fn hashes_and_headers() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(check_hash(&h).is_ok());
+        assert!(check_hash("correct horse").is_err());
+        assert!(check_hash("$2b$12$abcdefghijklmnopqrstuv").is_err());
+        assert!(hash_password("short").is_err());
+        assert!(hash_password("tab\there!").is_err());
+        assert_eq!(basic_password("Basic dTpwOnE="), Some("p:q".into()));
+        assert_eq!(basic_password("Basic !!!"), None);
+        assert_eq!(basic_password("Basic"), None);
+        assert_eq!(
+            cookie_value("a=1; edgecam_session=xyz", COOKIE),
+            Some("xyz")
+        );
+        assert_eq!(hex_decode("0aff"), Some(vec![10, 255]));
+        assert_eq!(hex_decode("0g"), None);
+        assert_eq!(hex_decode("é0"), None);
+    }
+}
