@@ -82,3 +82,49 @@ fn run_refuses_a_bad_source_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("camera.source"));
 }
+
+#[test]
+fn hash_password_prints_an_argon2_hash_that_check_config_accepts() {
+    use std::io::Write;
+    let hash_of = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = hash_of("family-room-7\n");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edgecam.toml");
+    std::fs::write(
+        &file,
+        format!("[auth]\nviewer_password_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    assert!(
+        edgecam(&["check-config", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // A plain password where a hash belongs is named as a problem.
+    std::fs::write(&file, "[auth]\nadmin_password_hash = \"hunter22\"\n").unwrap();
+    let out = edgecam(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.admin_password_hash"));
+    // Too short.
+    let out = hash_of("short\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 to 128"));
+}
