@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const HOSTNAME: &str = "edgecam-e2e";
+const VIEWER_PASSWORD: &str = "family-room-7";
 /// Media ports forwarded one to one (the daemon advertises 127.0.0.1 with them).
 const UDP_PORTS: u16 = 4;
 
@@ -82,6 +83,7 @@ nat_ips = ["127.0.0.1"]
 [provisioning]
 hostname = "{HOSTNAME}"
 timezone = "Europe/Berlin"
+viewer_password = "{VIEWER_PASSWORD}"
 ssh_authorized_keys = ["{}"]
 "#,
         pubkey.trim()
@@ -152,9 +154,13 @@ ssh_authorized_keys = ["{}"]
     );
     assert!(status["config_error"].is_null(), "{status}");
 
-    // Headless Chromium on the host decodes the guest's camera.
+    // The provisioned viewer password guards the camera.
+    assert_eq!(status_code(guest.http, None).await, Some(401));
+
+    // Headless Chromium on the host logs in and decodes the guest's camera.
     let browser = Browser::launch(&[]).await;
     let page = browser.open(&format!("http://{}/", guest.http)).await;
+    log_in(&page).await;
     let v = page
         .wait_for(VIEWER_PROBE, 180, "a decoded frame from the guest", |v| {
             v["frames"].as_u64().unwrap_or(0) > 0
@@ -180,6 +186,11 @@ ssh_authorized_keys = ["{}"]
     // Provisioning was applied, the original kept, SSH takes the key only, root grew.
     assert_eq!(guest.ssh("hostname").trim(), HOSTNAME);
     assert_eq!(guest.ssh("cat /etc/timezone").trim(), "Europe/Berlin");
+    let kept = guest.ssh("cat /boot/firmware/edgecam.toml.applied-*");
+    assert!(
+        kept.contains(HOSTNAME) && !kept.contains(VIEWER_PASSWORD),
+        "kept, without the plain password: {kept}"
+    );
     let files = guest.ssh("ls /boot/firmware");
     assert!(
         files
@@ -228,6 +239,7 @@ ssh_authorized_keys = ["{}"]
     );
     assert_eq!(status["leds"]["status"], "fast_blink", "{status}");
     let page = browser.open(&format!("http://{}/", guest.http)).await;
+    log_in(&page).await;
     let banner = page
         .wait_for(
             "(document.getElementById('config-error') || {}).textContent || ''",
@@ -261,6 +273,19 @@ ssh_authorized_keys = ["{}"]
         "{listing}"
     );
     assert!(listing.contains("applied-"), "{listing}");
+}
+
+/// Fills in the login form the page was sent to.
+async fn log_in(page: &common::browser::Page<'_>) {
+    page.wait_for("location.pathname", 60, "the login form", |v| v == "/login")
+        .await;
+    page.eval(&format!(
+        "document.getElementById('password').value = '{VIEWER_PASSWORD}'; \
+         document.querySelector('form').submit(); true"
+    ))
+    .await;
+    page.wait_for("location.pathname", 60, "back on the page", |v| v == "/")
+        .await;
 }
 
 struct Guest {
@@ -359,17 +384,36 @@ impl Drop for Guest {
     }
 }
 
+/// `/api/status` with the viewer password, `None` while the guest does not answer.
 async fn try_status(addr: SocketAddr) -> Option<Value> {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("e2e:{VIEWER_PASSWORD}"));
+    let (code, body) = get_status(addr, Some(&format!("Basic {auth}"))).await?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+async fn status_code(addr: SocketAddr, authorization: Option<&str>) -> Option<u16> {
+    get_status(addr, authorization).await.map(|(code, _)| code)
+}
+
+async fn get_status(addr: SocketAddr, authorization: Option<&str>) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req =
+            format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).to_string();
+        let code = text.split(' ').nth(1)?.parse().ok()?;
         let (_, body) = text.split_once("\r\n\r\n")?;
-        serde_json::from_str(body).ok()
+        Some((code, body.to_string()))
     };
     tokio::time::timeout(Duration::from_secs(10), io)
         .await
