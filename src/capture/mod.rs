@@ -1,6 +1,7 @@
 //! Capture: turn a `SourceSpec` into a concrete source and render it as the head of a
 //! GStreamer pipeline. Sources are one enum; the only probing is V4L2 (see `v4l2`).
 
+pub mod stamp;
 pub mod v4l2;
 
 use crate::config::SourceSpec;
@@ -14,6 +15,10 @@ pub enum Source {
     Test,
     /// The test pattern ending (EOS) after this many frames: a camera that fails.
     TestEnding(u32),
+    /// The test pattern with its capture time stamped in (see [`stamp`]).
+    TestStamp,
+    /// H.264 RTP received on a UDP port.
+    Rtp(u16),
     /// A V4L2 capture device opened in a specific mode.
     V4l2 {
         device: PathBuf,
@@ -56,6 +61,8 @@ impl Source {
         match spec {
             SourceSpec::Test => Ok(Self::Test),
             SourceSpec::TestEnding(n) => Ok(Self::TestEnding(*n)),
+            SourceSpec::TestStamp => Ok(Self::TestStamp),
+            SourceSpec::Rtp(port) => Ok(Self::Rtp(*port)),
             SourceSpec::Libcamera if has_element("libcamerasrc") => Ok(Self::Libcamera),
             SourceSpec::Libcamera => Err(CaptureError::NoLibcamera),
             SourceSpec::V4l2(path) => open_v4l2(path, want),
@@ -77,6 +84,7 @@ impl Source {
     /// True when the source already delivers H.264 (passed through, not re-encoded).
     pub fn delivers_h264(&self) -> bool {
         matches!(self, Self::V4l2 { mode, .. } if mode.format == CaptureFormat::H264)
+            || matches!(self, Self::Rtp(_))
     }
 
     /// Short human description for status and logs.
@@ -84,6 +92,8 @@ impl Source {
         match self {
             Self::Test => "test pattern".into(),
             Self::TestEnding(n) => format!("test pattern ending after {n} frames"),
+            Self::TestStamp => "test pattern with capture-time stamp".into(),
+            Self::Rtp(port) => format!("H.264 RTP on UDP port {port}"),
             Self::Libcamera => "libcamera".into(),
             Self::V4l2 { device, name, mode } => format!(
                 "{} ({}) {} {}x{}@{}",
@@ -111,6 +121,18 @@ impl Source {
                     Self::TestEnding(n) => format!("num-buffers={n} "),
                     _ => String::new(),
                 }
+            ),
+            // The stamp goes on after the overlays, bottom edge, in I420 (see `stamp`).
+            Self::TestStamp => format!(
+                "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+                 ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
+                 ! timeoverlay halignment=right valignment=top font-desc=\"Sans 20\" \
+                 ! video/x-raw,format=I420 ! identity name=stamp"
+            ),
+            // A sender's packets as they come: no jitter buffer (LAN; lowest latency).
+            Self::Rtp(port) => format!(
+                "udpsrc port={port} caps=\"application/x-rtp,media=video,clock-rate=90000,\
+                 encoding-name=H264\" ! rtph264depay ! h264parse"
             ),
             Self::Libcamera => format!(
                 "libcamerasrc ! video/x-raw,width={width},height={height},framerate={fps}/1"

@@ -14,6 +14,12 @@ pub enum SourceSpec {
     /// The test pattern ending after N frames, as a camera that fails would
     /// (`test:frames=N`, for exercising recovery).
     TestEnding(u32),
+    /// The test pattern with its capture time stamped into the picture (`test:stamp`),
+    /// for measuring capture-to-screen latency.
+    TestStamp,
+    /// H.264 over RTP from another encoder, received on this UDP port (`rtp:PORT`):
+    /// passed through without re-encoding.
+    Rtp(u16),
     /// A V4L2 capture device such as `/dev/video0`.
     V4l2(PathBuf),
     /// A CSI camera through libcamera (`libcamerasrc`).
@@ -26,6 +32,7 @@ impl FromStr for SourceSpec {
         match s.trim() {
             "auto" => Ok(Self::Auto),
             "test" => Ok(Self::Test),
+            "test:stamp" => Ok(Self::TestStamp),
             "libcamera" => Ok(Self::Libcamera),
             other if other.starts_with("test:frames=") => other["test:frames=".len()..]
                 .parse::<u32>()
@@ -35,12 +42,18 @@ impl FromStr for SourceSpec {
                 .ok_or_else(|| {
                     format!("{other:?}: test:frames= takes a whole number of frames above 0")
                 }),
+            other if other.starts_with("rtp:") => other["rtp:".len()..]
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .map(Self::Rtp)
+                .ok_or_else(|| format!("{other:?}: rtp: takes a UDP port, e.g. rtp:5004")),
             other => match other.strip_prefix("v4l2:") {
                 Some(path) if path.starts_with("/dev/") && path.len() > 5 => {
                     Ok(Self::V4l2(PathBuf::from(path)))
                 }
                 _ => Err(format!(
-                    "{other:?} is not a source; use auto, test, libcamera or v4l2:/dev/videoN"
+                    "{other:?} is not a source; use auto, test, libcamera, v4l2:/dev/videoN or rtp:PORT"
                 )),
             },
         }
@@ -53,6 +66,8 @@ impl fmt::Display for SourceSpec {
             Self::Auto => f.write_str("auto"),
             Self::Test => f.write_str("test"),
             Self::TestEnding(n) => write!(f, "test:frames={n}"),
+            Self::TestStamp => f.write_str("test:stamp"),
+            Self::Rtp(port) => write!(f, "rtp:{port}"),
             Self::Libcamera => f.write_str("libcamera"),
             Self::V4l2(p) => write!(f, "v4l2:{}", p.display()),
         }
@@ -153,6 +168,14 @@ mod tests {
         assert!("v4l2:".parse::<SourceSpec>().is_err());
         assert!("v4l2:/dev/".parse::<SourceSpec>().is_err());
         assert!("webcam".parse::<SourceSpec>().is_err());
+        assert_eq!("test:stamp".parse(), Ok(SourceSpec::TestStamp));
+        assert_eq!("rtp:5004".parse(), Ok(SourceSpec::Rtp(5004)));
+        for bad in ["rtp:0", "rtp:70000", "rtp:", "rtp:x"] {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
+        }
+        for s in ["test:stamp", "rtp:5004", "test:frames=3"] {
+            assert_eq!(s.parse::<SourceSpec>().unwrap().to_string(), s);
+        }
         assert_eq!(
             SourceSpec::V4l2("/dev/video0".into()).to_string(),
             "v4l2:/dev/video0"

@@ -75,6 +75,10 @@ pub async fn run(
         .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))?;
     // Whatever happens below, the pipeline goes to NULL so the camera is released.
     let guard = NullOnDrop(pipeline.clone());
+    // A stamping test source names its last element `stamp` (see capture::stamp).
+    if let Some(stamp) = pipeline.by_name("stamp") {
+        crate::capture::stamp::install(&stamp);
+    }
     let appsink = pipeline
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
