@@ -1,0 +1,190 @@
+//! Benchmark in headless Chromium: time to first decoded frame with a 10 s GOP, and
+//! capture-to-decoded latency read back from the picture (source `test:stamp`).
+//!
+//! Run: `cargo bench --bench browser` (loopback only; bounded: about a minute).
+//! Results go to stdout as Markdown tables for BENCHMARKS.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use common::browser::Browser;
+use std::time::{Duration, Instant};
+use support::{Proc, percentile};
+
+const TTFF_RUNS: usize = 20;
+/// Frames whose latency is read (at 30 fps: 15 s).
+const LATENCY_FRAMES: usize = 450;
+
+async fn time_to_first_frame(port: u16) {
+    let daemon = Proc::start(port, "test", 10);
+    daemon.wait_ready().await;
+    let browser = Browser::launch(&[]).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut times = Vec::new();
+    let mut from_join = Vec::new();
+    let mut phases: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..TTFF_RUNS {
+        let page = browser.open(&url).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = page
+                .eval("window.edgecam && window.edgecam.firstFrameMs")
+                .await;
+            if let Some(ms) = v.as_f64() {
+                times.push(ms);
+                let t = page.eval("window.edgecam.timings").await;
+                if let Some(sent) = t["offerSent"].as_f64() {
+                    from_join.push(ms - sent);
+                }
+                phases.push(t);
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("a page never showed a frame");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        page.close().await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    from_join.sort_by(|a, b| a.total_cmp(b));
+    println!("## Time to first decoded frame, headless Chromium, 10 s GOP\n");
+    println!("{} runs (of {TTFF_RUNS}), each a new tab:\n", times.len());
+    println!("| measured from | p50 | p95 | max |");
+    println!("|---|---|---|---|");
+    for (name, v) in [
+        ("page navigation start", &times),
+        ("viewer offer sent (join)", &from_join),
+    ] {
+        println!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            percentile(v, 0.5),
+            percentile(v, 0.95),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    println!("\nMedian milliseconds since navigation start at each step:\n");
+    println!("| page loaded → ws open | offer sent | answer | connected | first frame |");
+    println!("|---|---|---|---|---|");
+    let med = |k: &str| {
+        let mut xs: Vec<f64> = phases.iter().filter_map(|p| p[k].as_f64()).collect();
+        xs.sort_by(|a, b| a.total_cmp(b));
+        percentile(&xs, 0.5)
+    };
+    println!(
+        "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+        med("wsOpen"),
+        med("offerSent"),
+        med("answer"),
+        med("connected"),
+        med("firstFrame")
+    );
+}
+
+/// Reads the capture-time stamp (see `src/capture/stamp.rs`) from every presented frame.
+const LATENCY_PROBE: &str = r#"(() => {
+  const v = document.getElementById('video');
+  const c = document.createElement('canvas');
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  window.lat = { ms: [], misread: 0 };
+  const step = () => {
+    const now = Date.now();
+    const w = v.videoWidth, h = v.videoHeight;
+    const bs = Math.min(16, Math.max(2, Math.floor(w / 40))) & ~1;
+    if (w >= 40 * bs && h >= bs) {
+      c.width = 40 * bs; c.height = bs;
+      ctx.drawImage(v, 0, h - bs, 40 * bs, bs, 0, 0, 40 * bs, bs);
+      const d = ctx.getImageData(0, 0, 40 * bs, bs).data;
+      const bit = i => {
+        const o = ((bs >> 1) * 40 * bs + i * bs + (bs >> 1)) * 4;
+        return (d[o] + d[o + 1] + d[o + 2]) / 3 > 128 ? 1 : 0;
+      };
+      let t = 0, check = 0;
+      for (let i = 0; i < 32; i++) t = t * 2 + bit(i);
+      for (let i = 32; i < 40; i++) check = check * 2 + bit(i);
+      const b = [t >>> 24, (t >>> 16) & 255, (t >>> 8) & 255, t & 255];
+      if ((b[0] ^ b[1] ^ b[2] ^ b[3] ^ 0xA5) === check) {
+        const lat = (now % 4294967296 - t + 4294967296) % 4294967296;
+        if (lat < 60000) window.lat.ms.push(lat); else window.lat.misread++;
+      } else {
+        window.lat.misread++;
+      }
+    }
+    v.requestVideoFrameCallback(step);
+  };
+  v.requestVideoFrameCallback(step);
+  return true;
+})()"#;
+
+async fn latency(port: u16) {
+    let daemon = Proc::start(port, "test:stamp", 2);
+    daemon.wait_ready().await;
+    let browser = Browser::launch(&[]).await;
+    let page = browser.open(&format!("http://127.0.0.1:{port}/")).await;
+    page.wait_for(
+        "(document.getElementById('video') || {}).videoWidth || 0",
+        30,
+        "the first frame",
+        |v| v.as_u64().unwrap_or(0) > 0,
+    )
+    .await;
+    page.eval(LATENCY_PROBE).await;
+    let started = Instant::now();
+    let v = page
+        .wait_for("window.lat", 60, "enough stamped frames", |v| {
+            v["ms"]
+                .as_array()
+                .is_some_and(|a| a.len() >= LATENCY_FRAMES)
+        })
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    let mut ms: Vec<f64> = v["ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    println!(
+        "## Capture-to-decoded latency, 1280x720 30 fps 2 Mbps x264 zerolatency
+"
+    );
+    println!(
+        "{} frames read in {secs:.1} s ({} unreadable), headless Chromium, same clock:
+",
+        ms.len(),
+        v["misread"]
+    );
+    println!("| p50 | p95 | max | mean |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {:.0} ms | {:.0} ms | {:.0} ms | {mean:.1} ms |\n",
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.95),
+        ms.last().copied().unwrap_or(f64::NAN)
+    );
+    page.close().await;
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // `cargo bench --bench browser -- latency` runs one part; no name runs both.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    rt.block_on(async {
+        if run("ttff") {
+            time_to_first_frame(18612).await;
+        }
+        if run("latency") {
+            latency(18613).await;
+        }
+    });
+}

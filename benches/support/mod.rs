@@ -1,0 +1,99 @@
+//! Shared by the benches: the daemon as its own process, /proc sampling, percentiles.
+#![allow(dead_code)] // each bench uses a different part
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Proc {
+    pub fn start(port: u16, source: &str, gop_s: u32) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+            .args([
+                "run",
+                "--source",
+                source,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("EDGECAM_CAMERA__WIDTH", "1280")
+            .env("EDGECAM_CAMERA__HEIGHT", "720")
+            .env("EDGECAM_CAMERA__FPS", "30")
+            .env("EDGECAM_ENCODER__KIND", "x264")
+            .env("EDGECAM_ENCODER__BITRATE_KBPS", "2000")
+            .env("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", gop_s.to_string())
+            .env("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1")
+            .env("EDGECAM_VIEWERS__MAX", "100")
+            .env("RUST_LOG", "warn")
+            // Never touch the machine's real state directory.
+            .env(
+                "EDGECAM_STATE__DIR",
+                std::env::temp_dir().join(format!("edgecam-bench-{port}")),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("edgecam binary");
+        Self { child, port }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// utime+stime in clock ticks, and VmRSS in KiB, from /proc.
+    pub fn sample(&self) -> (u64, u64) {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (ticks, rss)
+    }
+
+    pub async fn wait_ready(&self) {
+        let addr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                let (_, body) = crate::common::http_get(addr, "/api/status").await;
+                if body.contains("\"running\"") {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("daemon did not come up");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn ticks_per_s() -> f64 {
+    // SC_CLK_TCK is 100 on every Linux this runs on.
+    100.0
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
