@@ -6,26 +6,42 @@ use std::time::Duration;
 
 pub struct Proc {
     pub child: Child,
-    pub port: u16,
+    /// Where its HTTP listens.
+    pub addr: std::net::SocketAddr,
 }
 
 impl Proc {
+    /// The daemon on 127.0.0.1:`port`.
     pub fn start(port: u16, source: &str, gop_s: u32) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
-            .args([
-                "run",
-                "--source",
-                source,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+        Self::start_in(None, ([127, 0, 0, 1], port).into(), source, gop_s)
+    }
+
+    /// The daemon listening on `addr` (media bound to its IP), inside network namespace
+    /// `netns` when given.
+    pub fn start_in(
+        netns: Option<&str>,
+        addr: std::net::SocketAddr,
+        source: &str,
+        gop_s: u32,
+    ) -> Self {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_edgecam")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_edgecam")),
+        };
+        let port = addr.port();
+        let child = cmd
+            .args(["run", "--source", source, "--listen", &addr.to_string()])
             .env("EDGECAM_CAMERA__WIDTH", "1280")
             .env("EDGECAM_CAMERA__HEIGHT", "720")
             .env("EDGECAM_CAMERA__FPS", "30")
             .env("EDGECAM_ENCODER__KIND", "x264")
             .env("EDGECAM_ENCODER__BITRATE_KBPS", "2000")
             .env("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", gop_s.to_string())
-            .env("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1")
+            .env("EDGECAM_WEBRTC__BIND_IPS", addr.ip().to_string())
             .env("EDGECAM_VIEWERS__MAX", "100")
             .env("RUST_LOG", "warn")
             // Never touch the machine's real state directory.
@@ -36,7 +52,7 @@ impl Proc {
             .stdout(Stdio::null())
             .spawn()
             .expect("edgecam binary");
-        Self { child, port }
+        Self { child, addr }
     }
 
     pub fn pid(&self) -> u32 {
@@ -45,26 +61,11 @@ impl Proc {
 
     /// utime+stime in clock ticks, and VmRSS in KiB, from /proc.
     pub fn sample(&self) -> (u64, u64) {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        (ticks, rss)
+        sample_pid(self.pid())
     }
 
     pub async fn wait_ready(&self) {
-        let addr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        let addr = self.addr;
         for _ in 0..300 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 let (_, body) = crate::common::http_get(addr, "/api/status").await;
@@ -96,4 +97,22 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// utime+stime in clock ticks, and VmRSS in KiB, of any process, from /proc.
+pub fn sample_pid(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid)).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks, rss)
 }
