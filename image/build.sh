@@ -39,44 +39,26 @@ cp "$(ls -t target/edgecam_*_arm64.deb | head -1)" "$OUT/edgecam_arm64.deb"
 ROOTFS="$OUT/rootfs"
 if [ "${1:-}" = "--update-edgecam" ]; then
     [ -x "$ROOTFS/usr/bin/edgecam" ] || { echo "no earlier build in $ROOTFS: run without --update-edgecam" >&2; exit 2; }
-    cp "$OUT/edgecam_arm64.deb" "$ROOTFS/tmp/edgecam_arm64.deb"
-    chroot "$ROOTFS" dpkg --force-confold -i /tmp/edgecam_arm64.deb
-    rm "$ROOTFS/tmp/edgecam_arm64.deb"
-    rm -rf "$OUT/tmp"
-    genimage --config image/genimage.cfg --rootpath "$ROOTFS" --tmppath "$OUT/tmp" \
-        --inputpath "$OUT" --outputpath "$OUT"
-    echo "image: $OUT/edgecam.img ($(du -h --apparent-size "$OUT/edgecam.img" | cut -f1))"
-    exit 0
+    sh image/customize.sh "$ROOTFS"
+else
+    # An interrupted earlier build can leave /proc, /sys and /dev/pts mounted in the old
+    # root: unmount them first and never let rm cross into another file system.
+    if [ -d "$ROOTFS" ]; then
+        grep -o " $ROOTFS/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+    fi
+    rm -rf --one-file-system "$ROOTFS" "$OUT/tmp"
+    mmdebstrap --mode=root --arch=arm64 --variant=apt \
+        --components="main non-free-firmware" \
+        --dpkgopt=force-confold \
+        --include=systemd-sysv,udev,kmod,linux-image-arm64,raspi-firmware,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd \
+        --essential-hook='mkdir -p "$1/boot/firmware"' \
+        --setup-hook='mkdir -p "$1/etc/default" && echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"' \
+        --dpkgopt=force-confdef \
+        --customize-hook='sh image/customize.sh "$1"' \
+        bookworm "$ROOTFS"
 fi
-# An interrupted earlier build can leave /proc, /sys and /dev/pts mounted in the old
-# root: unmount them first and never let rm cross into another file system.
-if [ -d "$ROOTFS" ]; then
-    grep -o " $ROOTFS/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
-fi
-rm -rf --one-file-system "$ROOTFS" "$OUT/tmp"
-mmdebstrap --mode=root --arch=arm64 --variant=apt \
-    --components="main non-free-firmware" \
-    --dpkgopt=force-confold \
-    --include=systemd-sysv,udev,kmod,linux-image-arm64,raspi-firmware,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd \
-    --essential-hook='mkdir -p "$1/boot/firmware"' \
-    --setup-hook='mkdir -p "$1/etc/default" && echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"' \
-    --dpkgopt=force-confdef \
-    --customize-hook="copy-in $OUT/edgecam_arm64.deb /tmp" \
-    --customize-hook='chroot "$1" apt-get install -y --no-install-recommends /tmp/edgecam_arm64.deb && rm "$1/tmp/edgecam_arm64.deb"' \
-    --customize-hook="copy-in image/files/edgecam-provision.service image/files/edgecam-growroot.service /etc/systemd/system" \
-    --customize-hook="copy-in image/files/edgecam-growroot /usr/local/sbin" \
-    --customize-hook="copy-in image/files/eth.network image/files/wlan.network /etc/systemd/network" \
-    --customize-hook="copy-in image/files/sshd-keys-only.conf /etc/ssh/sshd_config.d" \
-    --customize-hook="copy-in image/files/edgecam.toml /etc/edgecam" \
-    --customize-hook='chmod 755 "$1/usr/local/sbin/edgecam-growroot"' \
-    --customize-hook='printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$1/etc/fstab"' \
-    --customize-hook='echo edgecam > "$1/etc/hostname"' \
-    --customize-hook='chroot "$1" systemctl enable systemd-networkd wpa_supplicant@wlan0 edgecam-provision edgecam-growroot edgecam avahi-daemon ssh' \
-    --customize-hook='chroot "$1" sh -c "chown root:edgecam /etc/edgecam/edgecam.toml && chmod 640 /etc/edgecam/edgecam.toml"' \
-    --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
-    --customize-hook='printf "[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n" | install -D -m644 /dev/stdin "$1/etc/systemd/system/ssh.service.d/hostkeys.conf"' \
-    bookworm "$ROOTFS"
 
+rm -rf "$OUT/tmp"
 genimage --config image/genimage.cfg --rootpath "$ROOTFS" --tmppath "$OUT/tmp" \
     --inputpath "$OUT" --outputpath "$OUT"
 ls -l "$OUT/edgecam.img"

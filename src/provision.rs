@@ -124,11 +124,17 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         boot_file.display(),
         toml::to_string(&table).unwrap_or_default()
     );
-    write(
-        &under(root, Path::new(config::CONFIG_PATH)),
-        &settings,
-        0o640,
-    )?;
+    // The daemon runs as the `edgecam` user: its config is root-owned, group `edgecam`.
+    let config_path = under(root, Path::new(config::CONFIG_PATH));
+    write(&config_path, &settings, 0o640)?;
+    if let Some(gid) = group_id(root, "edgecam") {
+        std::os::unix::fs::chown(&config_path, None, Some(gid)).map_err(|e| {
+            ProvisionError::Write {
+                path: config_path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+    }
 
     if let Some(h) = &p.hostname {
         write(
@@ -233,11 +239,29 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<(), ProvisionError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
-    // Write then rename, so a power cut never leaves half a file.
+    // Write then rename, so a power cut never leaves half a file; the new file keeps the
+    // old one's owner and group (a file replaced must stay readable by whoever read it).
     let tmp = path.with_extension("edgecam-tmp");
     std::fs::write(&tmp, text).map_err(fail)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    if let Ok(old) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let new = std::fs::metadata(&tmp).map_err(fail)?;
+        if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
+            std::os::unix::fs::chown(&tmp, Some(old.uid()), Some(old.gid())).map_err(fail)?;
+        }
+    }
     std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// A group's id from `<root>/etc/group`.
+fn group_id(root: &Path, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(under(root, Path::new("/etc/group"))).ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
 }
 
 /// /etc/hosts with the 127.0.1.1 line naming `hostname` (Debian's convention).
@@ -335,6 +359,21 @@ mod tests {
         );
         assert!(out.contains("# admin_password = (applied") && !out.ends_with('\n'));
         assert_eq!(redact_passwords("a = 1\n"), "a = 1\n");
+    }
+
+    #[test]
+    fn group_ids_come_from_the_roots_group_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nvideo:x:44:edgecam\nedgecam:x:996:\nbroken\n",
+        )
+        .unwrap();
+        assert_eq!(group_id(dir.path(), "edgecam"), Some(996));
+        assert_eq!(group_id(dir.path(), "video"), Some(44));
+        assert_eq!(group_id(dir.path(), "nobody"), None);
+        assert_eq!(group_id(dir.path(), "broken"), None);
     }
 
     #[test]

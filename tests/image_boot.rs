@@ -121,7 +121,9 @@ ssh_authorized_keys = ["{}"]
         .arg(&initrd)
         .args([
             "-append",
-            "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 modules-load=vivid",
+            // Service logs go to the console too, so a failure shows why.
+            "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 modules-load=vivid \
+             systemd.journald.forward_to_console=1",
         ])
         .args([
             "-drive",

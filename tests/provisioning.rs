@@ -42,6 +42,16 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     std::fs::create_dir_all(&boot).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/hosts"), "127.0.0.1\tlocalhost\n").unwrap();
+    // The daemon's group: its config must stay readable to it (as root the test can
+    // chown to any group; otherwise only to its own).
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata(&root).unwrap();
+    let edgecam_gid = if me.uid() == 0 { 4242 } else { me.gid() };
+    std::fs::write(
+        root.join("etc/group"),
+        format!("root:x:0:\nedgecam:x:{edgecam_gid}:\n"),
+    )
+    .unwrap();
     let file = boot.join("edgecam.toml");
 
     // Nothing on the boot partition: nothing to do.
@@ -64,6 +74,9 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
         !settings.contains("wifi_psk"),
         "secrets stay out of the daemon's config"
     );
+    let applied = std::fs::metadata(root.join("etc/edgecam/edgecam.toml")).unwrap();
+    assert_eq!(applied.gid(), edgecam_gid, "group edgecam");
+    assert_eq!(applied.mode() & 0o777, 0o640);
     // Plain passwords become argon2 hashes; the plain text is nowhere in /etc.
     assert!(
         settings.contains("viewer_password_hash = \"$argon2id$")

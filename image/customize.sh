@@ -1,0 +1,32 @@
+#!/bin/sh
+# edgecam's part of the image, applied to the root file system in $1 after the Debian
+# packages are in (mmdebstrap customize hook; again by `build.sh --update-edgecam`):
+# our package, first-boot units, networking, SSH keys-only, fstab, port-80 config.
+set -eu
+ROOT="$1"
+FILES="$(dirname "$0")/files"
+OUT="$(dirname "$0")/../target/image"
+
+cp "$OUT/edgecam_arm64.deb" "$ROOT/tmp/edgecam_arm64.deb"
+# The image's own settings (port 80) replace the package's default: keep ours on upgrade.
+chroot "$ROOT" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    -o Dpkg::Options::=--force-confold --reinstall /tmp/edgecam_arm64.deb'
+rm "$ROOT/tmp/edgecam_arm64.deb"
+
+install -m644 "$FILES/edgecam-provision.service" "$FILES/edgecam-growroot.service" "$ROOT/etc/systemd/system/"
+install -m755 "$FILES/edgecam-growroot" "$ROOT/usr/local/sbin/"
+install -m644 "$FILES/eth.network" "$FILES/wlan.network" "$ROOT/etc/systemd/network/"
+install -m644 "$FILES/sshd-keys-only.conf" "$ROOT/etc/ssh/sshd_config.d/"
+install -m640 "$FILES/edgecam.toml" "$ROOT/etc/edgecam/edgecam.toml"
+chroot "$ROOT" chown root:edgecam /etc/edgecam/edgecam.toml
+printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$ROOT/etc/fstab"
+echo edgecam > "$ROOT/etc/hostname"
+chroot "$ROOT" systemctl enable systemd-networkd wpa_supplicant@wlan0 edgecam-provision \
+    edgecam-growroot edgecam avahi-daemon ssh
+
+# Every card gets its own SSH host keys at first boot. Debian's unit checks the config
+# (`sshd -t`) first, which fails without keys: make them before that check.
+rm -f "$ROOT"/etc/ssh/ssh_host_*
+install -d "$ROOT/etc/systemd/system/ssh.service.d"
+printf "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n" \
+    > "$ROOT/etc/systemd/system/ssh.service.d/hostkeys.conf"
