@@ -15,9 +15,11 @@ use crate::fanout::Hub;
 use crate::status::Status;
 use keyframe_rtcp::KeyframeRequestForwarder;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{Registry, Slot};
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
 };
@@ -212,6 +214,8 @@ struct Handler {
     events: mpsc::UnboundedSender<PeerEvent>,
     connected: watch::Sender<bool>,
     status: Arc<Status>,
+    /// `webrtc.nat_ips`: host candidates are advertised with these addresses instead.
+    nat_ips: Vec<IpAddr>,
     role: Role,
     /// Remote tracks (a presenter's media) go here.
     tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
@@ -221,7 +225,12 @@ struct Handler {
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(init) = event.candidate.to_json() {
-            let _ = self.events.send(PeerEvent::Candidate(init));
+            for candidate in advertised(&init.candidate, &self.nat_ips) {
+                let _ = self.events.send(PeerEvent::Candidate(RTCIceCandidateInit {
+                    candidate,
+                    ..init.clone()
+                }));
+            }
         }
     }
 
@@ -329,6 +338,28 @@ async fn add_remote_candidate(
         .map_err(|e| PeerError::BadCandidate(e.to_string()))
 }
 
+/// How a local candidate is advertised. With `webrtc.nat_ips` (the camera reached through
+/// a port forward or a 1:1 NAT), a host candidate is announced once per NAT address, with
+/// the same port, instead of with its local address; the browser's checks then arrive on
+/// the local socket and are answered as usual. (The webrtc crate has a setting for this
+/// but does not apply it.)
+pub fn advertised(candidate: &str, nat_ips: &[IpAddr]) -> Vec<String> {
+    let fields: Vec<&str> = candidate.split(' ').collect();
+    let is_host = fields.get(6) == Some(&"typ") && fields.get(7) == Some(&"host");
+    if nat_ips.is_empty() || !is_host {
+        return vec![candidate.to_string()];
+    }
+    nat_ips
+        .iter()
+        .map(|ip| {
+            let mut f = fields.clone();
+            let ip = ip.to_string();
+            f[4] = &ip;
+            f.join(" ")
+        })
+        .collect()
+}
+
 /// Whether a remote candidate is worth pairing. mDNS (`.local`) names are skipped: the
 /// browser's own checks reach us and are learned as peer-reflexive, and resolving them
 /// would mean multicast queries. With loopback-only sockets, only loopback addresses pair.
@@ -418,6 +449,34 @@ impl Drop for Connection {
     }
 }
 
+/// Packets each viewer keeps for retransmission on NACK. The webrtc crate's default is
+/// 1024 (about 1.2 MB per viewer at 2 Mbps, most of a viewer's memory); 256 is still over a
+/// second of history at 2 Mbps, where a NACK on a LAN comes back within milliseconds.
+const NACK_HISTORY: u16 = 256;
+
+/// The webrtc crate's default interceptors (NACK both ways, RTCP reports, TWCC receive),
+/// with a smaller retransmission buffer.
+fn interceptors(media: &mut MediaEngine) -> Result<Registry, PeerError> {
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: parameter.into(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
+        )
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    configure_simulcast_extension_headers(media).map_err(webrtc_err)?;
+    let registry = configure_twcc_receiver_only(registry, media).map_err(webrtc_err)?;
+    Ok(configure_rtcp_reports(registry))
+}
+
 async fn build_pc(
     factory: &PeerFactory,
     codecs: &[(RTCRtpCodecParameters, RtpCodecKind)],
@@ -431,8 +490,7 @@ async fn build_pc(
                 .register_codec(codec.clone(), *kind)
                 .map_err(webrtc_err)?;
         }
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
+        let registry = interceptors(&mut media)?;
         // Last in the chain, so the other interceptors have read the RTCP first.
         let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
         let loopback = addrs.iter().any(|a| a.ip().is_loopback());
@@ -495,6 +553,24 @@ mod tests {
             nat_ips: vec![],
             bind_ips,
         })
+    }
+
+    #[test]
+    fn host_candidates_are_advertised_at_the_nat_addresses() {
+        let host = "candidate:1 1 udp 2130706431 10.0.2.15 41100 typ host";
+        assert_eq!(advertised(host, &[]), vec![host.to_string()]);
+        let nat: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "203.0.113.7".parse().unwrap()];
+        assert_eq!(
+            advertised(host, &nat),
+            vec![
+                "candidate:1 1 udp 2130706431 127.0.0.1 41100 typ host".to_string(),
+                "candidate:1 1 udp 2130706431 203.0.113.7 41100 typ host".to_string(),
+            ]
+        );
+        let srflx =
+            "candidate:2 1 udp 1694498815 198.51.100.2 5000 typ srflx raddr 10.0.2.15 rport 41100";
+        assert_eq!(advertised(srflx, &nat), vec![srflx.to_string()]);
+        assert_eq!(advertised("garbage", &nat), vec!["garbage".to_string()]);
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl PresenterPeer {
             events,
             connected: connected_tx,
             status: status.clone(),
+            nat_ips: factory.config.nat_ips.clone(),
             role: Role::Presenter,
             tracks: Some(tracks_tx),
         });

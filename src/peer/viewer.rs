@@ -60,6 +60,7 @@ impl ViewerPeer {
             events,
             connected: connected_tx,
             status: status.clone(),
+            nat_ips: factory.config.nat_ips.clone(),
             role: Role::Viewer,
             tracks: None,
         });
