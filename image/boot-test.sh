@@ -14,4 +14,15 @@ if [ -n "$need" ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
 fi
-exec cargo test --locked --test image_boot -- --ignored --nocapture
+# Build (and fetch) first: the test itself runs offline, in a network namespace of its
+# own with only a loopback interface. There the host's side of qemu's user network, the
+# forwarded ports and Chromium all use 127.0.0.1, which qemu maps to the guest's view of
+# the host (10.0.2.2) in both directions; with a LAN address on the host, Chromium's
+# checks would come from an address the guest's answers cannot reach.
+cargo test --locked --test image_boot --no-run
+NS=edgecam-e2e
+ip netns del "$NS" 2>/dev/null || true
+ip netns add "$NS"
+trap 'ip netns del "$NS"' EXIT
+ip -n "$NS" link set lo up
+ip netns exec "$NS" cargo test --locked --offline --test image_boot -- --ignored --nocapture

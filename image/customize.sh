@@ -21,8 +21,12 @@ install -m640 "$FILES/edgecam.toml" "$ROOT/etc/edgecam/edgecam.toml"
 chroot "$ROOT" chown root:edgecam /etc/edgecam/edgecam.toml
 printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$ROOT/etc/fstab"
 echo edgecam > "$ROOT/etc/hostname"
-chroot "$ROOT" systemctl enable systemd-networkd wpa_supplicant@wlan0 edgecam-provision \
+chroot "$ROOT" systemctl enable systemd-networkd edgecam-provision \
     edgecam-growroot edgecam avahi-daemon ssh
+# Wi-Fi starts when a wlan0 appears: enabled outright, boot would wait 90 s for the
+# device on boards (and setups) without one.
+chroot "$ROOT" systemctl disable wpa_supplicant@wlan0 2>/dev/null || true
+chroot "$ROOT" systemctl add-wants sys-subsystem-net-devices-wlan0.device wpa_supplicant@wlan0.service
 
 # Every card gets its own SSH host keys at first boot. Debian's unit checks the config
 # (`sshd -t`) first, which fails without keys: make them before that check.

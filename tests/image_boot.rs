@@ -9,7 +9,9 @@
 //! Needs the built image (about 40 minutes, see README "SD-card image"), so it is not
 //! part of the default suite:
 //!
-//!     sudo sh image/build.sh && sh image/boot-test.sh
+//!     sudo sh image/build.sh && sudo sh image/boot-test.sh
+//!
+//! boot-test.sh runs it in a network namespace with only a loopback interface (see there).
 
 mod common;
 
@@ -383,6 +385,9 @@ impl Drop for Guest {
     fn drop(&mut self) {
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();
+        // Kept for a look after a failure (the work directory goes away).
+        let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image/boot-test-console.log");
+        let _ = std::fs::copy(&self.console, keep);
     }
 }
 
