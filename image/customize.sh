@@ -26,7 +26,10 @@ chroot "$ROOT" systemctl enable systemd-networkd edgecam-provision \
 # Wi-Fi starts when a wlan0 appears: enabled outright, boot would wait 90 s for the
 # device on boards (and setups) without one.
 chroot "$ROOT" systemctl disable wpa_supplicant@wlan0 2>/dev/null || true
-chroot "$ROOT" systemctl add-wants sys-subsystem-net-devices-wlan0.device wpa_supplicant@wlan0.service
+# (systemctl add-wants refuses a device unit that does not exist yet: link it by hand.)
+install -d "$ROOT/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
+ln -sf /lib/systemd/system/wpa_supplicant@.service \
+    "$ROOT/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants/wpa_supplicant@wlan0.service"
 
 # Every card gets its own SSH host keys at first boot. Debian's unit checks the config
 # (`sshd -t`) first, which fails without keys: make them before that check.
