@@ -243,7 +243,11 @@ ssh_authorized_keys = ["{}"]
     );
     assert_eq!(status["leds"]["status"], "fast_blink", "{status}");
     let page = browser.open(&format!("http://{}/", guest.http)).await;
-    log_in(&page).await;
+    // The login from before the reboot still holds (the session key is kept on disk).
+    page.wait_for("location.pathname", 30, "the page, still logged in", |v| {
+        v == "/"
+    })
+    .await;
     let banner = page
         .wait_for(
             "(document.getElementById('config-error') || {}).textContent || ''",
