@@ -236,35 +236,8 @@ async fn new_peer(
         candidates: tx,
         stats: stats.clone(),
     });
-    let pc = peer_on(bind, handler).await;
+    let pc = common::peer_on(bind, handler as Arc<dyn PeerConnectionEventHandler>).await;
     (pc, stats, rx)
-}
-
-/// A client peer with default codecs and interceptors, its socket bound to `bind`.
-async fn peer_on(bind: IpAddr, handler: Arc<Handler>) -> Arc<dyn PeerConnection> {
-    use rtc::interceptor::Registry;
-    use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-    use rtc::peer_connection::configuration::media_engine::MediaEngine;
-    use webrtc::peer_connection::{PeerConnectionBuilder, SettingEngineBuilder};
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().expect("codecs");
-    let registry =
-        register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-    Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_include_loopback_candidate(true)
-                    .build(),
-            )
-            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(vec![SocketAddr::new(bind, 0).to_string()])
-            .build()
-            .await
-            .expect("client peer"),
-    )
 }
 
 // ---------------------------------------------------------------------------------------

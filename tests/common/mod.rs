@@ -20,6 +20,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 pub async fn loopback_peer(
     handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
 ) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
+    peer_on([127, 0, 0, 1].into(), handler).await
+}
+
+/// Like `loopback_peer`, with its socket bound to `bind` (a bench's own test host).
+pub async fn peer_on(
+    bind: std::net::IpAddr,
+    handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
+) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
     use rtc::interceptor::Registry;
     use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
     use rtc::peer_connection::configuration::media_engine::MediaEngine;
@@ -38,7 +46,7 @@ pub async fn loopback_peer(
                     .build(),
             )
             .with_handler(handler)
-            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .with_udp_addrs(vec![SocketAddr::new(bind, 0).to_string()])
             .build()
             .await
             .expect("client peer"),
