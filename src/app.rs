@@ -88,6 +88,7 @@ pub async fn serve_with(
             config.auth.clone(),
             &config.state.dir,
         )),
+        whep: Default::default(),
         closing: stop_rx.clone(),
     });
     let router = crate::web::router(signaling);

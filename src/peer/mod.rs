@@ -40,8 +40,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceServer, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
 /// The H.264 format we send: Constrained Baseline 3.1, packetization-mode 1, which every
@@ -122,6 +122,8 @@ pub enum PeerEvent {
     Connected,
     /// ICE/DTLS failed or the peer closed; the session should release it.
     Gone,
+    /// Every local candidate has been announced (WHEP puts them all in its answer).
+    GatheringComplete,
 }
 
 /// Media network settings shared by every peer.
@@ -165,6 +167,18 @@ impl PeerFactory {
     /// True when every media socket is bound to a loopback address.
     fn loopback_only(&self) -> bool {
         !self.config.bind_ips.is_empty() && self.config.bind_ips.iter().all(|ip| ip.is_loopback())
+    }
+
+    /// The configured STUN/TURN URLs with their credentials (for WHEP's `Link` headers).
+    pub fn ice_server_urls(&self) -> Vec<(String, Option<(String, String)>)> {
+        self.ice_servers()
+            .into_iter()
+            .flat_map(|s| {
+                let cred =
+                    (!s.username.is_empty()).then(|| (s.username.clone(), s.credential.clone()));
+                s.urls.into_iter().map(move |u| (u, cred.clone()))
+            })
+            .collect()
     }
 
     fn ice_servers(&self) -> Vec<RTCIceServer> {
@@ -231,6 +245,12 @@ impl PeerConnectionEventHandler for Handler {
                     ..init.clone()
                 }));
             }
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.events.send(PeerEvent::GatheringComplete);
         }
     }
 

@@ -1,8 +1,9 @@
-//! Signaling: the Kurento one2many protocol over WebSocket. It creates and ends peers;
-//! it never touches media.
+//! Signaling: the Kurento one2many protocol over WebSocket, and WHEP over HTTP. It
+//! creates and ends peers; it never touches media.
 
 pub mod protocol;
 pub mod session;
+pub mod whep;
 
 use crate::fanout::Hub;
 use crate::peer::PeerFactory;
@@ -21,6 +22,8 @@ pub struct Signaling {
     pub control: Arc<crate::control::Control>,
     /// Who may watch and who may present.
     pub auth: Arc<crate::auth::Auth>,
+    /// Viewers that joined over WHEP.
+    pub whep: whep::Sessions,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
 }

@@ -260,6 +260,7 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
             },
             Some(event) = next_event(&mut s.events) => match event {
                 PeerEvent::Candidate(c) => vec![ServerMessage::IceCandidate { candidate: to_wire(c) }],
+                PeerEvent::GatheringComplete => vec![],
                 PeerEvent::Connected => {
                     s.deadline = None;
                     vec![]

@@ -23,6 +23,10 @@ pub async fn gate(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // CORS preflights never carry credentials; what they ask about is checked itself.
+    if req.method() == Method::OPTIONS {
+        return next.run(req).await;
+    }
     let from = client_ip(&req);
     let headers = req.headers();
     let cookie = headers

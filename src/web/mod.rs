@@ -4,7 +4,7 @@ mod login;
 
 use crate::auth::Role;
 use crate::control::Command;
-use crate::signaling::{Signaling, protocol::MAX_MESSAGE_BYTES, session};
+use crate::signaling::{Signaling, protocol::MAX_MESSAGE_BYTES, session, whep};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
@@ -31,6 +31,17 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route("/call", get(websocket))
         .route("/api/status", get(status))
         .route_layer(gate(Role::Viewer));
+    // WHEP: watching by HTTP, usable from pages on other origins (CORS).
+    let whep = Router::new()
+        .route("/whep", post(whep::post).options(whep::options))
+        .route(
+            "/whep/{id}",
+            axum::routing::patch(whep::patch)
+                .delete(whep::delete)
+                .options(whep::options),
+        )
+        .route_layer(gate(Role::Viewer))
+        .layer(axum::middleware::from_fn(whep::cors));
     let admin = Router::new()
         .route("/presenter", get(|| page("presenter.html")))
         .route("/presenter.js", get(|| asset("presenter.js")))
@@ -39,6 +50,7 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route_layer(gate(Role::Admin));
     Router::new()
         .merge(viewer)
+        .merge(whep)
         .merge(admin)
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))

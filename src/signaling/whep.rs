@@ -1,0 +1,401 @@
+//! WHEP (draft-ietf-wish-whep): watching by plain HTTP. `POST /whep` with an SDP offer
+//! answers `201 Created` with the SDP answer (our candidates included, so clients need no
+//! server-side trickle) and the session's URL in `Location`; `PATCH` on that URL adds the
+//! client's candidates (`application/trickle-ice-sdpfrag`); `DELETE` ends it. A WHEP
+//! viewer is a viewer like any other: same hub, keyframe gate and `viewers.max`.
+
+use super::{Signaling, ViewerSlot};
+use crate::peer::{PeerError, PeerEvent, ViewerPeer};
+use crate::status::Presenter;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use webrtc::peer_connection::RTCIceCandidateInit;
+
+/// Offers larger than this are refused (a real offer is a few KiB).
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+/// How long the answer may wait for our own candidates.
+const GATHER_LIMIT: Duration = Duration::from_secs(2);
+/// A session whose peer never connects is ended after this long.
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Live WHEP sessions by id.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+struct Session {
+    /// `None` once closed.
+    peer: tokio::sync::Mutex<Option<ViewerPeer>>,
+    /// Holds a place among `viewers.max` while the session lives.
+    _slot: ViewerSlot,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many WHEP sessions are live.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    async fn end(&self, id: &str) -> bool {
+        let Some(session) = self.lock().remove(id) else {
+            return false;
+        };
+        if let Some(peer) = session.peer.lock().await.take() {
+            peer.close().await;
+        }
+        true
+    }
+}
+
+fn error(code: StatusCode, message: &str) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// Whether the request's `Content-Type` is `expected` (parameters ignored).
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+pub async fn post(State(sig): State<Arc<Signaling>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !content_type_is(&headers, "application/sdp") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "an offer is sent as Content-Type: application/sdp",
+        );
+    }
+    if body.len() > MAX_SDP_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the offer is too large");
+    }
+    let Ok(offer) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "malformed SDP: not UTF-8 text");
+    };
+    if !offer.trim_start().starts_with("v=0") || !offer.contains("\nm=") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "malformed SDP: an offer starts with v=0 and has a media section",
+        );
+    }
+    if *sig.status.presenter.borrow() == Presenter::None {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no presenter: the camera is stopped and nobody presents",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    }
+    let Some(slot) = sig.reserve_viewer() else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "too many viewers: this camera serves at most {} at once",
+                sig.status.viewers_max
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return r;
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (peer, answer) =
+        match ViewerPeer::start(&sig.peers, offer, &sig.hub, events_tx, &sig.status).await {
+            Ok(started) => started,
+            Err(e @ PeerError::BadOffer(_)) => {
+                return error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"));
+            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    // Our candidates go into the answer: most WHEP players do not take server trickle.
+    let mut candidates = Vec::new();
+    let _ = tokio::time::timeout(GATHER_LIMIT, async {
+        while let Some(event) = events.recv().await {
+            match event {
+                PeerEvent::Candidate(c) => candidates.push(c.candidate),
+                PeerEvent::GatheringComplete | PeerEvent::Gone => break,
+                PeerEvent::Connected => {}
+            }
+        }
+    })
+    .await;
+    let answer = with_candidates(&answer, &candidates);
+    let id = session_id();
+    let session = Arc::new(Session {
+        peer: tokio::sync::Mutex::new(Some(peer)),
+        _slot: slot,
+    });
+    sig.whep.lock().insert(id.clone(), session);
+    tokio::spawn(watch_session(sig.clone(), id.clone(), events));
+
+    let mut r = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/sdp")],
+        answer,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/whep/{id}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    for link in ice_server_links(&sig.peers.ice_server_urls()) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            r.headers_mut().append(header::LINK, v);
+        }
+    }
+    r
+}
+
+/// Ends the session when its peer goes away, never connects, or the presenter leaves.
+async fn watch_session(
+    sig: Arc<Signaling>,
+    id: String,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+) {
+    let mut presenter = sig.status.presenter.subscribe();
+    let mut connected = false;
+    let deadline = tokio::time::Instant::now() + CONNECT_LIMIT;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(PeerEvent::Connected) => connected = true,
+                Some(PeerEvent::Gone) | None => break,
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline), if !connected => break,
+            changed = presenter.changed() => {
+                if changed.is_err() || *presenter.borrow_and_update() == Presenter::None {
+                    break;
+                }
+            }
+        }
+    }
+    sig.whep.end(&id).await;
+}
+
+pub async fn patch(
+    State(sig): State<Arc<Signaling>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(session) = sig.whep.lock().get(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no such WHEP session");
+    };
+    if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "candidates are sent as Content-Type: application/trickle-ice-sdpfrag",
+        );
+    }
+    if body.len() > MAX_SDP_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the fragment is too large");
+    }
+    let Ok(frag) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "malformed SDP fragment: not UTF-8");
+    };
+    let peer = session.peer.lock().await;
+    let Some(peer) = peer.as_ref() else {
+        return error(StatusCode::NOT_FOUND, "no such WHEP session");
+    };
+    for candidate in fragment_candidates(frag) {
+        // An unusable or malformed candidate is skipped; the others still count.
+        let _ = peer.add_candidate(candidate).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn delete(State(sig): State<Arc<Signaling>>, Path(id): Path<String>) -> Response {
+    if sig.whep.end(&id).await {
+        StatusCode::OK.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such WHEP session")
+    }
+}
+
+/// CORS preflight: a player on another origin may use WHEP.
+pub async fn options() -> Response {
+    (StatusCode::NO_CONTENT, [("accept-post", "application/sdp")]).into_response()
+}
+
+/// CORS headers on every WHEP answer, errors included (else the player sees only a
+/// network error).
+pub async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization, If-Match"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, Link, Retry-After"),
+    );
+    r
+}
+
+/// The answer with our candidates and `a=end-of-candidates` in every media section.
+pub fn with_candidates(sdp: &str, candidates: &[String]) -> String {
+    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let block: String = candidates
+        .iter()
+        .map(|c| format!("a={}{eol}", c.trim_start_matches("a=")))
+        .chain(std::iter::once(format!("a=end-of-candidates{eol}")))
+        .collect();
+    let mut out = String::with_capacity(sdp.len() + block.len() * 2);
+    let mut in_media = false;
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") && in_media {
+            out.push_str(&block);
+        }
+        if line.starts_with("m=") {
+            in_media = true;
+        }
+        out.push_str(line);
+    }
+    if in_media {
+        if !out.ends_with('\n') {
+            out.push_str(eol);
+        }
+        out.push_str(&block);
+    }
+    out
+}
+
+/// The candidates of a trickle-ice-sdpfrag, each with the `a=mid` it follows.
+pub fn fragment_candidates(frag: &str) -> Vec<RTCIceCandidateInit> {
+    let mut mid: Option<String> = None;
+    let mut index: i64 = -1;
+    let mut out = Vec::new();
+    for line in frag.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            index += 1;
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.trim().to_string());
+        } else if let Some(c) = line.strip_prefix("a=") {
+            if c.starts_with("candidate:") {
+                out.push(RTCIceCandidateInit {
+                    candidate: c.to_string(),
+                    sdp_mid: mid.clone().or_else(|| Some("0".into())),
+                    sdp_mline_index: Some(index.max(0) as u16),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `Link` header values for the configured STUN/TURN servers (WHEP §4.4).
+pub fn ice_server_links(urls: &[(String, Option<(String, String)>)]) -> Vec<String> {
+    urls.iter()
+        .map(|(url, cred)| match cred {
+            Some((user, pass)) => format!(
+                "<{url}>; rel=\"ice-server\"; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                user.replace('"', ""),
+                pass.replace('"', "")
+            ),
+            None => format!("<{url}>; rel=\"ice-server\""),
+        })
+        .collect()
+}
+
+fn session_id() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_go_into_every_media_section() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n";
+        let out = with_candidates(
+            sdp,
+            &["candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into()],
+        );
+        assert_eq!(out.matches("a=candidate:1 1 udp").count(), 2, "{out}");
+        assert_eq!(out.matches("a=end-of-candidates\r\n").count(), 2);
+        let video = out.find("m=video").unwrap();
+        let app = out.find("m=application").unwrap();
+        let first = out.find("a=candidate").unwrap();
+        assert!(video < first && first < app, "{out}");
+        assert!(out.ends_with("a=end-of-candidates\r\n"));
+        assert_eq!(
+            with_candidates("v=0\n", &[]),
+            "v=0\n",
+            "no media: unchanged"
+        );
+    }
+
+    #[test]
+    fn fragment_candidates_keep_their_mid() {
+        let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:xyz\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n";
+        let c = fragment_candidates(frag);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].candidate, "candidate:1 1 udp 1 127.0.0.1 9 typ host");
+        assert_eq!(c[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(c[0].sdp_mline_index, Some(0));
+        assert!(fragment_candidates("garbage\n\u{0}").is_empty());
+    }
+
+    #[test]
+    fn ice_servers_as_link_headers() {
+        let links = ice_server_links(&[
+            ("stun:stun.example.net".into(), None),
+            (
+                "turn:turn.example.net:3478".into(),
+                Some(("u".into(), "p\"w".into())),
+            ),
+        ]);
+        assert_eq!(links[0], "<stun:stun.example.net>; rel=\"ice-server\"");
+        assert_eq!(
+            links[1],
+            "<turn:turn.example.net:3478>; rel=\"ice-server\"; username=\"u\"; credential=\"pw\"; credential-type=\"password\""
+        );
+    }
+
+    #[test]
+    fn content_types_ignore_parameters() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/SDP; charset=utf-8"),
+        );
+        assert!(content_type_is(&h, "application/sdp"));
+        assert!(!content_type_is(&HeaderMap::new(), "application/sdp"));
+    }
+}

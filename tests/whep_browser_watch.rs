@@ -1,0 +1,79 @@
+//! WHEP: a headless Chromium page watches with plain `fetch` (POST the offer, read the
+//! answer and its `Location`), decodes frames, counts as a viewer, and `DELETE` ends it.
+
+mod common;
+
+use common::Daemon;
+use common::browser::Browser;
+
+const WATCH: &str = r#"(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const v = document.createElement('video');
+  v.muted = true; v.autoplay = true; v.playsInline = true;
+  document.body.appendChild(v);
+  pc.ontrack = e => { v.srcObject = new MediaStream([e.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(r => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+    setTimeout(r, 2000);
+  });
+  const res = await fetch('/whep', { method: 'POST', headers: { 'Content-Type': 'application/sdp' },
+                                     body: pc.localDescription.sdp });
+  const answer = await res.text();
+  window.whep = { pc, video: v, status: res.status, location: res.headers.get('Location'),
+                  type: res.headers.get('Content-Type') };
+  if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  return { status: res.status, location: window.whep.location, type: window.whep.type,
+           candidates: (answer.match(/a=candidate:/g) || []).length };
+})()"#;
+
+const PROBE: &str = r#"(async () => {
+  let frames = 0;
+  (await window.whep.pc.getStats()).forEach(r => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0;
+  });
+  return { frames, width: window.whep.video.videoWidth, pc: window.whep.pc.connectionState };
+})()"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_watches_over_whep_with_fetch() {
+    let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
+    let browser = Browser::launch(&[]).await;
+    // Any page of the daemon's origin will do: the script brings its own player.
+    let page = browser.open(&daemon.url("/healthz")).await;
+    let r = page.eval(WATCH).await;
+    assert_eq!(r["status"], 201, "{r}");
+    assert_eq!(r["type"], "application/sdp", "{r}");
+    let location = r["location"].as_str().unwrap_or_default().to_string();
+    assert!(location.starts_with("/whep/"), "{r}");
+    assert!(
+        r["candidates"].as_u64().unwrap_or(0) > 0,
+        "our candidates are in the answer: {r}"
+    );
+    let v = page
+        .wait_for(PROBE, 30, "frames decoded over WHEP", |v| {
+            v["frames"].as_u64().unwrap_or(0) > 5 && v["width"] == 640
+        })
+        .await;
+    eprintln!("WHEP viewer: {v}");
+    assert_eq!(daemon.status().await["viewers"], 1, "a WHEP viewer counts");
+
+    let code = page
+        .eval(&format!(
+            "fetch('{location}', {{ method: 'DELETE' }}).then(r => r.status)"
+        ))
+        .await;
+    assert_eq!(code, 200);
+    daemon.wait_status(20, |s| s["viewers"] == 0).await;
+    let code = page
+        .eval(&format!(
+            "fetch('{location}', {{ method: 'DELETE' }}).then(r => r.status)"
+        ))
+        .await;
+    assert_eq!(code, 404, "gone once deleted");
+    page.close().await;
+    drop(browser);
+    daemon.stop().await;
+}
