@@ -89,6 +89,7 @@ pub async fn serve_with(
             &config.state.dir,
         )),
         whep: Default::default(),
+        whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),
     });
     let router = crate::web::router(signaling);

@@ -43,6 +43,13 @@ async fn chromium_watches_over_whep_with_fetch() {
     let browser = Browser::launch(&[]).await;
     // Any page of the daemon's origin will do: the script brings its own player.
     let page = browser.open(&daemon.url("/healthz")).await;
+    page.wait_for(
+        "document.readyState === 'complete' && location.pathname",
+        20,
+        "the page loaded",
+        |v| v == "/healthz",
+    )
+    .await;
     let r = page.eval(WATCH).await;
     assert_eq!(r["status"], 201, "{r}");
     assert_eq!(r["type"], "application/sdp", "{r}");

@@ -46,6 +46,7 @@ const KNOWN_KEYS: &[&str] = &[
     "state.dir",
     "auth.viewer_password_hash",
     "auth.admin_password_hash",
+    "whip.token",
     "provisioning.hostname",
     "provisioning.wifi_ssid",
     "provisioning.wifi_psk",
@@ -477,6 +478,22 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let max = r.number("viewers.max", 1, 1000);
     let gpio = read_gpio(&mut r);
     let provisioning = read_provisioning(&mut r);
+    let whip_token = match r.text("whip.token") {
+        Some(t) if t.trim().is_empty() => None,
+        Some(t) => {
+            let t = t.trim().to_string();
+            if t.len() < 16 || !t.chars().all(|c| c.is_ascii_graphic()) {
+                r.fail(
+                    "whip.token",
+                    "a bearer token has at least 16 printable characters, no spaces".into(),
+                );
+                None
+            } else {
+                Some(t)
+            }
+        }
+        None => None,
+    };
     let mut hash = |key: &str| match r.text(key) {
         Some(h) if h.trim().is_empty() => None,
         Some(h) => match crate::auth::check_hash(h.trim()) {
@@ -560,6 +577,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             gpio,
             state: StateConfig { dir: state_dir },
             auth,
+            whip_token,
             provisioning,
         }),
         _ => Err(ConfigError::Invalid(vec![KeyError {
@@ -590,6 +608,23 @@ mod tests {
             ConfigError::Invalid(errors) => errors.into_iter().map(|e| e.key).collect(),
             other => panic!("expected Invalid, got {other}"),
         }
+    }
+
+    #[test]
+    fn whip_token_is_off_by_default_and_must_be_long() {
+        assert_eq!(
+            load(None, no_env(), &Overrides::default())
+                .unwrap()
+                .whip_token,
+            None
+        );
+        let f = write_temp("[whip]\ntoken = \"short\"\n");
+        assert_eq!(keys(load_file_only(f.path()).unwrap_err()), ["whip.token"]);
+        let f = write_temp("[whip]\ntoken = \"0123456789abcdef\"\n");
+        assert_eq!(
+            load_file_only(f.path()).unwrap().whip_token.as_deref(),
+            Some("0123456789abcdef")
+        );
     }
 
     #[test]

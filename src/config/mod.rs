@@ -23,6 +23,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Viewer and admin password hashes; none means open on the LAN.
     pub auth: crate::auth::AuthConfig,
+    /// The bearer token WHIP publishers must send; `None`: WHIP is off.
+    pub whip_token: Option<String>,
     /// The boot partition file's `[provisioning]` section, when present.
     pub provisioning: Option<crate::provision::Provisioning>,
 }

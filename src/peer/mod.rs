@@ -7,7 +7,7 @@ pub mod presenter;
 pub mod rtp;
 mod viewer;
 
-pub use presenter::PresenterPeer;
+pub use presenter::{PresenterPeer, offer_sends_audio};
 pub use viewer::ViewerPeer;
 
 use crate::config::{PortRange, WebRtcConfig};

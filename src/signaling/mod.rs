@@ -3,7 +3,7 @@
 
 pub mod protocol;
 pub mod session;
-pub mod whep;
+pub mod wish;
 
 use crate::fanout::Hub;
 use crate::peer::PeerFactory;
@@ -22,8 +22,10 @@ pub struct Signaling {
     pub control: Arc<crate::control::Control>,
     /// Who may watch and who may present.
     pub auth: Arc<crate::auth::Auth>,
-    /// Viewers that joined over WHEP.
-    pub whep: whep::Sessions,
+    /// WHEP viewers and the WHIP publisher.
+    pub whep: wish::Sessions,
+    /// `whip.token`: the bearer token WHIP publishers must send; `None` turns WHIP off.
+    pub whip_token: Option<String>,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
 }

@@ -4,7 +4,7 @@ mod login;
 
 use crate::auth::Role;
 use crate::control::Command;
-use crate::signaling::{Signaling, protocol::MAX_MESSAGE_BYTES, session, whep};
+use crate::signaling::{Signaling, protocol::MAX_MESSAGE_BYTES, session, wish};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
@@ -33,15 +33,25 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route_layer(gate(Role::Viewer));
     // WHEP: watching by HTTP, usable from pages on other origins (CORS).
     let whep = Router::new()
-        .route("/whep", post(whep::post).options(whep::options))
+        .route("/whep", post(wish::post_whep).options(wish::options))
         .route(
             "/whep/{id}",
-            axum::routing::patch(whep::patch)
-                .delete(whep::delete)
-                .options(whep::options),
+            axum::routing::patch(wish::patch_whep)
+                .delete(wish::delete_whep)
+                .options(wish::options),
         )
         .route_layer(gate(Role::Viewer))
-        .layer(axum::middleware::from_fn(whep::cors));
+        .layer(axum::middleware::from_fn(wish::cors));
+    // WHIP: presenting by HTTP, guarded by its own bearer token (`whip.token`).
+    let whip = Router::new()
+        .route("/whip", post(wish::post_whip).options(wish::options))
+        .route(
+            "/whip/{id}",
+            axum::routing::patch(wish::patch_whip)
+                .delete(wish::delete_whip)
+                .options(wish::options),
+        )
+        .layer(axum::middleware::from_fn(wish::cors));
     let admin = Router::new()
         .route("/presenter", get(|| page("presenter.html")))
         .route("/presenter.js", get(|| asset("presenter.js")))
@@ -51,6 +61,7 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
     Router::new()
         .merge(viewer)
         .merge(whep)
+        .merge(whip)
         .merge(admin)
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))

@@ -128,6 +128,11 @@ impl Browser {
             .expect("cdp answer in time")
             .expect("cdp answer");
         if let Some(err) = v.get("error") {
+            // A page still navigating replaces its JS context under us: callers that poll
+            // see this as an exception and try again.
+            if method == "Runtime.evaluate" && err.to_string().contains("context") {
+                return json!({"exceptionDetails": err.clone()});
+            }
             panic!("CDP {method} failed: {err}");
         }
         v["result"].clone()

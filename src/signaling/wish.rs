@@ -1,11 +1,13 @@
-//! WHEP (draft-ietf-wish-whep): watching by plain HTTP. `POST /whep` with an SDP offer
-//! answers `201 Created` with the SDP answer (our candidates included, so clients need no
-//! server-side trickle) and the session's URL in `Location`; `PATCH` on that URL adds the
-//! client's candidates (`application/trickle-ice-sdpfrag`); `DELETE` ends it. A WHEP
-//! viewer is a viewer like any other: same hub, keyframe gate and `viewers.max`.
+//! WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep): presenting and watching by plain
+//! HTTP. `POST /whip` or `/whep` with an SDP offer answers `201 Created` with the SDP
+//! answer (our candidates included, so clients need no server-side trickle) and the
+//! session's URL in `Location`; `PATCH` on that URL adds the client's candidates
+//! (`application/trickle-ice-sdpfrag`); `DELETE` ends it. A WHEP viewer is a viewer like
+//! any other (same hub, keyframe gate, `viewers.max`); a WHIP publisher is a presenter
+//! under the same one-presenter rule, and needs the bearer token `whip.token`.
 
 use super::{Signaling, ViewerSlot};
-use crate::peer::{PeerError, PeerEvent, ViewerPeer};
+use crate::peer::{PeerError, PeerEvent, PresenterPeer, ViewerPeer, offer_sends_audio};
 use crate::status::Presenter;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -24,7 +26,7 @@ const GATHER_LIMIT: Duration = Duration::from_secs(2);
 /// A session whose peer never connects is ended after this long.
 const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 
-/// Live WHEP sessions by id.
+/// Live WHIP and WHEP sessions by id.
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
@@ -32,9 +34,38 @@ pub struct Sessions {
 
 struct Session {
     /// `None` once closed.
-    peer: tokio::sync::Mutex<Option<ViewerPeer>>,
-    /// Holds a place among `viewers.max` while the session lives.
-    _slot: ViewerSlot,
+    peer: tokio::sync::Mutex<Option<Peer>>,
+}
+
+enum Peer {
+    /// A WHEP viewer, holding its place among `viewers.max`.
+    Viewer(ViewerPeer, ViewerSlot),
+    /// The WHIP publisher: it holds the presenter claim until it ends.
+    Presenter(PresenterPeer, Arc<crate::status::Status>),
+}
+
+impl Peer {
+    async fn add_candidate(&self, c: RTCIceCandidateInit) -> Result<(), PeerError> {
+        match self {
+            Peer::Viewer(p, _) => p.add_candidate(c).await,
+            Peer::Presenter(p, _) => p.add_candidate(c).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Peer::Viewer(p, _slot) => p.close().await,
+            Peer::Presenter(p, status) => {
+                status.release_presenter(Presenter::Browser);
+                p.close().await;
+                tracing::info!("the WHIP publisher left");
+            }
+        }
+    }
+
+    fn is_presenter(&self) -> bool {
+        matches!(self, Peer::Presenter(..))
+    }
 }
 
 impl Sessions {
@@ -80,56 +111,172 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
-pub async fn post(State(sig): State<Arc<Signaling>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !content_type_is(&headers, "application/sdp") {
-        return error(
+/// The offer of a POST, or the answer to give instead.
+fn read_offer(headers: &HeaderMap, body: &Bytes) -> Result<String, Response> {
+    if !content_type_is(headers, "application/sdp") {
+        return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "an offer is sent as Content-Type: application/sdp",
-        );
+        ));
     }
     if body.len() > MAX_SDP_BYTES {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "the offer is too large");
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the offer is too large",
+        ));
     }
-    let Ok(offer) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "malformed SDP: not UTF-8 text");
+    let Ok(offer) = std::str::from_utf8(body) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed SDP: not UTF-8 text",
+        ));
     };
     if !offer.trim_start().starts_with("v=0") || !offer.contains("\nm=") {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "malformed SDP: an offer starts with v=0 and has a media section",
-        );
+        ));
     }
+    Ok(offer.to_string())
+}
+
+fn unavailable(message: &str, retry_s: &'static str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_s));
+    r
+}
+
+/// WHEP: watch.
+pub async fn post_whep(
+    State(sig): State<Arc<Signaling>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let offer = match read_offer(&headers, &body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
     if *sig.status.presenter.borrow() == Presenter::None {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return unavailable(
             "no presenter: the camera is stopped and nobody presents",
+            "5",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
     }
     let Some(slot) = sig.reserve_viewer() else {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return unavailable(
             &format!(
                 "too many viewers: this camera serves at most {} at once",
                 sig.status.viewers_max
             ),
+            "10",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-        return r;
     };
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (peer, answer) =
-        match ViewerPeer::start(&sig.peers, offer, &sig.hub, events_tx, &sig.status).await {
-            Ok(started) => started,
-            Err(e @ PeerError::BadOffer(_)) => {
-                return error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"));
-            }
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let (events_tx, events) = mpsc::unbounded_channel();
+    match ViewerPeer::start(&sig.peers, &offer, &sig.hub, events_tx, &sig.status).await {
+        Ok((peer, answer)) => created(&sig, "whep", Peer::Viewer(peer, slot), answer, events).await,
+        Err(e @ PeerError::BadOffer(_)) => {
+            error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// WHIP: present, under the one-presenter rule. Needs the bearer token.
+pub async fn post_whip(
+    State(sig): State<Arc<Signaling>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_bearer(&sig, &headers) {
+        return r;
+    }
+    let offer = match read_offer(&headers, &body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let status = &sig.status;
+    if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&offer)) {
+        let who = match *status.presenter.borrow() {
+            Presenter::Camera => "the camera is streaming",
+            _ => "another publisher is presenting",
         };
-    // Our candidates go into the answer: most WHEP players do not take server trickle.
+        return error(
+            StatusCode::CONFLICT,
+            &format!("another presenter is active ({who})"),
+        );
+    }
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let started = PresenterPeer::start(
+        &sig.peers,
+        &offer,
+        &sig.hub,
+        sig.keyframes.clone(),
+        events_tx,
+        status,
+    )
+    .await;
+    match started {
+        Ok((peer, answer)) => {
+            tracing::info!("a WHIP publisher is presenting");
+            let peer = Peer::Presenter(peer, status.clone());
+            created(&sig, "whip", peer, answer, events).await
+        }
+        Err(e) => {
+            status.release_presenter(Presenter::Browser);
+            match e {
+                PeerError::BadOffer(_) => {
+                    error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"))
+                }
+                e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+    }
+}
+
+/// `Authorization: Bearer <whip.token>`, compared in constant time.
+fn check_bearer(sig: &Signaling, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = sig.whip_token.as_deref() else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "WHIP is off: set whip.token in the config",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        let mut r = error(StatusCode::UNAUTHORIZED, "WHIP needs the bearer token");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"edgecam\""),
+        );
+        Err(r)
+    }
+}
+
+/// Registers the session and answers 201 with the answer, `Location` and `Link`s.
+async fn created(
+    sig: &Arc<Signaling>,
+    kind: &str,
+    peer: Peer,
+    answer: String,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+) -> Response {
+    // Our candidates go into the answer: most WHIP/WHEP clients take no server trickle.
     let mut candidates = Vec::new();
     let _ = tokio::time::timeout(GATHER_LIMIT, async {
         while let Some(event) = events.recv().await {
@@ -143,12 +290,12 @@ pub async fn post(State(sig): State<Arc<Signaling>>, headers: HeaderMap, body: B
     .await;
     let answer = with_candidates(&answer, &candidates);
     let id = session_id();
+    let presenter = peer.is_presenter();
     let session = Arc::new(Session {
         peer: tokio::sync::Mutex::new(Some(peer)),
-        _slot: slot,
     });
     sig.whep.lock().insert(id.clone(), session);
-    tokio::spawn(watch_session(sig.clone(), id.clone(), events));
+    tokio::spawn(watch_session(sig.clone(), id.clone(), events, presenter));
 
     let mut r = (
         StatusCode::CREATED,
@@ -156,7 +303,7 @@ pub async fn post(State(sig): State<Arc<Signaling>>, headers: HeaderMap, body: B
         answer,
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/whep/{id}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("/{kind}/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     for link in ice_server_links(&sig.peers.ice_server_urls()) {
@@ -167,11 +314,13 @@ pub async fn post(State(sig): State<Arc<Signaling>>, headers: HeaderMap, body: B
     r
 }
 
-/// Ends the session when its peer goes away, never connects, or the presenter leaves.
+/// Ends the session when its peer goes away or never connects; a viewer's also when
+/// the presenter leaves.
 async fn watch_session(
     sig: Arc<Signaling>,
     id: String,
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    presenter_session: bool,
 ) {
     let mut presenter = sig.status.presenter.subscribe();
     let mut connected = false;
@@ -184,7 +333,7 @@ async fn watch_session(
                 Some(_) => {}
             },
             _ = tokio::time::sleep_until(deadline), if !connected => break,
-            changed = presenter.changed() => {
+            changed = presenter.changed(), if !presenter_session => {
                 if changed.is_err() || *presenter.borrow_and_update() == Presenter::None {
                     break;
                 }
@@ -194,16 +343,38 @@ async fn watch_session(
     sig.whep.end(&id).await;
 }
 
-pub async fn patch(
+pub async fn patch_whep(
     State(sig): State<Arc<Signaling>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(session) = sig.whep.lock().get(&id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "no such WHEP session");
+    patch(&sig, &id, false, &headers, &body).await
+}
+
+pub async fn patch_whip(
+    State(sig): State<Arc<Signaling>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_bearer(&sig, &headers) {
+        return r;
+    }
+    patch(&sig, &id, true, &headers, &body).await
+}
+
+async fn patch(
+    sig: &Signaling,
+    id: &str,
+    presenter: bool,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let Some(session) = sig.whep.lock().get(id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no such session");
     };
-    if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
+    if !content_type_is(headers, "application/trickle-ice-sdpfrag") {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "candidates are sent as Content-Type: application/trickle-ice-sdpfrag",
@@ -212,12 +383,12 @@ pub async fn patch(
     if body.len() > MAX_SDP_BYTES {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "the fragment is too large");
     }
-    let Ok(frag) = std::str::from_utf8(&body) else {
+    let Ok(frag) = std::str::from_utf8(body) else {
         return error(StatusCode::BAD_REQUEST, "malformed SDP fragment: not UTF-8");
     };
     let peer = session.peer.lock().await;
-    let Some(peer) = peer.as_ref() else {
-        return error(StatusCode::NOT_FOUND, "no such WHEP session");
+    let Some(peer) = peer.as_ref().filter(|p| p.is_presenter() == presenter) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
     };
     for candidate in fragment_candidates(frag) {
         // An unusable or malformed candidate is skipped; the others still count.
@@ -226,20 +397,45 @@ pub async fn patch(
     StatusCode::NO_CONTENT.into_response()
 }
 
-pub async fn delete(State(sig): State<Arc<Signaling>>, Path(id): Path<String>) -> Response {
-    if sig.whep.end(&id).await {
+pub async fn delete_whep(State(sig): State<Arc<Signaling>>, Path(id): Path<String>) -> Response {
+    delete(&sig, &id, false).await
+}
+
+pub async fn delete_whip(
+    State(sig): State<Arc<Signaling>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_bearer(&sig, &headers) {
+        return r;
+    }
+    delete(&sig, &id, true).await
+}
+
+async fn delete(sig: &Signaling, id: &str, presenter: bool) -> Response {
+    let session = sig.whep.lock().get(id).cloned();
+    let is_kind = match session {
+        Some(session) => session
+            .peer
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|p| p.is_presenter() == presenter),
+        None => false,
+    };
+    if is_kind && sig.whep.end(id).await {
         StatusCode::OK.into_response()
     } else {
-        error(StatusCode::NOT_FOUND, "no such WHEP session")
+        error(StatusCode::NOT_FOUND, "no such session")
     }
 }
 
-/// CORS preflight: a player on another origin may use WHEP.
+/// CORS preflight: a page on another origin may use WHIP and WHEP.
 pub async fn options() -> Response {
     (StatusCode::NO_CONTENT, [("accept-post", "application/sdp")]).into_response()
 }
 
-/// CORS headers on every WHEP answer, errors included (else the player sees only a
+/// CORS headers on every WHIP/WHEP answer, errors included (else the player sees only a
 /// network error).
 pub async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut r = next.run(req).await;
