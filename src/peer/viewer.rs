@@ -55,6 +55,72 @@ impl ViewerPeer {
         status: &Arc<Status>,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
+        // Audio only when the presenter sends it (a browser presenter with a microphone).
+        let audio = status
+            .presenter_audio
+            .load(std::sync::atomic::Ordering::Acquire)
+            && offer_sdp.contains("m=audio");
+        let (peer, sender) = Self::build(factory, hub, events, status, audio).await?;
+        let answer = match negotiate(&peer.conn.pc, offer).await {
+            Ok(a) => a,
+            Err(e) => {
+                peer.close().await;
+                return Err(e);
+            }
+        };
+        if negotiated_pt(&sender).await.is_none() || !answer_sends_video(&answer.sdp) {
+            peer.close().await;
+            return Err(PeerError::NoVideo);
+        }
+        Ok((peer, answer.sdp))
+    }
+
+    /// The offering side, for pushing to a WHIP server: returns the peer and its offer
+    /// (video only); give the server's answer to [`ViewerPeer::accept_answer`].
+    pub async fn offer(
+        factory: &PeerFactory,
+        hub: &Arc<Hub>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        status: &Arc<Status>,
+    ) -> Result<(Self, String), PeerError> {
+        let (peer, _sender) = Self::build(factory, hub, events, status, false).await?;
+        let pc = &peer.conn.pc;
+        let offer = async {
+            let offer = pc.create_offer(None).await.map_err(webrtc_err)?;
+            pc.set_local_description(offer.clone())
+                .await
+                .map_err(webrtc_err)?;
+            Ok::<_, PeerError>(offer.sdp)
+        }
+        .await;
+        match offer {
+            Ok(sdp) => Ok((peer, sdp)),
+            Err(e) => {
+                peer.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies the answer to our offer.
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), PeerError> {
+        let answer = RTCSessionDescription::answer(sdp.to_owned())
+            .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+        self.conn
+            .pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| PeerError::BadOffer(e.to_string()))
+    }
+
+    /// The peer with its tracks and the tasks that feed them once it connects.
+    async fn build(
+        factory: &PeerFactory,
+        hub: &Arc<Hub>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        status: &Arc<Status>,
+        with_audio: bool,
+    ) -> Result<(Self, Arc<dyn webrtc::rtp_transceiver::RtpSender>), PeerError> {
         let (connected_tx, connected_rx) = watch::channel(false);
         let handler = Arc::new(Handler {
             events,
@@ -78,12 +144,7 @@ impl ViewerPeer {
             .add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(webrtc_err)?;
-        // Audio only when the presenter sends it (a browser presenter with a microphone).
-        let audio = if status
-            .presenter_audio
-            .load(std::sync::atomic::Ordering::Acquire)
-            && offer_sdp.contains("m=audio")
-        {
+        let audio = if with_audio {
             let assrc = random_u32();
             let t = local_track(RtpCodecKind::Audio, assrc, &audio_codec);
             let s = pc
@@ -94,25 +155,22 @@ impl ViewerPeer {
         } else {
             None
         };
-        let answer = negotiate(&pc, offer).await?;
-        let Some(payload_type) = negotiated_pt(&sender)
-            .await
-            .filter(|_| answer_sends_video(&answer.sdp))
-        else {
-            let _ = pc.close().await;
-            return Err(PeerError::NoVideo);
-        };
 
         let mut tasks = Vec::new();
         // Writer: starts on connect, subscribing then (which forces an IDR), so the first
-        // picture is a fresh keyframe rather than whatever the GOP had queued.
+        // picture is a fresh keyframe rather than whatever the GOP had queued. The payload
+        // type is the negotiated one, known by then on either side of the offer.
         let subscription_hub = hub.clone();
         let writer_track = track.clone();
+        let writer_sender = sender.clone();
         let mut connected = connected_rx.clone();
         tasks.push(tokio::spawn(async move {
             if connected.wait_for(|c| *c).await.is_err() {
                 return;
             }
+            let Some(payload_type) = negotiated_pt(&writer_sender).await else {
+                return;
+            };
             let mut sub = subscription_hub.subscribe();
             let mut framer = rtp::RtpFramer::new(ssrc, random_u32() as u16, random_u32());
             while let Some(frame) = sub.frames.recv().await {
@@ -124,15 +182,16 @@ impl ViewerPeer {
                 }
             }
         }));
-        if let Some((atrack, asender, assrc)) = audio
-            && let Some(apt) = negotiated_pt(&asender).await
-        {
+        if let Some((atrack, asender, assrc)) = audio {
             let mut rx = hub.audio.subscribe();
             let mut connected = connected_rx.clone();
             tasks.push(tokio::spawn(async move {
                 if connected.wait_for(|c| *c).await.is_err() {
                     return;
                 }
+                let Some(apt) = negotiated_pt(&asender).await else {
+                    return;
+                };
                 let mut seq = random_u32() as u16;
                 loop {
                     let packet: Arc<AudioPacket> = match rx.recv().await {
@@ -184,7 +243,7 @@ impl ViewerPeer {
                     tasks,
                 },
             },
-            answer.sdp,
+            sender,
         ))
     }
 
