@@ -92,6 +92,17 @@ pub async fn serve_with(
         whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),
     });
+    let upstream = config.upstream.clone().map(|(url, token)| {
+        tokio::spawn(crate::upstream::run(
+            url,
+            token,
+            signaling.peers.clone(),
+            signaling.hub.clone(),
+            status.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    let sessions = signaling.clone();
     let router = crate::web::router(signaling);
     let addr = listener.local_addr()?;
     tracing::info!("serving on http://{addr}/");
@@ -117,6 +128,11 @@ pub async fn serve_with(
     let _ = tokio::time::timeout(Duration::from_millis(1500), async {
         let _ = camera.await;
         let _ = gpio.await;
+        sessions.whep.end_all().await;
+        // The upstream publisher stops with the daemon (its server sees the peer go).
+        if let Some(u) = upstream {
+            let _ = u.await;
+        }
     })
     .await;
     if let Some(w) = watchdog {

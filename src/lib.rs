@@ -24,6 +24,7 @@
 //! - [`gpio`]: button and LEDs (rppal on a Pi, a simulator elsewhere).
 //! - [`provision`]: applies the boot partition's settings file at boot.
 //! - [`status`]: live state behind `/api/status` and the data channels.
+//! - [`upstream`]: pushes the stream to a bigger server over WHIP.
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
 //! Architecture invariants:
@@ -45,4 +46,5 @@ pub mod peer;
 pub mod provision;
 pub mod signaling;
 pub mod status;
+pub mod upstream;
 pub mod web;

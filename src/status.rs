@@ -48,6 +48,8 @@ pub struct Status {
     pub texts: broadcast::Sender<String>,
     /// A rejected boot-partition settings file: shown on the page, the status LED blinks.
     pub config_error: Mutex<Option<String>>,
+    /// The push to `upstream.whip_url`, when configured.
+    upstream: Mutex<Option<crate::upstream::UpstreamState>>,
 }
 
 struct Inner {
@@ -97,6 +99,8 @@ pub struct Snapshot {
     pub leds: Leds,
     /// Why the last provisioning file was rejected, if it was.
     pub config_error: Option<String>,
+    /// The push to an upstream WHIP server (`null` when none is configured).
+    pub upstream: Option<crate::upstream::UpstreamState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +133,7 @@ impl Status {
             presenter_audio: AtomicBool::new(false),
             texts: broadcast::channel(32).0,
             config_error: Mutex::new(None),
+            upstream: Mutex::new(None),
         });
         status.refresh_channel();
         status
@@ -165,6 +170,10 @@ impl Status {
             status,
             viewers,
         };
+    }
+
+    pub fn set_upstream(&self, state: Option<crate::upstream::UpstreamState>) {
+        *self.upstream.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
     pub fn config_error(&self) -> Option<String> {
@@ -273,6 +282,11 @@ impl Status {
             bytes_encoded: i.run.bytes.load(Ordering::Relaxed),
             leds: i.leds.clone(),
             config_error: self.config_error(),
+            upstream: self
+                .upstream
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),

@@ -47,6 +47,8 @@ const KNOWN_KEYS: &[&str] = &[
     "auth.viewer_password_hash",
     "auth.admin_password_hash",
     "whip.token",
+    "upstream.whip_url",
+    "upstream.token",
     "provisioning.hostname",
     "provisioning.wifi_ssid",
     "provisioning.wifi_psk",
@@ -478,6 +480,30 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let max = r.number("viewers.max", 1, 1000);
     let gpio = read_gpio(&mut r);
     let provisioning = read_provisioning(&mut r);
+    let upstream_token = r
+        .text("upstream.token")
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if upstream_token
+        .as_deref()
+        .is_some_and(|t| !t.chars().all(|c| c.is_ascii_graphic()))
+    {
+        r.fail(
+            "upstream.token",
+            "a bearer token has printable characters only, no spaces".into(),
+        );
+    }
+    let upstream = match r.text("upstream.whip_url") {
+        Some(u) if u.trim().is_empty() => None,
+        Some(u) => match crate::upstream::parse_url(u.trim()) {
+            Ok(_) => Some((u.trim().to_string(), upstream_token)),
+            Err(msg) => {
+                r.fail("upstream.whip_url", msg);
+                None
+            }
+        },
+        None => None,
+    };
     let whip_token = match r.text("whip.token") {
         Some(t) if t.trim().is_empty() => None,
         Some(t) => {
@@ -578,6 +604,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             state: StateConfig { dir: state_dir },
             auth,
             whip_token,
+            upstream,
             provisioning,
         }),
         _ => Err(ConfigError::Invalid(vec![KeyError {

@@ -25,6 +25,8 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// The bearer token WHIP publishers must send; `None`: WHIP is off.
     pub whip_token: Option<String>,
+    /// `upstream.whip_url` and `upstream.token`: where to push the stream, if anywhere.
+    pub upstream: Option<(String, Option<String>)>,
     /// The boot partition file's `[provisioning]` section, when present.
     pub provisioning: Option<crate::provision::Provisioning>,
 }

@@ -82,6 +82,14 @@ impl Sessions {
         self.len() == 0
     }
 
+    /// Ends every session (the daemon is stopping).
+    pub async fn end_all(&self) {
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in ids {
+            self.end(&id).await;
+        }
+    }
+
     async fn end(&self, id: &str) -> bool {
         let Some(session) = self.lock().remove(id) else {
             return false;
@@ -323,6 +331,7 @@ async fn watch_session(
     presenter_session: bool,
 ) {
     let mut presenter = sig.status.presenter.subscribe();
+    let mut closing = sig.closing.clone();
     let mut connected = false;
     let deadline = tokio::time::Instant::now() + CONNECT_LIMIT;
     loop {
@@ -333,6 +342,7 @@ async fn watch_session(
                 Some(_) => {}
             },
             _ = tokio::time::sleep_until(deadline), if !connected => break,
+            _ = closing.wait_for(|c| *c) => break,
             changed = presenter.changed(), if !presenter_session => {
                 if changed.is_err() || *presenter.borrow_and_update() == Presenter::None {
                     break;
