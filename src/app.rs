@@ -88,6 +88,7 @@ pub async fn serve_with(
             config.auth.clone(),
             &config.state.dir,
         )),
+        allowed_origins: config.http.allowed_origins.clone(),
         whep: Default::default(),
         whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),

@@ -19,6 +19,7 @@ pub const EXAMPLE: &str = include_str!("edgecam.example.toml");
 /// Every key this version understands, so typos are reported instead of ignored.
 const KNOWN_KEYS: &[&str] = &[
     "http.listen",
+    "http.allowed_origins",
     "camera.source",
     "camera.width",
     "camera.height",
@@ -61,6 +62,7 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
+    "http.allowed_origins",
     "webrtc.ice_servers",
     "webrtc.nat_ips",
     "webrtc.bind_ips",
@@ -447,6 +449,19 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             None
         }
     });
+    let allowed_origins: Vec<String> = r
+        .list("http.allowed_origins")
+        .into_iter()
+        .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+        .collect();
+    for o in &allowed_origins {
+        if !(o.starts_with("http://") || o.starts_with("https://")) || o.matches('/').count() != 2 {
+            r.fail(
+                "http.allowed_origins",
+                format!("{o:?} is not an origin such as https://example.org or http://host:8000"),
+            );
+        }
+    }
     let source = r.parse("camera.source");
     let width = r.number("camera.width", 16, 7680);
     let height = r.number("camera.height", 16, 4320);
@@ -580,7 +595,10 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             Some(udp_ports),
             Some(max),
         ) => Ok(Config {
-            http: HttpConfig { listen },
+            http: HttpConfig {
+                listen,
+                allowed_origins,
+            },
             camera: CameraConfig {
                 source,
                 width: width as u32,

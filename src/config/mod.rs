@@ -91,6 +91,9 @@ pub struct StateConfig {
 pub struct HttpConfig {
     /// Where the page, the API and the signaling WebSocket listen.
     pub listen: SocketAddr,
+    /// Web origins besides the camera's own whose pages may open the signaling WebSocket
+    /// (e.g. a Kurento tutorial page hosted elsewhere), as `scheme://host[:port]`.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -22,6 +22,8 @@ pub struct Signaling {
     pub control: Arc<crate::control::Control>,
     /// Who may watch and who may present.
     pub auth: Arc<crate::auth::Auth>,
+    /// `http.allowed_origins`: other web origins whose pages may open the WebSocket.
+    pub allowed_origins: Vec<String>,
     /// WHEP viewers and the WHIP publisher.
     pub whep: wish::Sessions,
     /// `whip.token`: the bearer token WHIP publishers must send; `None` turns WHIP off.

@@ -135,13 +135,45 @@ async fn asset(name: &'static str) -> Response {
 async fn websocket(
     State(sig): State<Arc<Signaling>>,
     Extension(access): Extension<login::Access>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if !origin_allowed(
+        text(header::ORIGIN),
+        text(header::HOST),
+        &sig.allowed_origins,
+    ) {
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-origin WebSocket refused: add the page's origin to http.allowed_origins\n",
+        )
+            .into_response();
+    }
     // Frames above the protocol limit are still read (up to 4x) so the client gets a
     // clear `error` message instead of a dropped connection.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
         .max_frame_size(4 * MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| session::run(sig, access.0, socket))
+}
+
+/// Whether a browser page from `origin` may open the signaling WebSocket: its own pages
+/// (origin host = `Host`), listed origins, and clients that send no Origin (not browsers).
+/// Stops a web site the user happens to visit from driving the camera from their browser.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    if let (Some(a), Some(h)) = (authority, host)
+        && a.eq_ignore_ascii_case(h.trim())
+    {
+        return true;
+    }
+    allowed.iter().any(|o| *o == origin)
 }
 
 /// Starts or stops the camera exactly as the button does; answers with the new state.
@@ -177,6 +209,42 @@ mod tests {
             !page.contains("href=\"/style.css\""),
             "stylesheet link replaced"
         );
+    }
+
+    #[test]
+    fn websocket_origins() {
+        let allowed = vec!["https://tutorial.example".to_string()];
+        assert!(
+            origin_allowed(None, Some("cam:8080"), &[]),
+            "tools send no Origin"
+        );
+        assert!(origin_allowed(
+            Some("http://cam:8080"),
+            Some("cam:8080"),
+            &[]
+        ));
+        assert!(origin_allowed(
+            Some("http://CAM:8080/"),
+            Some("cam:8080"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            Some("http://evil.example"),
+            Some("cam:8080"),
+            &[]
+        ));
+        assert!(!origin_allowed(Some("null"), Some("cam:8080"), &[]));
+        assert!(!origin_allowed(Some("http://cam:8080"), None, &[]));
+        assert!(origin_allowed(
+            Some("https://tutorial.example"),
+            Some("cam"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            Some("https://tutorial.example.evil"),
+            Some("cam"),
+            &allowed
+        ));
     }
 
     #[test]
