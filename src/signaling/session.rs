@@ -8,6 +8,7 @@ use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerPeer};
 use crate::status::Presenter;
 use axum::extract::ws::{Message, WebSocket};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use webrtc::peer_connection::RTCIceCandidateInit;
@@ -227,6 +228,11 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
         events: None,
     };
 
+    // A client that goes silent (a laptop closed, a network gone) is pinged, and closed
+    // when not even a pong comes back: its peer and viewer place are freed.
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    let mut last_heard = Instant::now();
     'session: loop {
         let deadline = s.deadline;
         let out: Vec<ServerMessage> = tokio::select! {
@@ -250,13 +256,31 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
                 let _ = socket.send(Message::Close(None)).await;
                 break 'session;
             },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENT_LIMIT {
+                    tracing::info!("closing a silent signaling connection");
+                    let _ = socket.send(Message::Close(None)).await;
+                    break 'session;
+                }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break 'session;
+                }
+                vec![]
+            },
             msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(text))) => s.handle(text.as_str()).await,
+                Some(Ok(Message::Text(text))) => {
+                    last_heard = Instant::now();
+                    s.handle(text.as_str()).await
+                }
                 Some(Ok(Message::Binary(_))) => vec![ServerMessage::Error {
                     message: "binary frames are not part of the protocol; send JSON text".into(),
                 }],
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => vec![], // ping/pong are answered by axum
+                Some(Ok(_)) => {
+                    // Pings are answered by axum; pongs and pings show the client lives.
+                    last_heard = Instant::now();
+                    vec![]
+                }
             },
             Some(event) = next_event(&mut s.events) => match event {
                 PeerEvent::Candidate(c) => vec![ServerMessage::IceCandidate { candidate: to_wire(c) }],
@@ -289,6 +313,11 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
     }
     s.release().await;
 }
+
+/// How often a connection is pinged, and how long it may stay silent (no message, no
+/// pong) before it is closed.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Resolves once the daemon shuts down (the guard `wait_for` returns is not Send).
 async fn daemon_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
