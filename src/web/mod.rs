@@ -1,6 +1,7 @@
 //! HTTP: the embedded viewer page, the signaling WebSocket, status and health.
 
 mod login;
+pub mod metrics;
 
 use crate::auth::Role;
 use crate::control::Command;
@@ -57,6 +58,7 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route("/presenter.js", get(|| asset("presenter.js")))
         .route("/api/stream/start", post(|s| stream(s, Command::Start)))
         .route("/api/stream/stop", post(|s| stream(s, Command::Stop)))
+        .route("/metrics", get(prometheus))
         .route_layer(gate(Role::Admin));
     Router::new()
         .merge(viewer)
@@ -182,6 +184,20 @@ async fn stream(State(sig): State<Arc<Signaling>>, cmd: Command) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(serde_json::json!({"streaming": on})),
+    )
+        .into_response()
+}
+
+async fn prometheus(State(sig): State<Arc<Signaling>>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        metrics::render(&sig.status.snapshot()),
     )
         .into_response()
 }

@@ -1,0 +1,139 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4), from the same snapshot as
+//! `/api/status`. Counters of the encoder restart with each pipeline run; Prometheus's
+//! `rate()` takes such resets in its stride. Bitrate is `rate(edgecam_bytes_encoded_total)`.
+
+use crate::status::{Pipeline, Presenter, Snapshot};
+use std::fmt::Write;
+
+/// The snapshot as Prometheus text.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        }
+    };
+    let f = |v: u64| v as f64;
+    metric(
+        "edgecam_viewers",
+        "gauge",
+        "Viewers with a peer (WebSocket and WHEP).",
+        &[("", s.viewers as f64)],
+    );
+    metric(
+        "edgecam_viewers_max",
+        "gauge",
+        "Most viewers at once (viewers.max).",
+        &[("", s.viewers_max as f64)],
+    );
+    let presenter = |p: Presenter| if s.presenter == p { 1.0 } else { 0.0 };
+    metric(
+        "edgecam_presenter",
+        "gauge",
+        "Who presents: 1 for the current kind.",
+        &[
+            ("kind=\"camera\"", presenter(Presenter::Camera)),
+            ("kind=\"browser\"", presenter(Presenter::Browser)),
+            ("kind=\"none\"", presenter(Presenter::None)),
+        ],
+    );
+    metric(
+        "edgecam_pipeline_up",
+        "gauge",
+        "1 while the camera pipeline delivers frames.",
+        &[(
+            "",
+            if s.pipeline == Pipeline::Running {
+                1.0
+            } else {
+                0.0
+            },
+        )],
+    );
+    metric(
+        "edgecam_pipeline_restarts_total",
+        "counter",
+        "Camera pipeline restarts after errors or stalls.",
+        &[("", f(s.pipeline_restarts))],
+    );
+    metric(
+        "edgecam_frames_encoded_total",
+        "counter",
+        "Access units from the encoder (this pipeline run).",
+        &[("", f(s.frames_encoded))],
+    );
+    metric(
+        "edgecam_keyframes_total",
+        "counter",
+        "Keyframes from the encoder (this pipeline run).",
+        &[("", f(s.keyframes))],
+    );
+    metric(
+        "edgecam_forced_idrs_total",
+        "counter",
+        "Keyframes forced on request (this pipeline run).",
+        &[("", f(s.forced_idrs))],
+    );
+    metric(
+        "edgecam_bytes_encoded_total",
+        "counter",
+        "Encoded bytes (this pipeline run).",
+        &[("", f(s.bytes_encoded))],
+    );
+    metric(
+        "edgecam_fanout_frames_in_total",
+        "counter",
+        "Frames into the fan-out.",
+        &[("", f(s.fanout.frames_in))],
+    );
+    metric(
+        "edgecam_fanout_frames_out_total",
+        "counter",
+        "Frames handed to viewers, summed over viewers.",
+        &[("", f(s.fanout.frames_out))],
+    );
+    metric(
+        "edgecam_fanout_dropped_total",
+        "counter",
+        "Frames a viewer did not get, by reason.",
+        &[
+            ("reason=\"queue_full\"", f(s.fanout.dropped_queue_full)),
+            (
+                "reason=\"keyframe_wait\"",
+                f(s.fanout.skipped_keyframe_wait),
+            ),
+        ],
+    );
+    metric(
+        "edgecam_keyframe_requests_total",
+        "counter",
+        "Keyframe requests from joins and PLI/FIR.",
+        &[("", f(s.fanout.keyframe_requests))],
+    );
+    metric(
+        "edgecam_fanout_subscribers",
+        "gauge",
+        "Subscribers of the fan-out (viewers and the upstream push).",
+        &[("", s.fanout.subscribed as f64)],
+    );
+    let upstream = match &s.upstream {
+        None => None,
+        Some(crate::upstream::UpstreamState::Live { .. }) => Some(1.0),
+        Some(_) => Some(0.0),
+    };
+    if let Some(up) = upstream {
+        metric(
+            "edgecam_upstream_live",
+            "gauge",
+            "1 while the push to upstream.whip_url is live.",
+            &[("", up)],
+        );
+    }
+    out
+}
