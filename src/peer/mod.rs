@@ -439,10 +439,33 @@ struct Connection {
     /// Media sockets are bound to loopback only, so only loopback candidates can pair.
     loopback_only: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Remote candidates offered so far: a flood is refused, not stored.
+    candidates: AtomicUsize,
 }
 
+/// Remote ICE candidates one peer may add (a browser sends a handful).
+pub const MAX_REMOTE_CANDIDATES: usize = 64;
+
 impl Connection {
+    fn new(
+        pc: Arc<dyn PeerConnection>,
+        loopback_only: bool,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            pc,
+            loopback_only,
+            tasks,
+            candidates: AtomicUsize::new(0),
+        }
+    }
+
     async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), PeerError> {
+        if self.candidates.fetch_add(1, Ordering::Relaxed) >= MAX_REMOTE_CANDIDATES {
+            return Err(PeerError::BadCandidate(format!(
+                "too many ICE candidates for one peer (limit {MAX_REMOTE_CANDIDATES})"
+            )));
+        }
         add_remote_candidate(&self.pc, self.loopback_only, candidate).await
     }
 

@@ -94,11 +94,7 @@ impl PresenterPeer {
         let loopback_only = factory.loopback_only();
         Ok((
             Self {
-                conn: Connection {
-                    pc,
-                    loopback_only,
-                    tasks,
-                },
+                conn: Connection::new(pc, loopback_only, tasks),
             },
             answer.sdp,
         ))

@@ -237,11 +237,7 @@ impl ViewerPeer {
         let loopback_only = factory.loopback_only();
         Ok((
             Self {
-                conn: Connection {
-                    pc,
-                    loopback_only,
-                    tasks,
-                },
+                conn: Connection::new(pc, loopback_only, tasks),
             },
             sender,
         ))
