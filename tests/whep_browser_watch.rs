@@ -4,38 +4,7 @@
 mod common;
 
 use common::Daemon;
-use common::browser::Browser;
-
-const WATCH: &str = r#"(async () => {
-  const pc = new RTCPeerConnection();
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  const v = document.createElement('video');
-  v.muted = true; v.autoplay = true; v.playsInline = true;
-  document.body.appendChild(v);
-  pc.ontrack = e => { v.srcObject = new MediaStream([e.track]); };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise(r => {
-    if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
-    setTimeout(r, 2000);
-  });
-  const res = await fetch('/whep', { method: 'POST', headers: { 'Content-Type': 'application/sdp' },
-                                     body: pc.localDescription.sdp });
-  const answer = await res.text();
-  window.whep = { pc, video: v, status: res.status, location: res.headers.get('Location'),
-                  type: res.headers.get('Content-Type') };
-  if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  return { status: res.status, location: window.whep.location, type: window.whep.type,
-           candidates: (answer.match(/a=candidate:/g) || []).length };
-})()"#;
-
-const PROBE: &str = r#"(async () => {
-  let frames = 0;
-  (await window.whep.pc.getStats()).forEach(r => {
-    if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0;
-  });
-  return { frames, width: window.whep.video.videoWidth, pc: window.whep.pc.connectionState };
-})()"#;
+use common::browser::{Browser, WHEP_PROBE as PROBE, WHEP_WATCH as WATCH};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_watches_over_whep_with_fetch() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::browser::{Browser, VIEWER_PROBE};
+use common::browser::{Browser, VIEWER_PROBE, WHEP_PROBE, WHEP_WATCH};
 use common::{Daemon, header, http_full};
 
 const TOKEN: &str = "whip-token-0123456789";
@@ -75,6 +75,27 @@ async fn chromium_presents_over_whip_and_a_viewer_decodes() {
         )
         .await;
     eprintln!("viewer of the WHIP publisher: {v}");
+    // And a WHEP player gets it too.
+    let player = browser.open(&daemon.url("/healthz")).await;
+    player
+        .wait_for(
+            "document.readyState === 'complete' && location.pathname",
+            20,
+            "the player page loaded",
+            |v| v == "/healthz",
+        )
+        .await;
+    let r = player.eval(WHEP_WATCH).await;
+    assert_eq!(r["status"], 201, "{r}");
+    player
+        .wait_for(
+            WHEP_PROBE,
+            30,
+            "the WHEP player decodes the WHIP stream",
+            |v| v["frames"].as_u64().unwrap_or(0) > 5,
+        )
+        .await;
+    player.close().await;
 
     // One presenter at a time: a second publisher is refused with 409.
     let offer = common::rust_viewer::RustViewer::offer_sdp().await;

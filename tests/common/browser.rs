@@ -232,3 +232,36 @@ pub const VIEWER_PROBE: &str = r#"(async () => {
            badge: document.getElementById('state').textContent,
            viewers: document.getElementById('viewers').textContent };
 })()"#;
+
+/// JS: watch over WHEP with plain `fetch` from a page of the daemon's origin.
+pub const WHEP_WATCH: &str = r#"(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const v = document.createElement('video');
+  v.muted = true; v.autoplay = true; v.playsInline = true;
+  document.body.appendChild(v);
+  pc.ontrack = e => { v.srcObject = new MediaStream([e.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(r => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+    setTimeout(r, 2000);
+  });
+  const res = await fetch('/whep', { method: 'POST', headers: { 'Content-Type': 'application/sdp' },
+                                     body: pc.localDescription.sdp });
+  const answer = await res.text();
+  window.whep = { pc, video: v, status: res.status, location: res.headers.get('Location'),
+                  type: res.headers.get('Content-Type') };
+  if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  return { status: res.status, location: window.whep.location, type: window.whep.type,
+           candidates: (answer.match(/a=candidate:/g) || []).length };
+})()"#;
+
+/// JS: frames decoded by the WHEP player of `WHEP_WATCH`.
+pub const WHEP_PROBE: &str = r#"(async () => {
+  let frames = 0;
+  (await window.whep.pc.getStats()).forEach(r => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0;
+  });
+  return { frames, width: window.whep.video.videoWidth, pc: window.whep.pc.connectionState };
+})()"#;
