@@ -6,7 +6,7 @@
 
 use crate::fanout::Hub;
 use crate::peer::{PeerEvent, PeerFactory, ViewerPeer};
-use crate::signaling::wish::with_candidates;
+use crate::signaling::wish::{gather, with_candidates};
 use crate::status::Status;
 use serde::Serialize;
 use std::sync::Arc;
@@ -94,18 +94,7 @@ async fn publish(
         .map_err(|e| e.to_string())?;
     let result = async {
         // Whole offer, candidates included: not every WHIP server takes trickle.
-        let mut candidates = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(e) = events.recv().await {
-                match e {
-                    PeerEvent::Candidate(c) => candidates.push(c.candidate),
-                    PeerEvent::GatheringComplete | PeerEvent::Gone => break,
-                    PeerEvent::Connected => {}
-                }
-            }
-        })
-        .await;
-        let offer = with_candidates(&offer, &candidates);
+        let offer = with_candidates(&offer, &gather(&mut events).await);
         let mut headers = vec![("Content-Type".to_string(), "application/sdp".to_string())];
         if let Some(t) = token {
             headers.push(("Authorization".into(), format!("Bearer {t}")));

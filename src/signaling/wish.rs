@@ -285,18 +285,7 @@ async fn created(
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
 ) -> Response {
     // Our candidates go into the answer: most WHIP/WHEP clients take no server trickle.
-    let mut candidates = Vec::new();
-    let _ = tokio::time::timeout(GATHER_LIMIT, async {
-        while let Some(event) = events.recv().await {
-            match event {
-                PeerEvent::Candidate(c) => candidates.push(c.candidate),
-                PeerEvent::GatheringComplete | PeerEvent::Gone => break,
-                PeerEvent::Connected => {}
-            }
-        }
-    })
-    .await;
-    let answer = with_candidates(&answer, &candidates);
+    let answer = with_candidates(&answer, &gather(&mut events).await);
     let id = session_id();
     let presenter = peer.is_presenter();
     let session = Arc::new(Session {
@@ -469,7 +458,23 @@ pub async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> 
     r
 }
 
-/// The answer with our candidates and `a=end-of-candidates` in every media section.
+/// Our local candidates as they are announced, until gathering completes (bounded).
+pub async fn gather(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Vec<String> {
+    let mut candidates = Vec::new();
+    let _ = tokio::time::timeout(GATHER_LIMIT, async {
+        while let Some(event) = events.recv().await {
+            match event {
+                PeerEvent::Candidate(c) => candidates.push(c.candidate),
+                PeerEvent::GatheringComplete | PeerEvent::Gone => break,
+                PeerEvent::Connected => {}
+            }
+        }
+    })
+    .await;
+    candidates
+}
+
+/// The SDP with our candidates and `a=end-of-candidates` in every media section.
 pub fn with_candidates(sdp: &str, candidates: &[String]) -> String {
     let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
     let block: String = candidates
