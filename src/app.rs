@@ -89,6 +89,8 @@ pub async fn serve_with(
             &config.state.dir,
         )),
         allowed_origins: config.http.allowed_origins.clone(),
+        connections: Default::default(),
+        per_address_max: config.http.max_connections_per_address,
         whep: Default::default(),
         whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),

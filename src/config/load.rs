@@ -20,6 +20,7 @@ pub const EXAMPLE: &str = include_str!("edgecam.example.toml");
 const KNOWN_KEYS: &[&str] = &[
     "http.listen",
     "http.allowed_origins",
+    "http.max_connections_per_address",
     "camera.source",
     "camera.width",
     "camera.height",
@@ -462,6 +463,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             );
         }
     }
+    let per_address = r.number("http.max_connections_per_address", 1, 10_000);
     let source = r.parse("camera.source");
     let width = r.number("camera.width", 16, 7680);
     let height = r.number("camera.height", 16, 4320);
@@ -598,6 +600,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             http: HttpConfig {
                 listen,
                 allowed_origins,
+                // Read with the others; a bad value already returned an error above.
+                max_connections_per_address: per_address.unwrap_or(32) as usize,
             },
             camera: CameraConfig {
                 source,

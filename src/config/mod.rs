@@ -94,6 +94,8 @@ pub struct HttpConfig {
     /// Web origins besides the camera's own whose pages may open the signaling WebSocket
     /// (e.g. a Kurento tutorial page hosted elsewhere), as `scheme://host[:port]`.
     pub allowed_origins: Vec<String>,
+    /// Signaling WebSockets one client address may hold open at once.
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

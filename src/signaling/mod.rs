@@ -24,12 +24,53 @@ pub struct Signaling {
     pub auth: Arc<crate::auth::Auth>,
     /// `http.allowed_origins`: other web origins whose pages may open the WebSocket.
     pub allowed_origins: Vec<String>,
+    /// Open signaling connections per client address, bounded by `per_address_max`.
+    pub connections: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    pub per_address_max: usize,
     /// WHEP viewers and the WHIP publisher.
     pub whep: wish::Sessions,
     /// `whip.token`: the bearer token WHIP publishers must send; `None` turns WHIP off.
     pub whip_token: Option<String>,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// One open signaling connection of an address; released on drop.
+pub struct ConnectionSlot {
+    ctx: Arc<Signaling>,
+    ip: std::net::IpAddr,
+}
+
+impl Signaling {
+    /// Counts a new connection from `ip`, or `None` when that address has its maximum.
+    pub fn open_connection(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ConnectionSlot> {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.per_address_max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            ctx: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .ctx
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A reserved place among `viewers.max`; released on drop.

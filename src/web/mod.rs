@@ -137,6 +137,7 @@ async fn asset(name: &'static str) -> Response {
 async fn websocket(
     State(sig): State<Arc<Signaling>>,
     Extension(access): Extension<login::Access>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -152,11 +153,27 @@ async fn websocket(
         )
             .into_response();
     }
+    let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |Extension(c)| {
+        c.0.ip()
+    });
+    let Some(slot) = sig.open_connection(ip) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this address already holds {} signaling connections (http.max_connections_per_address)\n",
+                sig.per_address_max
+            ),
+        )
+            .into_response();
+    };
     // Frames above the protocol limit are still read (up to 4x) so the client gets a
     // clear `error` message instead of a dropped connection.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
         .max_frame_size(4 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session::run(sig, access.0, socket))
+        .on_upgrade(move |socket| async move {
+            session::run(sig, access.0, socket).await;
+            drop(slot);
+        })
 }
 
 /// Whether a browser page from `origin` may open the signaling WebSocket: its own pages
