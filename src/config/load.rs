@@ -574,7 +574,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     if !r.errors.is_empty() {
         return Err(ConfigError::Invalid(r.errors));
     }
-    let (Some(gpio), Some(state_dir)) = (gpio, state_dir) else {
+    let (Some(gpio), Some(state_dir), Some(per_address)) = (gpio, state_dir, per_address) else {
         return Err(ConfigError::Invalid(vec![KeyError {
             key: "(internal)".into(),
             message: "a value was missing without an error; please report this".into(),
@@ -600,8 +600,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             http: HttpConfig {
                 listen,
                 allowed_origins,
-                // Read with the others; a bad value already returned an error above.
-                max_connections_per_address: per_address.unwrap_or(32) as usize,
+                max_connections_per_address: per_address as usize,
             },
             camera: CameraConfig {
                 source,
