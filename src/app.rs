@@ -91,7 +91,7 @@ pub async fn serve_with(
         allowed_origins: config.http.allowed_origins.clone(),
         connections: Default::default(),
         per_address_max: config.http.max_connections_per_address,
-        whep: Default::default(),
+        wish: Default::default(),
         whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),
     });
@@ -131,7 +131,8 @@ pub async fn serve_with(
     let _ = tokio::time::timeout(Duration::from_millis(1500), async {
         let _ = camera.await;
         let _ = gpio.await;
-        sessions.whep.end_all().await;
+        // WHIP/WHEP sessions end now: each one's watcher then sees its peer go.
+        sessions.wish.end_all().await;
         // The upstream publisher stops with the daemon (its server sees the peer go).
         if let Some(u) = upstream {
             let _ = u.await;

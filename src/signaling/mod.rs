@@ -28,7 +28,7 @@ pub struct Signaling {
     pub connections: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     pub per_address_max: usize,
     /// WHEP viewers and the WHIP publisher.
-    pub whep: wish::Sessions,
+    pub wish: wish::Sessions,
     /// `whip.token`: the bearer token WHIP publishers must send; `None` turns WHIP off.
     pub whip_token: Option<String>,
     /// Becomes true when the daemon shuts down; every session then closes its socket.

@@ -291,7 +291,7 @@ async fn created(
     let session = Arc::new(Session {
         peer: tokio::sync::Mutex::new(Some(peer)),
     });
-    sig.whep.lock().insert(id.clone(), session);
+    sig.wish.lock().insert(id.clone(), session);
     tokio::spawn(watch_session(sig.clone(), id.clone(), events, presenter));
 
     let mut r = (
@@ -320,7 +320,6 @@ async fn watch_session(
     presenter_session: bool,
 ) {
     let mut presenter = sig.status.presenter.subscribe();
-    let mut closing = sig.closing.clone();
     let mut connected = false;
     let deadline = tokio::time::Instant::now() + CONNECT_LIMIT;
     loop {
@@ -331,7 +330,6 @@ async fn watch_session(
                 Some(_) => {}
             },
             _ = tokio::time::sleep_until(deadline), if !connected => break,
-            _ = closing.wait_for(|c| *c) => break,
             changed = presenter.changed(), if !presenter_session => {
                 if changed.is_err() || *presenter.borrow_and_update() == Presenter::None {
                     break;
@@ -339,7 +337,7 @@ async fn watch_session(
             }
         }
     }
-    sig.whep.end(&id).await;
+    sig.wish.end(&id).await;
 }
 
 pub async fn patch_whep(
@@ -370,7 +368,7 @@ async fn patch(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    let Some(session) = sig.whep.lock().get(id).cloned() else {
+    let Some(session) = sig.wish.lock().get(id).cloned() else {
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     if !content_type_is(headers, "application/trickle-ice-sdpfrag") {
@@ -412,7 +410,7 @@ pub async fn delete_whip(
 }
 
 async fn delete(sig: &Signaling, id: &str, presenter: bool) -> Response {
-    let session = sig.whep.lock().get(id).cloned();
+    let session = sig.wish.lock().get(id).cloned();
     let is_kind = match session {
         Some(session) => session
             .peer
@@ -422,7 +420,7 @@ async fn delete(sig: &Signaling, id: &str, presenter: bool) -> Response {
             .is_some_and(|p| p.is_presenter() == presenter),
         None => false,
     };
-    if is_kind && sig.whep.end(id).await {
+    if is_kind && sig.wish.end(id).await {
         StatusCode::OK.into_response()
     } else {
         error(StatusCode::NOT_FOUND, "no such session")
