@@ -3,9 +3,12 @@
 
 use crate::encode::RunStats;
 use crate::fanout::Hub;
+use crate::peer::link_stats::{LinkQuality, LinkStats};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{broadcast, watch};
 
 /// Who is presenting.
@@ -50,6 +53,47 @@ pub struct Status {
     pub config_error: Mutex<Option<String>>,
     /// The push to `upstream.whip_url`, when configured.
     upstream: Mutex<Option<crate::upstream::UpstreamState>>,
+    /// Every viewer peer's link statistics, by viewer id.
+    links: Mutex<BTreeMap<u64, LinkEntry>>,
+    next_link: AtomicU64,
+}
+
+/// How a viewer reached the camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewerKind {
+    WebSocket,
+    Whep,
+    /// The push to `upstream.whip_url` (a WHIP server watching us).
+    Upstream,
+}
+
+struct LinkEntry {
+    kind: ViewerKind,
+    since: Instant,
+    stats: Arc<LinkStats>,
+}
+
+/// A viewer's entry in the link list; dropping it (with the peer) removes the entry.
+pub struct LinkGuard {
+    pub id: u64,
+    status: Arc<Status>,
+}
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        self.status.lock_links().remove(&self.id);
+    }
+}
+
+/// One viewer in `/api/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewerLink {
+    pub id: u64,
+    pub kind: ViewerKind,
+    pub connected_s: u64,
+    #[serde(flatten)]
+    pub quality: LinkQuality,
 }
 
 struct Inner {
@@ -101,6 +145,8 @@ pub struct Snapshot {
     pub config_error: Option<String>,
     /// The push to an upstream WHIP server (`null` when none is configured).
     pub upstream: Option<crate::upstream::UpstreamState>,
+    /// Each viewer's link: RTT and loss from its RTCP receiver reports, send bitrate.
+    pub viewer_links: Vec<ViewerLink>,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +180,8 @@ impl Status {
             texts: broadcast::channel(32).0,
             config_error: Mutex::new(None),
             upstream: Mutex::new(None),
+            links: Mutex::new(BTreeMap::new()),
+            next_link: AtomicU64::new(1),
         });
         status.refresh_channel();
         status
@@ -141,6 +189,39 @@ impl Status {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_links(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, LinkEntry>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists a viewer's link until the returned guard is dropped.
+    pub fn register_link(self: &Arc<Self>, kind: ViewerKind, stats: Arc<LinkStats>) -> LinkGuard {
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        self.lock_links().insert(
+            id,
+            LinkEntry {
+                kind,
+                since: Instant::now(),
+                stats,
+            },
+        );
+        LinkGuard {
+            id,
+            status: self.clone(),
+        }
+    }
+
+    pub fn viewer_links(&self) -> Vec<ViewerLink> {
+        self.lock_links()
+            .iter()
+            .map(|(id, e)| ViewerLink {
+                id: *id,
+                kind: e.kind,
+                connected_s: e.since.elapsed().as_secs(),
+                quality: e.stats.quality(),
+            })
+            .collect()
     }
 
     pub fn set_source(&self, source: String, encoder: String, run: Arc<RunStats>) {
@@ -264,6 +345,7 @@ impl Status {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let viewer_links = self.viewer_links();
         let i = self.lock();
         let h = &self.hub.stats;
         Snapshot {
@@ -287,6 +369,7 @@ impl Status {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            viewer_links,
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),
@@ -339,6 +422,22 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&rx.borrow_and_update()).unwrap();
         assert_eq!(v["presenter"], "browser");
         assert_eq!(v["live"], true);
+    }
+
+    #[test]
+    fn links_are_listed_while_their_guard_lives() {
+        let s = status();
+        let a = s.register_link(ViewerKind::WebSocket, Arc::new(LinkStats::new(1)));
+        let b = s.register_link(ViewerKind::Whep, Arc::new(LinkStats::new(2)));
+        let ids: Vec<u64> = s.snapshot().viewer_links.iter().map(|l| l.id).collect();
+        assert_eq!(ids, vec![a.id, b.id]);
+        drop(a);
+        let links = s.viewer_links();
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].kind, ViewerKind::Whep);
+        let json = serde_json::to_value(&links[0]).unwrap();
+        assert_eq!(json["kind"], "whep");
+        assert!(json["rtt_ms"].is_null(), "flattened quality: {json}");
     }
 
     #[test]

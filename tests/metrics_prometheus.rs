@@ -52,6 +52,34 @@ async fn metrics_tell_what_is_happening() {
         !m.contains_key("edgecam_upstream_live"),
         "no upstream configured"
     );
+    // Per-viewer link quality from RTCP: the viewer's receiver reports echo our SRs (sent
+    // about once a second), which gives the round trip.
+    let mut links = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, status) = daemon.get("/api/status").await;
+        let v: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+        links = v["viewer_links"].clone();
+        if links[0]["rtt_ms"].is_number() && links[0]["send_bitrate_bps"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(links.as_array().map(Vec::len), Some(1), "{links}");
+    let link = &links[0];
+    assert_eq!(link["kind"], "websocket");
+    let rtt_ms = link["rtt_ms"].as_f64().expect("RTT measured within 10 s");
+    assert!(rtt_ms > 0.0 && rtt_ms < 100.0, "loopback RTT {rtt_ms} ms");
+    assert!(link["reports"].as_u64() >= Some(1));
+    assert_eq!(link["packets_lost"], 0, "nothing is lost on loopback");
+    assert!(link["send_bitrate_bps"].as_u64() > Some(10_000), "{link}");
+    let id = link["id"].as_u64().expect("viewer id");
+    let m = parse(&daemon.get("/metrics").await.1);
+    let labels = format!("{{viewer=\"{id}\",kind=\"websocket\"}}");
+    let rtt_s = m[&format!("edgecam_viewer_rtt_seconds{labels}")];
+    assert!(rtt_s > 0.0 && rtt_s < 0.1, "{rtt_s}");
+    assert_eq!(m[&format!("edgecam_viewer_fraction_lost{labels}")], 0.0);
+    assert!(m[&format!("edgecam_viewer_send_bitrate_bps{labels}")] > 10_000.0);
+    assert!(m["edgecam_send_bitrate_bps"] > 10_000.0);
     // Counters only grow.
     let later = parse(&daemon.get("/metrics").await.1);
     assert!(later["edgecam_frames_encoded_total"] >= m["edgecam_frames_encoded_total"]);

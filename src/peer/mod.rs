@@ -3,6 +3,7 @@
 //! keyframe requests, and pushes status over a data channel when the offer has one.
 
 pub mod keyframe_rtcp;
+pub mod link_stats;
 pub mod presenter;
 pub mod rtp;
 mod viewer;
@@ -524,6 +525,7 @@ async fn build_pc(
     factory: &PeerFactory,
     codecs: &[(RTCRtpCodecParameters, RtpCodecKind)],
     handler: Arc<Handler>,
+    link: Option<Arc<link_stats::LinkStats>>,
 ) -> Result<Arc<dyn PeerConnection>, PeerError> {
     let mut last_err = String::from("no addresses");
     for addrs in factory.bind_candidates() {
@@ -536,6 +538,14 @@ async fn build_pc(
         let registry = interceptors(&mut media)?;
         // Last in the chain, so the other interceptors have read the RTCP first.
         let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
+        // At the wire end, so it sees the SRs the report interceptor sends and every report.
+        let registry = match &link {
+            Some(stats) => registry.with(
+                Slot::from(500),
+                link_stats::LinkObserver::new(stats.clone()),
+            ),
+            None => registry,
+        };
         let loopback = addrs.iter().any(|a| a.ip().is_loopback());
         // ICE checks every 25 ms rather than 200 ms: on a LAN the round trip is ~1 ms, and
         // the default interval alone added ~200 ms to the time to first picture.

@@ -50,7 +50,7 @@ impl PresenterPeer {
             (h264_codec(), RtpCodecKind::Video),
             (opus_codec(), RtpCodecKind::Audio),
         ];
-        let pc = build_pc(factory, &codecs, handler).await?;
+        let pc = build_pc(factory, &codecs, handler, None).await?;
         let answer = negotiate(&pc, offer).await?;
         if !answer_receives_video(&answer.sdp) {
             let _ = pc.close().await;

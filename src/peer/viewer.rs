@@ -4,10 +4,14 @@
 
 use super::*;
 use crate::media::AudioPacket;
+use crate::status::{LinkGuard, ViewerKind};
+use link_stats::LinkStats;
 
 /// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
 pub struct ViewerPeer {
     conn: Connection,
+    /// Its entry in the status page's viewer list (RTT, loss, bitrate).
+    link: LinkGuard,
 }
 
 fn local_track(
@@ -53,6 +57,7 @@ impl ViewerPeer {
         hub: &Arc<Hub>,
         events: mpsc::UnboundedSender<PeerEvent>,
         status: &Arc<Status>,
+        kind: ViewerKind,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
         // Audio only when the presenter sends it (a browser presenter with a microphone).
@@ -60,7 +65,7 @@ impl ViewerPeer {
             .presenter_audio
             .load(std::sync::atomic::Ordering::Acquire)
             && offer_sdp.contains("m=audio");
-        let (peer, sender) = Self::build(factory, hub, events, status, audio).await?;
+        let (peer, sender) = Self::build(factory, hub, events, status, audio, kind).await?;
         let answer = match negotiate(&peer.conn.pc, offer).await {
             Ok(a) => a,
             Err(e) => {
@@ -83,7 +88,8 @@ impl ViewerPeer {
         events: mpsc::UnboundedSender<PeerEvent>,
         status: &Arc<Status>,
     ) -> Result<(Self, String), PeerError> {
-        let (peer, _sender) = Self::build(factory, hub, events, status, false).await?;
+        let (peer, _sender) =
+            Self::build(factory, hub, events, status, false, ViewerKind::Upstream).await?;
         let pc = &peer.conn.pc;
         let offer = async {
             let offer = pc.create_offer(None).await.map_err(webrtc_err)?;
@@ -120,6 +126,7 @@ impl ViewerPeer {
         events: mpsc::UnboundedSender<PeerEvent>,
         status: &Arc<Status>,
         with_audio: bool,
+        kind: ViewerKind,
     ) -> Result<(Self, Arc<dyn webrtc::rtp_transceiver::RtpSender>), PeerError> {
         let (connected_tx, connected_rx) = watch::channel(false);
         let handler = Arc::new(Handler {
@@ -136,9 +143,10 @@ impl ViewerPeer {
             (video_codec.clone(), RtpCodecKind::Video),
             (audio_codec.clone(), RtpCodecKind::Audio),
         ];
-        let pc = build_pc(factory, &codecs, handler).await?;
-
         let ssrc = random_u32();
+        let link_stats = Arc::new(LinkStats::new(ssrc));
+        let pc = build_pc(factory, &codecs, handler, Some(link_stats.clone())).await?;
+
         let track = local_track(RtpCodecKind::Video, ssrc, &video_codec);
         let sender = pc
             .add_track(track.clone() as Arc<dyn TrackLocal>)
@@ -238,9 +246,15 @@ impl ViewerPeer {
         Ok((
             Self {
                 conn: Connection::new(pc, loopback_only, tasks),
+                link: status.register_link(kind, link_stats),
             },
             sender,
         ))
+    }
+
+    /// This viewer's id in `/api/status` `viewer_links`.
+    pub fn id(&self) -> u64 {
+        self.link.id
     }
 
     /// Adds a remote ICE candidate from the browser.

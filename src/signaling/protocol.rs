@@ -136,6 +136,10 @@ pub enum Response {
     Accepted {
         #[serde(rename = "sdpAnswer")]
         sdp_answer: String,
+        /// Extra (not Kurento): the viewer's id in `/api/status` `viewer_links`, so a page
+        /// can show how the camera sees its link.
+        #[serde(rename = "viewerId", skip_serializing_if = "Option::is_none")]
+        viewer_id: Option<u64>,
     },
     #[serde(rename = "rejected")]
     Rejected { message: String },
@@ -229,6 +233,7 @@ mod tests {
         let v: Value = serde_json::from_str(
             &ServerMessage::ViewerResponse(Response::Accepted {
                 sdp_answer: "v=0".into(),
+                viewer_id: None,
             })
             .to_json(),
         )
@@ -237,6 +242,15 @@ mod tests {
             v,
             json!({"id":"viewerResponse","response":"accepted","sdpAnswer":"v=0"})
         );
+        let v: Value = serde_json::from_str(
+            &ServerMessage::ViewerResponse(Response::Accepted {
+                sdp_answer: "v=0".into(),
+                viewer_id: Some(3),
+            })
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(v["viewerId"], 3);
         let v: Value = serde_json::from_str(
             &ServerMessage::PresenterResponse(Response::Rejected {
                 message: "busy".into(),

@@ -5,7 +5,7 @@ use super::Signaling;
 use super::protocol::{self, Candidate, ClientMessage, Response, ServerMessage};
 use crate::peer::presenter::offer_sends_audio;
 use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerPeer};
-use crate::status::Presenter;
+use crate::status::{Presenter, ViewerKind};
 use axum::extract::ws::{Message, WebSocket};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,14 +126,17 @@ impl Session {
             &self.ctx.hub,
             events,
             &self.ctx.status,
+            ViewerKind::WebSocket,
         )
         .await
         {
             Ok((peer, answer)) => {
+                let viewer_id = Some(peer.id());
                 self.role = Role::Viewer(Viewer { peer, _slot: slot });
                 self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
                 let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted {
                     sdp_answer: answer,
+                    viewer_id,
                 })];
                 out.extend(self.apply_pending().await);
                 out
@@ -185,6 +188,7 @@ impl Session {
                 tracing::info!("a browser is presenting");
                 let mut out = vec![ServerMessage::PresenterResponse(Response::Accepted {
                     sdp_answer: answer,
+                    viewer_id: None,
                 })];
                 out.extend(self.apply_pending().await);
                 out

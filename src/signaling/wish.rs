@@ -8,7 +8,7 @@
 
 use super::{Signaling, ViewerSlot};
 use crate::peer::{PeerError, PeerEvent, PresenterPeer, ViewerPeer, offer_sends_audio};
-use crate::status::Presenter;
+use crate::status::{Presenter, ViewerKind};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -181,7 +181,16 @@ pub async fn post_whep(
         );
     };
     let (events_tx, events) = mpsc::unbounded_channel();
-    match ViewerPeer::start(&sig.peers, &offer, &sig.hub, events_tx, &sig.status).await {
+    match ViewerPeer::start(
+        &sig.peers,
+        &offer,
+        &sig.hub,
+        events_tx,
+        &sig.status,
+        ViewerKind::Whep,
+    )
+    .await
+    {
         Ok((peer, answer)) => created(&sig, "whep", Peer::Viewer(peer, slot), answer, events).await,
         Err(e @ PeerError::BadOffer(_)) => {
             error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"))

@@ -5,6 +5,10 @@
 use crate::status::{Pipeline, Presenter, Snapshot};
 use std::fmt::Write;
 
+fn borrowed(v: &[(String, f64)]) -> Vec<(&str, f64)> {
+    v.iter().map(|(l, x)| (l.as_str(), *x)).collect()
+}
+
 /// The snapshot as Prometheus text.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
@@ -127,6 +131,63 @@ pub fn render(s: &Snapshot) -> String {
         Some(crate::upstream::UpstreamState::Live { .. }) => Some(1.0),
         Some(_) => Some(0.0),
     };
+    // Per viewer, from its RTCP receiver reports (RTT once a report echoes one of our SRs).
+    let per_viewer = |value: &dyn Fn(&crate::peer::link_stats::LinkQuality) -> Option<f64>| {
+        s.viewer_links
+            .iter()
+            .filter_map(|l| {
+                let kind = serde_json::to_value(l.kind).ok()?;
+                let labels = format!("viewer=\"{}\",kind={}", l.id, kind);
+                Some((labels, value(&l.quality)?))
+            })
+            .collect::<Vec<(String, f64)>>()
+    };
+    let rtt = per_viewer(&|q| q.rtt_ms.map(|ms| ms / 1000.0));
+    metric(
+        "edgecam_viewer_rtt_seconds",
+        "gauge",
+        "Round-trip time to each viewer, from RTCP receiver reports.",
+        &borrowed(&rtt),
+    );
+    let loss = per_viewer(&|q| Some(q.fraction_lost));
+    metric(
+        "edgecam_viewer_fraction_lost",
+        "gauge",
+        "Share of packets each viewer lost over its last report interval.",
+        &borrowed(&loss),
+    );
+    let lost = per_viewer(&|q| Some(q.packets_lost as f64));
+    metric(
+        "edgecam_viewer_packets_lost_total",
+        "counter",
+        "Packets each viewer reports lost over its session.",
+        &borrowed(&lost),
+    );
+    let jitter = per_viewer(&|q| Some(q.jitter_ms / 1000.0));
+    metric(
+        "edgecam_viewer_jitter_seconds",
+        "gauge",
+        "Interarrival jitter each viewer reports.",
+        &borrowed(&jitter),
+    );
+    let rate = per_viewer(&|q| Some(q.send_bitrate_bps as f64));
+    metric(
+        "edgecam_viewer_send_bitrate_bps",
+        "gauge",
+        "Bits per second sent to each viewer (last second).",
+        &borrowed(&rate),
+    );
+    let total: u64 = s
+        .viewer_links
+        .iter()
+        .map(|l| l.quality.send_bitrate_bps)
+        .sum();
+    metric(
+        "edgecam_send_bitrate_bps",
+        "gauge",
+        "Bits per second sent to all viewers together (last second).",
+        &[("", total as f64)],
+    );
     if let Some(up) = upstream {
         metric(
             "edgecam_upstream_live",
