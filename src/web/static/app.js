@@ -11,8 +11,13 @@
   const unmuteBtn = document.getElementById('unmute');
   unmuteBtn.onclick = () => { video.muted = false; unmuteBtn.hidden = true; video.play().catch(() => {}); };
 
+  const statsEl = document.getElementById('stats');
+  const statsBtn = document.getElementById('stats-toggle');
+
   let ws = null;
   let pc = null;
+  // Our id in /api/status viewer_links (from viewerResponse), for the camera's view of the link.
+  let viewerId = null;
   let retryTimer = null;
   let wsBackoff = 500;
   // Milliseconds since page load at each step of the first join (diagnostics, benchmarks).
@@ -110,6 +115,7 @@
       case 'viewerResponse':
         if (msg.response === 'accepted' && pc) {
           mark('answer');
+          viewerId = typeof msg.viewerId === 'number' ? msg.viewerId : null;
           await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdpAnswer });
         } else {
           closePeer();
@@ -158,8 +164,84 @@
     };
   }
 
+  // Stats panel: what this browser measures (getStats) beside what the camera measures
+  // from this viewer's RTCP reports (/api/status viewer_links). Sampled only while shown.
+  let stats = {};
+  let lastBytes = null;
+  async function sampleStats() {
+    const next = {};
+    const peer = pc;
+    if (peer) {
+      (await peer.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          next.resolution = r.frameWidth ? r.frameWidth + 'x' + r.frameHeight : '–';
+          next.fps = r.framesPerSecond || 0;
+          next.framesDecoded = r.framesDecoded || 0;
+          next.packetsLost = r.packetsLost || 0;
+          next.jitterMs = (r.jitter || 0) * 1000;
+          if (lastBytes && r.timestamp > lastBytes.t) {
+            next.bitrateKbps = ((r.bytesReceived - lastBytes.bytes) * 8) / (r.timestamp - lastBytes.t);
+          }
+          lastBytes = { bytes: r.bytesReceived || 0, t: r.timestamp };
+        }
+        if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && r.currentRoundTripTime !== undefined) {
+          next.rttMs = r.currentRoundTripTime * 1000;
+        }
+      });
+    }
+    try {
+      const s = await (await fetch('/api/status')).json();
+      next.viewers = s.viewers;
+      next.encoder = s.encoder;
+      const link = (s.viewer_links || []).find((l) => l.id === viewerId);
+      if (link) {
+        next.cameraRttMs = link.rtt_ms;
+        next.cameraLoss = link.fraction_lost;
+        next.cameraLost = link.packets_lost;
+        next.cameraKbps = link.send_bitrate_bps / 1000;
+      }
+    } catch { /* the daemon is restarting; the page reconnects by itself */ }
+    stats = next;
+    renderStats();
+  }
+  function renderStats() {
+    const num = (v, digits, unit) => (typeof v === 'number' ? v.toFixed(digits) + unit : '–');
+    const rows = [
+      ['Resolution', stats.resolution || '–'],
+      ['Frame rate', num(stats.fps, 0, ' fps')],
+      ['Received', num(stats.bitrateKbps, 0, ' kbit/s')],
+      ['Lost packets', num(stats.packetsLost, 0, '')],
+      ['Jitter', num(stats.jitterMs, 1, ' ms')],
+      ['Round trip', num(stats.rttMs, 1, ' ms')],
+      ['Camera: round trip', num(stats.cameraRttMs, 1, ' ms')],
+      ['Camera: loss', typeof stats.cameraLoss === 'number' ? (stats.cameraLoss * 100).toFixed(1) + ' % (' + stats.cameraLost + ')' : '–'],
+      ['Camera: sending', num(stats.cameraKbps, 0, ' kbit/s')],
+      ['Viewers', num(stats.viewers, 0, '')],
+      ['Encoder', stats.encoder || '–'],
+    ];
+    statsEl.replaceChildren(...rows.map(([k, v]) => {
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      const td = document.createElement('td');
+      th.textContent = k;
+      td.textContent = v;
+      tr.append(th, td);
+      return tr;
+    }));
+  }
+  let statsTimer = null;
+  function showStats(on) {
+    statsEl.hidden = !on;
+    clearInterval(statsTimer);
+    lastBytes = null;
+    if (on) { sampleStats(); statsTimer = setInterval(sampleStats, 1000); }
+    try { localStorage.setItem('edgecam.stats', on ? '1' : ''); } catch { /* private mode */ }
+  }
+  statsBtn.onclick = () => showStats(statsEl.hidden);
+  try { if (localStorage.getItem('edgecam.stats')) showStats(true); } catch { /* private mode */ }
+
   // For diagnostics and automated tests.
-  window.edgecam = { get pc() { return pc; }, get ws() { return ws; }, get firstFrameMs() { return firstFrameMs; }, timings, texts, received };
+  window.edgecam = { get pc() { return pc; }, get ws() { return ws; }, get firstFrameMs() { return firstFrameMs; }, get viewerId() { return viewerId; }, get stats() { return stats; }, timings, texts, received };
   // A rejected settings file on the boot partition is shown until it is fixed.
   fetch('/api/status').then((r) => r.json()).then((s) => {
     if (s.config_error) {
