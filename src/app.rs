@@ -10,7 +10,7 @@ use crate::gpio::Pins;
 use crate::media::{KeyframeInbox, KeyframeRequester};
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
-use crate::status::{Pipeline, Presenter, Status};
+use crate::status::{Pipeline, Presenter, Status, TlsInfo};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +78,9 @@ pub async fn serve_with(
         status.clone(),
         stop_rx.clone(),
     ));
+    let tls = tls_or_fallback(&config);
     let signaling = Arc::new(Signaling {
+        https: tls.is_some(),
         hub,
         peers: PeerFactory::new(config.webrtc.clone()),
         status: status.clone(),
@@ -106,27 +108,34 @@ pub async fn serve_with(
         ))
     });
     let sessions = signaling.clone();
-    let router = crate::web::router(signaling);
     let addr = listener.local_addr()?;
-    tracing::info!("serving on http://{addr}/");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    status.set_tls(tls.as_ref().map(|(t, error)| TlsInfo {
+        source: t.source,
+        fingerprint_sha256: t.fingerprint.clone(),
+        error: error.clone(),
+    }));
+    let router = crate::web::router(signaling);
+    tracing::info!("serving on {scheme}://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
-    crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
+    crate::notify::notify(&format!("READY=1\nSTATUS=serving on {scheme}://{addr}"));
     let watchdog = crate::notify::watchdog_period()
         .map(|period| tokio::spawn(watchdog(period, status.clone())));
 
-    // Client addresses are needed for the per-address login rate limit.
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let graceful = async move {
         shutdown.await;
         // Tell viewers the presenter is gone so their pages show offline, then stop media.
         status.set_presenter(Presenter::None);
         control.shutdown();
         let _ = stop_tx.send(true);
-    })
-    .await?;
+    };
+    match tls {
+        Some((tls, _)) => {
+            let listener = crate::web::tls::TlsListener::new(listener, tls.config)?;
+            http_server(listener, router, graceful).await?
+        }
+        None => http_server(listener, router, graceful).await?,
+    }
     // The pipeline goes to NULL (camera released) and the LEDs go dark before we return.
     let _ = tokio::time::timeout(Duration::from_millis(1500), async {
         let _ = camera.await;
@@ -143,6 +152,50 @@ pub async fn serve_with(
         w.abort();
     }
     Ok(())
+}
+
+/// Serves `router` on `listener` until `shutdown` completes. Client addresses are passed
+/// along for the per-address limits.
+async fn http_server<L>(
+    listener: L,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    use axum::serve::ListenerExt;
+    // tap_io gives any listener axum's ConnectInfo<SocketAddr> support.
+    axum::serve(
+        listener.tap_io(|_| {}),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// The configured certificate; if it cannot be used, a self-signed one (still HTTPS, with
+/// the reason in /api/status); if even that fails, plain HTTP rather than no camera.
+fn tls_or_fallback(config: &Config) -> Option<(crate::web::tls::Tls, Option<String>)> {
+    use crate::config::TlsMode;
+    use crate::web::tls;
+    match tls::load(&config.http.tls, &config.state.dir) {
+        Ok(t) => t.map(|t| (t, None)),
+        Err(e) if matches!(config.http.tls, TlsMode::Files { .. }) => {
+            tracing::error!("TLS: {e}; using a self-signed certificate instead");
+            match tls::load(&TlsMode::SelfSigned, &config.state.dir) {
+                Ok(t) => t.map(|t| (t, Some(e.to_string()))),
+                Err(e2) => {
+                    tracing::error!("TLS: {e2}; serving plain HTTP");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!("TLS: {e}; serving plain HTTP");
+            None
+        }
+    }
 }
 
 /// Pings systemd's watchdog only while the media loop is alive: the pipeline runner's

@@ -219,7 +219,14 @@ fn devices() -> ExitCode {
 
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load_file_only(file) {
-        Ok(_) => {
+        Ok(c) => {
+            // Certificate files are read now: a typo should not wait for the next start.
+            if let config::TlsMode::Files { .. } = &c.http.tls
+                && let Err(e) = edgecam::web::tls::load(&c.http.tls, &c.state.dir)
+            {
+                eprintln!("{}: tls.cert_file/tls.key_file: {e}", file.display());
+                return ExitCode::from(2);
+            }
             println!("{}: valid", file.display());
             ExitCode::SUCCESS
         }

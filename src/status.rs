@@ -53,9 +53,21 @@ pub struct Status {
     pub config_error: Mutex<Option<String>>,
     /// The push to `upstream.whip_url`, when configured.
     upstream: Mutex<Option<crate::upstream::UpstreamState>>,
+    /// HTTPS certificate in use (None: plain HTTP).
+    tls: Mutex<Option<TlsInfo>>,
     /// Every viewer peer's link statistics, by viewer id.
     links: Mutex<BTreeMap<u64, LinkEntry>>,
     next_link: AtomicU64,
+}
+
+/// The HTTPS certificate, so a user can check the one the browser shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsInfo {
+    /// `self-signed` or `files`.
+    pub source: &'static str,
+    pub fingerprint_sha256: String,
+    /// Why the configured files were not used (a self-signed certificate stands in).
+    pub error: Option<String>,
 }
 
 /// How a viewer reached the camera.
@@ -147,6 +159,8 @@ pub struct Snapshot {
     pub upstream: Option<crate::upstream::UpstreamState>,
     /// Each viewer's link: RTT and loss from its RTCP receiver reports, send bitrate.
     pub viewer_links: Vec<ViewerLink>,
+    /// The HTTPS certificate in use; `null` for plain HTTP.
+    pub tls: Option<TlsInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +194,7 @@ impl Status {
             texts: broadcast::channel(32).0,
             config_error: Mutex::new(None),
             upstream: Mutex::new(None),
+            tls: Mutex::new(None),
             links: Mutex::new(BTreeMap::new()),
             next_link: AtomicU64::new(1),
         });
@@ -251,6 +266,10 @@ impl Status {
             status,
             viewers,
         };
+    }
+
+    pub fn set_tls(&self, tls: Option<TlsInfo>) {
+        *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = tls;
     }
 
     pub fn set_upstream(&self, state: Option<crate::upstream::UpstreamState>) {
@@ -370,6 +389,7 @@ impl Status {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             viewer_links,
+            tls: self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),

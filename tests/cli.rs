@@ -77,6 +77,23 @@ fn check_config_exits_2_on_missing_or_broken_files() {
 }
 
 #[test]
+fn check_config_reads_the_tls_certificate_files() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        f,
+        "[tls]\nenabled = true\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\""
+    )
+    .unwrap();
+    let out = edgecam(&["check-config", f.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls.cert_file") && err.contains("/nonexistent/c.pem"),
+        "{err}"
+    );
+}
+
+#[test]
 fn run_refuses_a_bad_source_with_exit_2() {
     let out = edgecam(&["run", "--source", "webcam", "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));

@@ -2,7 +2,8 @@
 
 use super::{
     ButtonPin, CameraConfig, Config, ConfigError, EncoderConfig, GpioBackend, GpioConfig,
-    HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, ViewersConfig, WebRtcConfig,
+    HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, TlsMode, ViewersConfig,
+    WebRtcConfig,
 };
 use config::{Environment, File, FileFormat, Map, Value, ValueKind};
 use std::collections::HashMap;
@@ -21,6 +22,9 @@ const KNOWN_KEYS: &[&str] = &[
     "http.listen",
     "http.allowed_origins",
     "http.max_connections_per_address",
+    "tls.enabled",
+    "tls.cert_file",
+    "tls.key_file",
     "camera.source",
     "camera.width",
     "camera.height",
@@ -325,6 +329,46 @@ fn unknown_keys(table: &Map<String, Value>) -> Vec<KeyError> {
     errors
 }
 
+/// `[tls]`: off, a certificate and key from files, or a self-signed one kept in state.dir.
+fn read_tls(r: &mut Reader<'_>) -> Option<TlsMode> {
+    let enabled = r.boolean("tls.enabled");
+    let path = |r: &mut Reader<'_>, key: &str| {
+        r.text(key)
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let cert = path(r, "tls.cert_file");
+    let key = path(r, "tls.key_file");
+    match (enabled?, cert, key) {
+        (false, None, None) => Some(TlsMode::Off),
+        (false, Some(_), _) | (false, _, Some(_)) => {
+            r.fail(
+                "tls.enabled",
+                "is false but tls.cert_file/tls.key_file are set: set it to true to use them"
+                    .into(),
+            );
+            None
+        }
+        (true, None, None) => Some(TlsMode::SelfSigned),
+        (true, Some(cert), Some(key)) => Some(TlsMode::Files { cert, key }),
+        (true, Some(_), None) => {
+            r.fail(
+                "tls.key_file",
+                "is needed with tls.cert_file (PEM private key)".into(),
+            );
+            None
+        }
+        (true, None, Some(_)) => {
+            r.fail(
+                "tls.cert_file",
+                "is needed with tls.key_file (PEM certificate chain)".into(),
+            );
+            None
+        }
+    }
+}
+
 fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
     let backend = r.choice(
         "gpio.backend",
@@ -464,6 +508,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
         }
     }
     let per_address = r.number("http.max_connections_per_address", 1, 10_000);
+    let tls = read_tls(&mut r);
     let source = r.parse("camera.source");
     let width = r.number("camera.width", 16, 7680);
     let height = r.number("camera.height", 16, 4320);
@@ -574,7 +619,9 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     if !r.errors.is_empty() {
         return Err(ConfigError::Invalid(r.errors));
     }
-    let (Some(gpio), Some(state_dir), Some(per_address)) = (gpio, state_dir, per_address) else {
+    let (Some(gpio), Some(state_dir), Some(per_address), Some(tls)) =
+        (gpio, state_dir, per_address, tls)
+    else {
         return Err(ConfigError::Invalid(vec![KeyError {
             key: "(internal)".into(),
             message: "a value was missing without an error; please report this".into(),
@@ -601,6 +648,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 listen,
                 allowed_origins,
                 max_connections_per_address: per_address as usize,
+                tls,
             },
             camera: CameraConfig {
                 source,
@@ -656,6 +704,48 @@ mod tests {
             ConfigError::Invalid(errors) => errors.into_iter().map(|e| e.key).collect(),
             other => panic!("expected Invalid, got {other}"),
         }
+    }
+
+    #[test]
+    fn tls_is_off_self_signed_or_from_both_files() {
+        let env = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<HashMap<_, _>>(),
+            )
+        };
+        let load_env = |pairs: &[(&str, &str)]| load(None, env(pairs), &Overrides::default());
+        assert_eq!(load_env(&[]).unwrap().http.tls, TlsMode::Off);
+        assert_eq!(
+            load_env(&[("EDGECAM_TLS__ENABLED", "true")])
+                .unwrap()
+                .http
+                .tls,
+            TlsMode::SelfSigned
+        );
+        assert_eq!(
+            load_env(&[
+                ("EDGECAM_TLS__ENABLED", "true"),
+                ("EDGECAM_TLS__CERT_FILE", "/etc/edgecam/cert.pem"),
+                ("EDGECAM_TLS__KEY_FILE", "/etc/edgecam/key.pem"),
+            ])
+            .unwrap()
+            .http
+            .tls,
+            TlsMode::Files {
+                cert: "/etc/edgecam/cert.pem".into(),
+                key: "/etc/edgecam/key.pem".into()
+            }
+        );
+        let only_cert = load_env(&[
+            ("EDGECAM_TLS__ENABLED", "true"),
+            ("EDGECAM_TLS__CERT_FILE", "/c.pem"),
+        ]);
+        assert_eq!(keys(only_cert.unwrap_err()), ["tls.key_file"]);
+        let not_enabled = load_env(&[("EDGECAM_TLS__KEY_FILE", "/k.pem")]);
+        assert_eq!(keys(not_enabled.unwrap_err()), ["tls.enabled"]);
     }
 
     #[test]

@@ -96,6 +96,23 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Signaling WebSockets one client address may hold open at once.
     pub max_connections_per_address: usize,
+    /// HTTPS: off, or with which certificate.
+    pub tls: TlsMode,
+}
+
+/// Where the HTTPS certificate comes from (`[tls]`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsMode {
+    /// Plain HTTP.
+    Off,
+    /// Generated on first start and kept in `state.dir/tls/` (browsers warn once; a
+    /// presenter's camera then works from other machines, which needs a secure context).
+    SelfSigned,
+    /// PEM certificate chain and private key, e.g. from the fleet's own CA.
+    Files {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

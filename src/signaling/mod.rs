@@ -33,6 +33,8 @@ pub struct Signaling {
     pub whip_token: Option<String>,
     /// Becomes true when the daemon shuts down; every session then closes its socket.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Served over HTTPS: the session cookie is then marked `Secure`.
+    pub https: bool,
 }
 
 /// One open signaling connection of an address; released on drop.

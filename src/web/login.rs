@@ -122,7 +122,11 @@ pub async fn login(
                 "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
                 sig.auth.new_session(role),
                 SESSION.as_secs(),
-                if is_https(&headers) { "; Secure" } else { "" }
+                if sig.https || is_https(&headers) {
+                    "; Secure"
+                } else {
+                    ""
+                }
             );
             redirect(next, Some(cookie))
         }

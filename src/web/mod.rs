@@ -2,6 +2,7 @@
 
 mod login;
 pub mod metrics;
+pub mod tls;
 
 use crate::auth::Role;
 use crate::control::Command;
