@@ -11,7 +11,7 @@
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -74,8 +74,42 @@ pub struct Auth {
     /// (tens of milliseconds, 19 MiB) on every request. Bounded.
     verified: Mutex<HashMap<[u8; 32], Role>>,
     limiter: Mutex<Limiter>,
-    /// One argon2 verification at a time: a login flood cannot take every core.
-    verifying: tokio::sync::Semaphore,
+    /// One thread runs every argon2 verification, one at a time: a login flood cannot
+    /// take every core, and the 19 MiB each needs is reused by that thread's allocator
+    /// instead of being kept once per blocking-pool thread (which grew RSS by 19 MiB per
+    /// thread that ever verified).
+    verifier: std::sync::mpsc::Sender<VerifyJob>,
+}
+
+/// A password to check against the configured hashes, and where the answer goes.
+struct VerifyJob {
+    password: String,
+    candidates: [(Role, Option<String>); 2],
+    reply: tokio::sync::oneshot::Sender<Option<Role>>,
+}
+
+fn spawn_verifier() -> std::sync::mpsc::Sender<VerifyJob> {
+    let (tx, rx) = std::sync::mpsc::channel::<VerifyJob>();
+    let spawned = std::thread::Builder::new()
+        .name("edgecam-verify".into())
+        .spawn(move || {
+            // argon2's working memory, allocated on the first check and reused by every
+            // later one, so the daemon's memory does not move with login attempts.
+            let mut memory = Vec::new();
+            // Ends when the Auth (the only sender) is dropped.
+            for job in rx {
+                let found = job.candidates.into_iter().find_map(|(role, hash)| {
+                    hash.filter(|h| verify_in(&job.password, h, &mut memory))
+                        .map(|_| role)
+                });
+                let _ = job.reply.send(found);
+            }
+        });
+    if let Err(e) = spawned {
+        // Then every check finds its reply channel closed: passwords are refused.
+        tracing::error!("cannot start the password verifier thread: {e}");
+    }
+    tx
 }
 
 impl Auth {
@@ -104,7 +138,7 @@ impl Auth {
             key,
             verified: Mutex::new(HashMap::new()),
             limiter: Mutex::new(Limiter::default()),
-            verifying: tokio::sync::Semaphore::new(1),
+            verifier: spawn_verifier(),
         }
     }
 
@@ -138,21 +172,20 @@ impl Auth {
         let role = match cached {
             Some(role) => Some(role),
             None => {
-                // Closed only if the semaphore is closed, which never happens.
-                let _permit = self.verifying.acquire().await.ok();
-                let candidates = [
-                    (Role::Admin, self.config.admin_password_hash.clone()),
-                    (Role::Viewer, self.config.viewer_password_hash.clone()),
-                ];
-                let password = password.to_owned();
-                let found = tokio::task::spawn_blocking(move || {
-                    candidates.into_iter().find_map(|(role, hash)| {
-                        hash.filter(|h| verify(&password, h)).map(|_| role)
-                    })
-                })
-                .await
-                .ok()
-                .flatten();
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = VerifyJob {
+                    password: password.to_owned(),
+                    candidates: [
+                        (Role::Admin, self.config.admin_password_hash.clone()),
+                        (Role::Viewer, self.config.viewer_password_hash.clone()),
+                    ],
+                    reply,
+                };
+                // A verifier that is gone refuses (fails closed).
+                let found = match self.verifier.send(job) {
+                    Ok(()) => answer.await.ok().flatten(),
+                    Err(_) => None,
+                };
                 if let Some(role) = found {
                     let mut cache = self.lock_verified();
                     if cache.len() >= 64 {
@@ -283,14 +316,43 @@ pub fn check_hash(text: &str) -> Result<(), String> {
     }
 }
 
-fn verify(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// Like [`verify`], in caller-kept working memory (grown to the hash's cost once).
+fn verify_in(password: &str, hash: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), argon2::Block::default());
+    }
+    let blocks = params.block_count();
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params);
+    if argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_err()
+    {
+        return false;
+    }
+    // Output's equality is constant-time.
+    argon2::password_hash::Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// The password of an `Authorization: Basic …` header.
@@ -405,6 +467,41 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::PasswordVerifier;
+
+    #[test]
+    fn reused_memory_verifies_exactly_as_the_crate_does() {
+        let cheap = argon2::Params::new(4096, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let hashes = [
+            hash_password("correct horse battery").unwrap(),
+            Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, cheap)
+                .hash_password(b"correct horse battery", &salt)
+                .unwrap()
+                .to_string(),
+        ];
+        let mut memory = Vec::new();
+        for hash in &hashes {
+            let parsed = PasswordHash::new(hash).unwrap();
+            for password in ["correct horse battery", "correct horse batterY", ""] {
+                let crate_says = Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok();
+                assert_eq!(verify_in(password, hash, &mut memory), crate_says, "{hash}");
+            }
+        }
+        // Grown once to the largest cost (19 MiB default), then reused.
+        assert_eq!(memory.len(), argon2::Params::default().block_count());
+        for broken in [
+            "",
+            "$argon2id$",
+            "not a hash",
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$",
+        ] {
+            assert!(!verify_in("x", broken, &mut memory), "{broken}");
+        }
+    }
+
     use super::*;
 
     fn auth(viewer: Option<&str>, admin: Option<&str>) -> (Auth, tempfile::TempDir) {

@@ -161,6 +161,40 @@ pub struct Snapshot {
     pub viewer_links: Vec<ViewerLink>,
     /// The HTTPS certificate in use; `null` for plain HTTP.
     pub tls: Option<TlsInfo>,
+    /// What the daemon itself holds: memory, descriptors, threads, tasks.
+    pub process: ProcessSnapshot,
+}
+
+/// The daemon's own resource use (for leak checks and dashboards).
+#[derive(Debug, Default, Serialize)]
+pub struct ProcessSnapshot {
+    pub resident_bytes: u64,
+    pub open_fds: u64,
+    pub threads: u64,
+    /// Tokio tasks alive (sessions, peers, pumps): back to its idle value when all leave.
+    pub tasks: u64,
+}
+
+impl ProcessSnapshot {
+    /// Reads `/proc/self`; fields it cannot read stay 0 (not Linux, or /proc not mounted).
+    pub fn read() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            resident_bytes: field("VmRSS:") * 1024,
+            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+            threads: field("Threads:"),
+            tasks: tokio::runtime::Handle::try_current()
+                .map_or(0, |h| h.metrics().num_alive_tasks() as u64),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -390,6 +424,7 @@ impl Status {
                 .clone(),
             viewer_links,
             tls: self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            process: ProcessSnapshot::read(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),

@@ -15,7 +15,8 @@ fn parse(text: &str) -> HashMap<String, f64> {
         }
         let (key, value) = line.rsplit_once(' ').expect("sample line: name value");
         assert!(
-            key.starts_with("edgecam_") && key.chars().all(|c| c.is_ascii_graphic()),
+            (key.starts_with("edgecam_") || key.starts_with("process_"))
+                && key.chars().all(|c| c.is_ascii_graphic()),
             "{line}"
         );
         out.insert(key.to_string(), value.parse::<f64>().expect("a number"));
@@ -80,6 +81,10 @@ async fn metrics_tell_what_is_happening() {
     assert_eq!(m[&format!("edgecam_viewer_fraction_lost{labels}")], 0.0);
     assert!(m[&format!("edgecam_viewer_send_bitrate_bps{labels}")] > 10_000.0);
     assert!(m["edgecam_send_bitrate_bps"] > 10_000.0);
+    assert!(m["process_resident_memory_bytes"] > 1e6);
+    assert!(m["process_open_fds"] >= 3.0);
+    assert!(m["process_threads"] >= 2.0);
+    assert!(m["edgecam_runtime_tasks"] >= 1.0);
     // Counters only grow.
     let later = parse(&daemon.get("/metrics").await.1);
     assert!(later["edgecam_frames_encoded_total"] >= m["edgecam_frames_encoded_total"]);

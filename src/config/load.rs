@@ -88,19 +88,44 @@ pub fn load(
     env: Option<HashMap<String, String>>,
     overrides: &Overrides,
 ) -> Result<Config, ConfigError> {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let named = file.map(|p| p.display().to_string());
+    load_text(text.as_deref().zip(named.as_deref()), env, overrides)
+}
+
+/// Validates `text` as a config file on top of the defaults, without the environment
+/// (what the config fuzz target drives; `load_file_only` without the file system).
+pub fn load_str(text: &str) -> Result<Config, ConfigError> {
+    load_text(
+        Some((text, "(text)")),
+        Some(HashMap::new()),
+        &Overrides::default(),
+    )
+}
+
+/// `load` once the file (its text and the name errors use) has been read.
+fn load_text(
+    file: Option<(&str, &str)>,
+    env: Option<HashMap<String, String>>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
     let mut builder =
         config::Config::builder().add_source(File::from_str(EXAMPLE, FileFormat::Toml));
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    if let Some((text, path)) = file {
         // Parse once ourselves so a syntax error names the file rather than "string".
-        toml_check(&text).map_err(|reason| ConfigError::Syntax {
-            path: path.display().to_string(),
+        toml_check(text).map_err(|reason| ConfigError::Syntax {
+            path: path.to_string(),
             reason,
         })?;
-        builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
     }
     let mut environment = Environment::with_prefix("EDGECAM")
         .prefix_separator("_")
@@ -126,7 +151,7 @@ pub fn load(
             .map_err(|e| invalid("http.listen", e.to_string()))?;
     }
     let merged = builder.build().map_err(|e| ConfigError::Syntax {
-        path: file.map_or("(defaults)".into(), |p| p.display().to_string()),
+        path: file.map_or("(defaults)".into(), |(_, p)| p.to_string()),
         reason: e.to_string(),
     })?;
     let table = merged

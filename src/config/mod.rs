@@ -5,7 +5,7 @@
 mod load;
 mod source;
 
-pub use load::{CONFIG_PATH, EXAMPLE, Overrides, load, load_file_only};
+pub use load::{CONFIG_PATH, EXAMPLE, Overrides, load, load_file_only, load_str};
 pub use source::{EncoderKind, PortRange, SourceSpec};
 
 use std::net::{IpAddr, SocketAddr};

@@ -102,6 +102,8 @@ pub enum PeerError {
         "the offer has no video the camera can send (it must accept H.264 with packetization-mode=1)"
     )]
     NoVideo,
+    #[error("the offer cannot be answered: {0}")]
+    Unanswerable(String),
     #[error("no free UDP port for media: {0}")]
     NoPort(String),
     #[error("WebRTC: {0}")]
@@ -332,7 +334,11 @@ async fn negotiate(
         pc.set_remote_description(offer)
             .await
             .map_err(|e| PeerError::BadOffer(e.to_string()))?;
-        let answer = pc.create_answer(None).await.map_err(webrtc_err)?;
+        // A parsed offer that cannot be answered (no media we know) is the offer's fault.
+        let answer = pc
+            .create_answer(None)
+            .await
+            .map_err(|e| PeerError::Unanswerable(e.to_string()))?;
         pc.set_local_description(answer.clone())
             .await
             .map_err(webrtc_err)?;
@@ -401,7 +407,8 @@ pub fn candidate_usable(candidate: &str, loopback_only: bool) -> bool {
     }
 }
 
-fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
+/// The offer parsed as the webrtc crate will use it (public for the fuzz target).
+pub fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
     if !sdp.trim_start().starts_with("v=0") {
         return Err(PeerError::BadOffer("it does not start with v=0".into()));
     }

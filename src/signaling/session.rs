@@ -143,6 +143,8 @@ impl Session {
             }
             Err(e) => {
                 self.pending.clear();
+                // The failed peer may have gathered already: its candidates are not sent.
+                self.events = None;
                 reject(e.to_string())
             }
         }
@@ -196,6 +198,7 @@ impl Session {
             Err(e) => {
                 status.release_presenter(Presenter::Browser);
                 self.pending.clear();
+                self.events = None;
                 reject(e.to_string())
             }
         }

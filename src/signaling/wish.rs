@@ -120,7 +120,7 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
 }
 
 /// The offer of a POST, or the answer to give instead.
-fn read_offer(headers: &HeaderMap, body: &Bytes) -> Result<String, Response> {
+pub fn read_offer(headers: &HeaderMap, body: &Bytes) -> Result<String, Response> {
     if !content_type_is(headers, "application/sdp") {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -192,10 +192,20 @@ pub async fn post_whep(
     .await
     {
         Ok((peer, answer)) => created(&sig, "whep", Peer::Viewer(peer, slot), answer, events).await,
-        Err(e @ PeerError::BadOffer(_)) => {
-            error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"))
+        Err(e) => refused_offer(e),
+    }
+}
+
+/// The answer to an offer no peer could be made for: the offer's fault (400), a
+/// momentary shortage (503), or ours (500).
+fn refused_offer(e: PeerError) -> Response {
+    match e {
+        PeerError::BadOffer(_) => error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}")),
+        PeerError::NoVideo | PeerError::Unanswerable(_) | PeerError::BadCandidate(_) => {
+            error(StatusCode::BAD_REQUEST, &e.to_string())
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        PeerError::NoPort(_) => unavailable(&e.to_string(), "5"),
+        PeerError::WebRtc(_) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
@@ -241,12 +251,7 @@ pub async fn post_whip(
         }
         Err(e) => {
             status.release_presenter(Presenter::Browser);
-            match e {
-                PeerError::BadOffer(_) => {
-                    error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}"))
-                }
-                e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            }
+            refused_offer(e)
         }
     }
 }

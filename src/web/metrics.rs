@@ -188,6 +188,32 @@ pub fn render(s: &Snapshot) -> String {
         "Bits per second sent to all viewers together (last second).",
         &[("", total as f64)],
     );
+    // The usual process metrics (names as Prometheus client libraries use them), and tasks.
+    let p = &s.process;
+    metric(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the daemon.",
+        &[("", f(p.resident_bytes))],
+    );
+    metric(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors of the daemon.",
+        &[("", f(p.open_fds))],
+    );
+    metric(
+        "process_threads",
+        "gauge",
+        "Threads of the daemon.",
+        &[("", f(p.threads))],
+    );
+    metric(
+        "edgecam_runtime_tasks",
+        "gauge",
+        "Async tasks alive in the daemon.",
+        &[("", f(p.tasks))],
+    );
     if let Some(up) = upstream {
         metric(
             "edgecam_upstream_live",

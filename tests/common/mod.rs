@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod browser;
+pub mod process;
 pub mod rust_presenter;
 pub mod rust_viewer;
 

@@ -84,6 +84,15 @@ impl RustViewer {
     /// message and the server's candidates are ignored: the connection then comes up
     /// only if the server queued ours and applied them once the peer existed.
     pub async fn join_with(ws_url: &str, candidates_first: bool) -> Self {
+        Self::join_inner(ws_url, candidates_first, &[]).await
+    }
+
+    /// Joins with extra request headers on the WebSocket (e.g. `Authorization`).
+    pub async fn join_with_headers(ws_url: &str, headers: &[(&str, &str)]) -> Self {
+        Self::join_inner(ws_url, false, headers).await
+    }
+
+    async fn join_inner(ws_url: &str, candidates_first: bool, headers: &[(&str, &str)]) -> Self {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Received::default()));
         let handler = Arc::new(Handler {
@@ -111,7 +120,9 @@ impl RustViewer {
             .await
             .expect("set local");
 
-        let mut ws = Ws::connect(ws_url).await;
+        let mut ws = Ws::connect_with(ws_url, headers)
+            .await
+            .expect("WebSocket accepted");
         if candidates_first {
             // Gathering on loopback is immediate; take what comes within a short pause.
             let mut sent = 0;
