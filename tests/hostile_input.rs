@@ -41,7 +41,7 @@ enum Expect {
     Queued,
     /// This HTTP status.
     Status(u16),
-    /// This HTTP status and a `Location` header starting with the text.
+    /// This HTTP status and exactly this `Location`.
     Redirect(u16, &'static str),
 }
 
@@ -855,9 +855,7 @@ async fn round(daemon: SocketAddr, ws: &mut Ws, cases: &[Case], next_ip: &mut u3
                 let (code, head) = send_http(daemon, from, bytes).await;
                 match expect {
                     Expect::Status(want) if code == *want => Ok(()),
-                    Expect::Redirect(want, to)
-                        if code == *want && location(&head).is_some_and(|l| l.starts_with(to)) =>
-                    {
+                    Expect::Redirect(want, to) if code == *want && location(&head) == Some(*to) => {
                         Ok(())
                     }
                     _ => Err(format!("got {code}: {:.200}", head.replace("\r\n", " | "))),
