@@ -359,4 +359,19 @@ impl Ws {
         }
         panic!("no {id} message");
     }
+
+    /// The next message with this id within `secs`, skipping others; None on timeout/close.
+    pub async fn recv_id_within(&mut self, id: &str, secs: u64) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self.recv_timeout(left.as_secs().max(1)).await?;
+            if m["id"] == id {
+                return Some(m);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
 }
