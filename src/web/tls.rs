@@ -63,9 +63,17 @@ pub fn load(mode: &TlsMode, state_dir: &Path) -> Result<Option<Tls>, TlsError> {
         TlsMode::Files { cert, key } => (read_certs(cert)?, read_key(key)?, "files"),
         TlsMode::SelfSigned => {
             let dir = state_dir.join("tls");
-            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-            if !cert.exists() || !key.exists() {
+            let (cert, key, names) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("names"));
+            // Made anew only when missing or when the board was renamed (provisioning
+            // can change the host name), so browsers are asked again only then.
+            let wanted = subject_names(&hostname()).join(" ");
+            let made_for = std::fs::read_to_string(&names).unwrap_or_default();
+            if !cert.exists() || !key.exists() || made_for.trim() != wanted {
                 generate(&dir, &cert, &key, &hostname())?;
+                std::fs::write(&names, &wanted).map_err(|source| TlsError::Write {
+                    path: names.clone(),
+                    source,
+                })?;
             }
             (read_certs(&cert)?, read_key(&key)?, "self-signed")
         }
@@ -402,6 +410,13 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "key readable by its owner only");
         let again = load(&TlsMode::SelfSigned, dir.path()).unwrap().unwrap();
         assert_eq!(again.fingerprint, first.fingerprint, "kept across restarts");
+        // Renamed board (as far as the kept names say): a new certificate.
+        std::fs::write(dir.path().join("tls/names"), "old-name old-name.local").unwrap();
+        let renamed = load(&TlsMode::SelfSigned, dir.path()).unwrap().unwrap();
+        assert_ne!(
+            renamed.fingerprint, first.fingerprint,
+            "made anew for the new name"
+        );
     }
 
     #[test]
