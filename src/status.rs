@@ -151,6 +151,8 @@ pub struct Snapshot {
     pub keyframes: u64,
     pub forced_idrs: u64,
     pub bytes_encoded: u64,
+    /// Encoded bits per second over the last second (0 when the camera is not running).
+    pub bitrate_bps: u64,
     pub fanout: FanoutSnapshot,
     pub leds: Leds,
     /// Why the last provisioning file was rejected, if it was.
@@ -415,6 +417,11 @@ impl Status {
             keyframes: i.run.keyframes.load(Ordering::Relaxed),
             forced_idrs: i.run.forced_idrs.load(Ordering::Relaxed),
             bytes_encoded: i.run.bytes.load(Ordering::Relaxed),
+            bitrate_bps: if i.pipeline == Pipeline::Running {
+                i.run.bitrate_bps.load(Ordering::Relaxed)
+            } else {
+                0
+            },
             leds: i.leds.clone(),
             config_error: self.config_error(),
             upstream: self

@@ -43,6 +43,7 @@ async fn metrics_tell_what_is_happening() {
     assert_eq!(m["edgecam_presenter{kind=\"none\"}"], 0.0);
     assert!(m["edgecam_frames_encoded_total"] >= 10.0);
     assert!(m["edgecam_bytes_encoded_total"] > 0.0);
+    assert!(m.contains_key("edgecam_encoder_bitrate_bps"));
     assert!(m["edgecam_fanout_frames_out_total"] >= 10.0);
     assert!(
         m["edgecam_keyframe_requests_total"] >= 1.0,
@@ -81,6 +82,12 @@ async fn metrics_tell_what_is_happening() {
     assert_eq!(m[&format!("edgecam_viewer_fraction_lost{labels}")], 0.0);
     assert!(m[&format!("edgecam_viewer_send_bitrate_bps{labels}")] > 10_000.0);
     assert!(m["edgecam_send_bitrate_bps"] > 10_000.0);
+    // By now the encoder has run for over a second: its rate is measured (800 kbit/s set).
+    assert!(
+        m["edgecam_encoder_bitrate_bps"] > 100_000.0,
+        "{}",
+        m["edgecam_encoder_bitrate_bps"]
+    );
     assert!(m["process_resident_memory_bytes"] > 1e6);
     assert!(m["process_open_fds"] >= 3.0);
     assert!(m["process_threads"] >= 2.0);

@@ -62,6 +62,10 @@ async fn stats_panel_shows_both_ends_of_the_link() {
     );
     assert_eq!(panel["stats"]["cameraLost"], 0, "nothing lost on loopback");
     assert_eq!(rows["Viewers"], "1");
+    assert!(
+        rows["Encoder"].as_str().unwrap_or("").ends_with(" kbit/s"),
+        "{rows}"
+    );
 
     // Hidden again on a second click, and the choice survives a reload.
     page.eval("document.getElementById('stats-toggle').click(); true")

@@ -45,6 +45,8 @@ pub struct RunStats {
     pub forced_idrs: AtomicU64,
     /// Advances every 100 ms while the runner's loop is alive (for the watchdog).
     pub ticks: AtomicU64,
+    /// Encoded bits per second over the last full second.
+    pub bitrate_bps: AtomicU64,
 }
 
 /// Initialises GStreamer once; safe to call repeatedly.
@@ -137,6 +139,7 @@ pub async fn run(
     let mut last_frames = 0;
     let mut last_progress = Instant::now();
     tokio::pin!(stop);
+    let mut rate_mark = (Instant::now(), stats.bytes.load(Ordering::Relaxed));
     let result = loop {
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
         tokio::select! {
@@ -163,6 +166,13 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 stats.ticks.fetch_add(1, Ordering::Relaxed);
+                let (since, bytes_then) = rate_mark;
+                if since.elapsed() >= Duration::from_secs(1) {
+                    let bytes = stats.bytes.load(Ordering::Relaxed);
+                    let bps = bytes.saturating_sub(bytes_then) as f64 * 8.0 / since.elapsed().as_secs_f64();
+                    stats.bitrate_bps.store(bps as u64, Ordering::Relaxed);
+                    rate_mark = (Instant::now(), bytes);
+                }
                 let frames = stats.frames.load(Ordering::Relaxed);
                 if frames != last_frames {
                     last_frames = frames;

@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4), from the same snapshot as
 //! `/api/status`. Counters of the encoder restart with each pipeline run; Prometheus's
-//! `rate()` takes such resets in its stride. Bitrate is `rate(edgecam_bytes_encoded_total)`.
+//! `rate()` takes such resets in its stride. The encoder's bitrate is also a gauge, over the last second.
 
 use crate::status::{Pipeline, Presenter, Snapshot};
 use std::fmt::Write;
@@ -89,6 +89,12 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Encoded bytes (this pipeline run).",
         &[("", f(s.bytes_encoded))],
+    );
+    metric(
+        "edgecam_encoder_bitrate_bps",
+        "gauge",
+        "Encoded bits per second over the last second.",
+        &[("", f(s.bitrate_bps))],
     );
     metric(
         "edgecam_fanout_frames_in_total",

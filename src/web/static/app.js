@@ -193,6 +193,7 @@
       const s = await (await fetch('/api/status')).json();
       next.viewers = s.viewers;
       next.encoder = s.encoder;
+      next.encoderKbps = s.bitrate_bps / 1000;
       const link = (s.viewer_links || []).find((l) => l.id === viewerId);
       if (link) {
         next.cameraRttMs = link.rtt_ms;
@@ -217,7 +218,7 @@
       ['Camera: loss', typeof stats.cameraLoss === 'number' ? (stats.cameraLoss * 100).toFixed(1) + ' % (' + stats.cameraLost + ')' : '–'],
       ['Camera: sending', num(stats.cameraKbps, 0, ' kbit/s')],
       ['Viewers', num(stats.viewers, 0, '')],
-      ['Encoder', stats.encoder || '–'],
+      ['Encoder', (stats.encoder || '–') + (stats.encoderKbps ? ', ' + stats.encoderKbps.toFixed(0) + ' kbit/s' : '')],
     ];
     statsEl.replaceChildren(...rows.map(([k, v]) => {
       const tr = document.createElement('tr');
