@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let bytes = bytes::Bytes::copy_from_slice(body);
     if let Ok(offer) = wish::read_offer(&headers, &bytes) {
-        let _ = edgecam::peer::parse_offer(&offer);
+        if let Err(e) = edgecam::peer::parse_offer(&offer) {
+            // The reason goes back to the client and into the log: it stays short.
+            let shown = e.to_string();
+            assert!(shown.len() < 512, "error text grows with the input: {}", shown.len());
+        }
         let _ = edgecam::peer::section_flows(&offer, "video", &["a=inactive", "a=sendonly"]);
         let _ = edgecam::peer::offer_sends_audio(&offer);
         let _ = wish::with_candidates(&offer, &["candidate:1 1 udp 1 127.0.0.1 9 typ host".into()]);

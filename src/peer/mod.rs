@@ -113,7 +113,13 @@ pub enum PeerError {
 }
 
 fn webrtc_err(e: impl std::fmt::Display) -> PeerError {
-    PeerError::WebRtc(e.to_string())
+    PeerError::WebRtc(brief(e))
+}
+
+/// An error's text cut to 200 characters: parsers quote the offending input, which
+/// may be 64 KiB of a client's making, and the text goes back to it and into the log.
+fn brief(e: impl std::fmt::Display) -> String {
+    e.to_string().chars().take(200).collect()
 }
 
 /// Things a peer tells its signaling session.
@@ -333,12 +339,12 @@ async fn negotiate(
     let result = async {
         pc.set_remote_description(offer)
             .await
-            .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            .map_err(|e| PeerError::BadOffer(brief(e)))?;
         // A parsed offer that cannot be answered (no media we know) is the offer's fault.
         let answer = pc
             .create_answer(None)
             .await
-            .map_err(|e| PeerError::Unanswerable(e.to_string()))?;
+            .map_err(|e| PeerError::Unanswerable(brief(e)))?;
         pc.set_local_description(answer.clone())
             .await
             .map_err(webrtc_err)?;
@@ -362,7 +368,7 @@ async fn add_remote_candidate(
     }
     pc.add_ice_candidate(candidate)
         .await
-        .map_err(|e| PeerError::BadCandidate(e.to_string()))
+        .map_err(|e| PeerError::BadCandidate(brief(e)))
 }
 
 /// How a local candidate is advertised. With `webrtc.nat_ips` (the camera reached through
@@ -412,7 +418,7 @@ pub fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
     if !sdp.trim_start().starts_with("v=0") {
         return Err(PeerError::BadOffer("it does not start with v=0".into()));
     }
-    RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| PeerError::BadOffer(e.to_string()))
+    RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| PeerError::BadOffer(brief(e)))
 }
 
 /// Whether some active `m=<kind>` section of `sdp` carries media in our direction:

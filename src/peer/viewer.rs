@@ -111,12 +111,12 @@ impl ViewerPeer {
     /// Applies the answer to our offer.
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), PeerError> {
         let answer = RTCSessionDescription::answer(sdp.to_owned())
-            .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            .map_err(|e| PeerError::BadOffer(brief(e)))?;
         self.conn
             .pc
             .set_remote_description(answer)
             .await
-            .map_err(|e| PeerError::BadOffer(e.to_string()))
+            .map_err(|e| PeerError::BadOffer(brief(e)))
     }
 
     /// The peer with its tracks and the tasks that feed them once it connects.

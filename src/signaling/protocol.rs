@@ -76,9 +76,11 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
                     id: "onIceCandidate",
                     problem: "missing \"candidate\"".into(),
                 })?;
+            // serde's message quotes the offending value: cut it, or a 64 KiB field
+            // comes back (and goes to the log) whole.
             let candidate = Candidate::deserialize(raw).map_err(|e| ProtocolError::BadField {
                 id: "onIceCandidate",
-                problem: format!("bad \"candidate\": {e}"),
+                problem: format!("bad \"candidate\": {}", truncate(&e.to_string(), 160)),
             })?;
             Ok(ClientMessage::OnIceCandidate { candidate })
         }
@@ -224,6 +226,14 @@ mod tests {
             "a".repeat(MAX_MESSAGE_BYTES)
         );
         assert!(matches!(parse(&huge), Err(ProtocolError::TooLarge(_))));
+        // Found by the fuzzer: a long value of the wrong type was quoted whole.
+        let long_field = format!(
+            r#"{{"id":"onIceCandidate","candidate":{{"candidate":"c","sdpMLineIndex":"{}"}}}}"#,
+            "x".repeat(60_000)
+        );
+        let e = parse(&long_field).unwrap_err().to_string();
+        assert!(e.len() < 300, "{}", e.len());
+        assert!(e.starts_with("onIceCandidate: bad \"candidate\": invalid type"), "{e}");
         let long_id = format!(r#"{{"id":"{}"}}"#, "x".repeat(1000));
         assert!(matches!(parse(&long_id), Err(ProtocolError::UnknownId(s)) if s.len() == 64));
     }
