@@ -891,6 +891,7 @@ async fn check_ws(ws: &mut Ws, expect: &Expect) -> Result<(), String> {
             if m["id"] == *id
                 && m["response"] == "rejected"
                 && !message.is_empty()
+                && message.len() < 400
                 && message.contains(text)
             {
                 Ok(())

@@ -128,7 +128,13 @@ async fn a_thousand_joins_and_leaves_leave_nothing_behind() {
             );
         }
     }
-    let end = settle(&daemon).await;
+    // Back to the start: wait (bounded) for the last departures to close their sockets.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut end = settle(&daemon).await;
+    while (end.1 > start.1 || end.2 > start.2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        end = usage(&daemon).await;
+    }
     let threads_end = daemon.threads();
     eprintln!(
         "end: RSS {} KiB, fds {}, tasks {}, threads {threads_end}",
@@ -148,24 +154,34 @@ async fn a_thousand_joins_and_leaves_leave_nothing_behind() {
         (rss1 - rss0).abs() <= rss0 * 0.10,
         "RSS {rss0} -> {rss1} KiB is more than 10% off"
     );
-    assert_eq!(end.1, start.1, "open file descriptors back to the start");
-    assert_eq!(end.2, start.2, "tasks back to the start");
+    // Not above the start (a socket still closing at the start measurement can make the
+    // end one lower, never higher).
+    assert!(
+        end.1 <= start.1,
+        "open file descriptors {} -> {}",
+        start.1,
+        end.1
+    );
+    assert!(end.2 <= start.2, "tasks {} -> {}", start.2, end.2);
     watcher.close().await;
     daemon.stop();
 }
 
 /// Waits (up to 30 s) for departed peers to wind down: the usage once fds and tasks have
-/// stopped changing for a second.
+/// read the same three times a second apart (a closing socket can linger a moment).
 async fn settle(daemon: &DaemonProcess) -> (u64, usize, u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = usage(daemon).await;
+    let mut same = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = usage(daemon).await;
-        if (now.1, now.2) == (last.1, last.2) && status(daemon).await["viewers"] == 1 {
-            return now;
-        }
-        if Instant::now() > deadline {
+        same = if (now.1, now.2) == (last.1, last.2) {
+            same + 1
+        } else {
+            0
+        };
+        if (same >= 2 && status(daemon).await["viewers"] == 1) || Instant::now() > deadline {
             return now;
         }
         last = now;

@@ -233,7 +233,10 @@ mod tests {
         );
         let e = parse(&long_field).unwrap_err().to_string();
         assert!(e.len() < 300, "{}", e.len());
-        assert!(e.starts_with("onIceCandidate: bad \"candidate\": invalid type"), "{e}");
+        assert!(
+            e.starts_with("onIceCandidate: bad \"candidate\": invalid type"),
+            "{e}"
+        );
         let long_id = format!(r#"{{"id":"{}"}}"#, "x".repeat(1000));
         assert!(matches!(parse(&long_id), Err(ProtocolError::UnknownId(s)) if s.len() == 64));
     }
