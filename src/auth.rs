@@ -426,7 +426,9 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file only its owner may read (keys), whole or not at all: a temporary file
+/// then a rename. Makes the directory if needed.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {

@@ -166,25 +166,11 @@ fn generate(dir: &Path, cert: &Path, key: &Path, hostname: &str) -> Result<(), T
         move |source| TlsError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-    write_private(key, made.signing_key.serialize_pem().as_bytes()).map_err(write_err(key))?;
+    crate::auth::write_secret(key, made.signing_key.serialize_pem().as_bytes())
+        .map_err(write_err(key))?;
     std::fs::write(cert, made.cert.pem()).map_err(write_err(cert))?;
     tracing::info!(path = %cert.display(), "made a self-signed TLS certificate");
     Ok(())
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Accepts TCP, completes TLS in background tasks, yields finished streams to axum.
