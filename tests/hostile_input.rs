@@ -799,13 +799,7 @@ async fn send_http(daemon: SocketAddr, from: Ipv4Addr, bytes: &[u8]) -> (u16, St
         }
     })
     .await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    let (code, head, _) = common::split_response(&buf);
     (code, head)
 }
 

@@ -273,7 +273,12 @@ pub async fn http_full(
         .await
         .expect("response in time")
         .expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
+    split_response(&buf)
+}
+
+/// A raw HTTP response as (status, head, body); status 0 when there is none.
+pub fn split_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).to_string();
     let code = text
         .split(' ')
         .nth(1)
