@@ -66,10 +66,11 @@ pub fn load(mode: &TlsMode, state_dir: &Path) -> Result<Option<Tls>, TlsError> {
             let (cert, key, names) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("names"));
             // Made anew only when missing or when the board was renamed (provisioning
             // can change the host name), so browsers are asked again only then.
-            let wanted = subject_names(&hostname()).join(" ");
+            let subjects = subject_names(&hostname());
+            let wanted = subjects.join(" ");
             let made_for = std::fs::read_to_string(&names).unwrap_or_default();
             if !cert.exists() || !key.exists() || made_for.trim() != wanted {
-                generate(&dir, &cert, &key, &hostname())?;
+                generate(&dir, &cert, &key, subjects)?;
                 std::fs::write(&names, &wanted).map_err(|source| TlsError::Write {
                     path: names.clone(),
                     source,
@@ -158,8 +159,8 @@ fn subject_names(hostname: &str) -> Vec<String> {
 }
 
 /// Makes a self-signed certificate and key; the key is readable by its owner only.
-fn generate(dir: &Path, cert: &Path, key: &Path, hostname: &str) -> Result<(), TlsError> {
-    let made = rcgen::generate_simple_self_signed(subject_names(hostname))
+fn generate(dir: &Path, cert: &Path, key: &Path, subjects: Vec<String>) -> Result<(), TlsError> {
+    let made = rcgen::generate_simple_self_signed(subjects)
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     let write_err = |path: &Path| {
         let path = path.to_owned();
