@@ -7,130 +7,10 @@
 mod common;
 
 use common::Daemon;
+use common::tls::{accepting_any, fingerprint, https_get, status_json, trusting};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 const CAMERA_OFF: (&str, &str) = ("EDGECAM_CAMERA__AUTOSTART", "false");
-
-fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
-    Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
-}
-
-/// One HTTPS GET to `localhost` with `config`; the certificate chain the server sent and
-/// the whole response, or the handshake error.
-async fn https_get(
-    daemon: &Daemon,
-    config: ClientConfig,
-    path: &str,
-) -> Result<(Vec<CertificateDer<'static>>, String), String> {
-    let tcp = tokio::net::TcpStream::connect(daemon.addr)
-        .await
-        .expect("connect");
-    let name = ServerName::try_from("localhost").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let chain = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.to_vec())
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tls.read_to_end(&mut out).await;
-    Ok((chain, String::from_utf8_lossy(&out).into_owned()))
-}
-
-fn trusting(ca: &CertificateDer<'static>) -> ClientConfig {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).expect("CA parses");
-    ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-/// Accepts any certificate, as a user clicking through a browser warning does; used only
-/// to read what the fallback serves.
-#[derive(Debug)]
-struct AcceptAny;
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        tokio_rustls::rustls::crypto::verify_tls12_signature(
-            m,
-            c,
-            d,
-            &provider().signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        tokio_rustls::rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &provider().signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-fn accepting_any() -> ClientConfig {
-    ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
-        .with_no_client_auth()
-}
-
-fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref())
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn status_json(response: &str) -> serde_json::Value {
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("status JSON: {e}: {response}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_certificate_chain_then_a_broken_renewal() {
@@ -164,7 +44,7 @@ async fn operator_certificate_chain_then_a_broken_renewal() {
     let daemon = Daemon::start(&settings).await;
     let mut served = None;
     for _ in 0..100 {
-        if let Ok(got) = https_get(&daemon, trusting(ca.der()), "/api/status").await {
+        if let Ok(got) = https_get(daemon.addr, trusting(ca.der()), "/api/status").await {
             served = Some(got);
             break;
         }
@@ -193,7 +73,7 @@ async fn operator_certificate_chain_then_a_broken_renewal() {
     let again = Daemon::start_full("127.0.0.1:0", &settings, state).await;
     let mut served = None;
     for _ in 0..100 {
-        if let Ok(got) = https_get(&again, accepting_any(), "/api/status").await {
+        if let Ok(got) = https_get(again.addr, accepting_any(), "/api/status").await {
             served = Some(got);
             break;
         }
@@ -211,7 +91,7 @@ async fn operator_certificate_chain_then_a_broken_renewal() {
     assert_eq!(status["tls"]["fingerprint_sha256"], fingerprint(&chain[0]));
     assert_ne!(&chain[0], leaf.der());
     // A client that trusts only the CA is now refused rather than silently downgraded.
-    let refused = https_get(&again, trusting(ca.der()), "/healthz").await;
+    let refused = https_get(again.addr, trusting(ca.der()), "/healthz").await;
     assert!(refused.is_err(), "the stand-in certificate is not the CA's");
     again.stop().await;
 }

@@ -7,12 +7,9 @@ mod common;
 
 use common::Daemon;
 use common::browser::{Browser, VIEWER_PROBE};
-use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::tls::{fingerprint, status_json};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 const TLS_ON: (&str, &str) = ("EDGECAM_TLS__ENABLED", "true");
 const CAMERA_OFF: (&str, &str) = ("EDGECAM_CAMERA__AUTOSTART", "false");
@@ -29,39 +26,13 @@ async fn certificate(daemon: &Daemon) -> Vec<u8> {
     panic!("no certificate made in {}", path.display());
 }
 
-/// One HTTPS request trusting only the daemon's own certificate; the whole response.
+/// One HTTPS request trusting only the daemon's own certificate (which names localhost;
+/// verification fails if it does not); the whole response.
 async fn https_get(daemon: &Daemon, cert: &CertificateDer<'static>, path: &str) -> String {
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.clone()).expect("certificate parses");
-    let config = ClientConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocols")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(daemon.addr)
+    common::tls::https_get(daemon.addr, common::tls::trusting(cert), path)
         .await
-        .expect("connect");
-    // The certificate names localhost; verification fails if it does not.
-    let name = ServerName::try_from("localhost").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake with the daemon's own certificate");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tls.read_to_end(&mut out).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref())
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+        .expect("TLS handshake with the daemon's own certificate")
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,8 +44,7 @@ async fn https_with_a_kept_self_signed_certificate() {
     let health = https_get(&daemon, &cert, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let status = https_get(&daemon, &cert, "/api/status").await;
-    let body = status.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body).expect("status JSON");
+    let v = status_json(&status);
     assert_eq!(v["tls"]["source"], "self-signed", "{v}");
     assert_eq!(v["tls"]["fingerprint_sha256"], fingerprint(&cert));
 

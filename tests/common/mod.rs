@@ -6,6 +6,7 @@ pub mod browser;
 pub mod process;
 pub mod rust_presenter;
 pub mod rust_viewer;
+pub mod tls;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
