@@ -38,6 +38,10 @@ pub enum Pipeline {
 pub struct Status {
     pub hub: Arc<Hub>,
     pub presenter: watch::Sender<Presenter>,
+    /// How many presenters have stopped. A viewer remembers the count it joined under:
+    /// once the count moves on, its presenter is gone, even when another has taken over
+    /// before the viewer heard of the change.
+    presenters_ended: AtomicU64,
     /// Viewers with a peer (connected or connecting), counted by signaling.
     pub viewers: AtomicUsize,
     pub viewers_max: usize,
@@ -214,6 +218,7 @@ impl Status {
         let status = Arc::new(Self {
             hub,
             presenter: watch::channel(Presenter::None).0,
+            presenters_ended: AtomicU64::new(0),
             viewers: AtomicUsize::new(0),
             viewers_max,
             pipeline_restarts: AtomicU64::new(0),
@@ -329,9 +334,25 @@ impl Status {
     }
 
     pub fn set_presenter(&self, p: Presenter) {
-        self.presenter
-            .send_if_modified(|cur| std::mem::replace(cur, p) != p);
+        self.presenter.send_if_modified(|cur| {
+            let was = std::mem::replace(cur, p);
+            if was != Presenter::None && was != p {
+                self.presenters_ended.fetch_add(1, Ordering::AcqRel);
+            }
+            was != p
+        });
         self.refresh_channel();
+    }
+
+    /// The presenter generation a joining viewer watches under (read it before checking
+    /// that there is a presenter).
+    pub fn presenter_generation(&self) -> u64 {
+        self.presenters_ended.load(Ordering::Acquire)
+    }
+
+    /// Whether the presenter a viewer joined under (`generation`) has stopped since.
+    pub fn presenter_gone_since(&self, generation: u64) -> bool {
+        self.presenter_generation() != generation || *self.presenter.borrow() == Presenter::None
     }
 
     /// Becomes the presenter if nobody is; false when another presenter is active.
@@ -356,6 +377,8 @@ impl Status {
         let released = self.presenter.send_if_modified(|cur| {
             if *cur == who {
                 *cur = Presenter::None;
+                // Counted before viewers are woken, so each sees it.
+                self.presenters_ended.fetch_add(1, Ordering::AcqRel);
                 true
             } else {
                 false
@@ -473,6 +496,23 @@ mod tests {
         assert_eq!(*s.presenter.borrow(), Presenter::None);
         assert!(!s.presenter_audio.load(Ordering::Acquire));
         assert!(s.claim_presenter(Presenter::Camera, false));
+    }
+
+    #[test]
+    fn a_presenter_replaced_at_once_still_counts_as_gone() {
+        let s = status();
+        assert!(s.claim_presenter(Presenter::Browser, false));
+        let joined = s.presenter_generation();
+        assert!(!s.presenter_gone_since(joined));
+        // The browser leaves and the camera takes over before the viewer looks.
+        s.release_presenter(Presenter::Browser);
+        assert!(s.claim_presenter(Presenter::Camera, false));
+        assert_eq!(*s.presenter.borrow(), Presenter::Camera);
+        assert!(s.presenter_gone_since(joined), "its presenter is gone");
+        let rejoined = s.presenter_generation();
+        assert!(!s.presenter_gone_since(rejoined));
+        s.set_presenter(Presenter::None);
+        assert!(s.presenter_gone_since(rejoined), "shutdown ends it too");
     }
 
     #[test]

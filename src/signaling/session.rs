@@ -19,6 +19,8 @@ pub const MAX_PENDING_CANDIDATES: usize = 64;
 struct Viewer {
     peer: ViewerPeer,
     _slot: super::ViewerSlot,
+    /// The presenter generation it joined under (see `Status::presenter_gone_since`).
+    generation: u64,
 }
 
 /// What this client currently is.
@@ -108,6 +110,7 @@ impl Session {
                 message,
             })]
         };
+        let generation = self.ctx.status.presenter_generation();
         if *self.ctx.status.presenter.borrow() == Presenter::None {
             self.pending.clear();
             return reject("No active presenter. Try again later...".into());
@@ -132,7 +135,11 @@ impl Session {
         {
             Ok((peer, answer)) => {
                 let viewer_id = Some(peer.id());
-                self.role = Role::Viewer(Viewer { peer, _slot: slot });
+                self.role = Role::Viewer(Viewer {
+                    peer,
+                    _slot: slot,
+                    generation,
+                });
                 self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
                 let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted {
                     sdp_answer: answer,
@@ -249,9 +256,15 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
                 if changed.is_err() { break; }
                 let now = *presenter.borrow_and_update();
                 match (now, &s.role) {
-                    (Presenter::None, Role::Viewer(_)) => {
+                    // Its presenter left, even if another took over at once: released
+                    // like every other viewer, then told who is there now.
+                    (_, Role::Viewer(v)) if s.ctx.status.presenter_gone_since(v.generation) => {
                         s.release().await;
-                        vec![ServerMessage::StopCommunication]
+                        let mut out = vec![ServerMessage::StopCommunication];
+                        if now != Presenter::None {
+                            out.push(ServerMessage::PresenterAvailable);
+                        }
+                        out
                     }
                     (Presenter::None, _) => vec![],
                     // Our own presenting is no news to us.

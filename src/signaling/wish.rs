@@ -165,35 +165,55 @@ pub async fn post_whep(
         Ok(o) => o,
         Err(r) => return r,
     };
-    if *sig.status.presenter.borrow() == Presenter::None {
-        return unavailable(
-            "no presenter: the camera is stopped and nobody presents",
-            "5",
-        );
-    }
-    let Some(slot) = sig.reserve_viewer() else {
-        return unavailable(
-            &format!(
-                "too many viewers: this camera serves at most {} at once",
-                sig.status.viewers_max
-            ),
-            "10",
-        );
-    };
-    let (events_tx, events) = mpsc::unbounded_channel();
-    match ViewerPeer::start(
-        &sig.peers,
-        &offer,
-        &sig.hub,
-        events_tx,
-        &sig.status,
-        ViewerKind::Whep,
-    )
+    detached(async move {
+        let generation = sig.status.presenter_generation();
+        if *sig.status.presenter.borrow() == Presenter::None {
+            return unavailable(
+                "no presenter: the camera is stopped and nobody presents",
+                "5",
+            );
+        }
+        let Some(slot) = sig.reserve_viewer() else {
+            return unavailable(
+                &format!(
+                    "too many viewers: this camera serves at most {} at once",
+                    sig.status.viewers_max
+                ),
+                "10",
+            );
+        };
+        let (events_tx, events) = mpsc::unbounded_channel();
+        match ViewerPeer::start(
+            &sig.peers,
+            &offer,
+            &sig.hub,
+            events_tx,
+            &sig.status,
+            ViewerKind::Whep,
+        )
+        .await
+        {
+            Ok((peer, answer)) => {
+                let peer = Peer::Viewer(peer, slot);
+                created(&sig, "whep", peer, Some(generation), answer, events).await
+            }
+            Err(e) => refused_offer(e),
+        }
+    })
     .await
-    {
-        Ok((peer, answer)) => created(&sig, "whep", Peer::Viewer(peer, slot), answer, events).await,
-        Err(e) => refused_offer(e),
-    }
+}
+
+/// Makes a session in a task of its own and waits for it. A client hanging up drops the
+/// request's future; cut off halfway, the setup would keep a claimed presenter or a
+/// viewer place for good. Finished, a session its client never heard of is reaped like
+/// any other that never connects.
+async fn detached(setup: impl Future<Output = Response> + Send + 'static) -> Response {
+    tokio::spawn(setup).await.unwrap_or_else(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("making the session failed: {e}"),
+        )
+    })
 }
 
 /// The answer to an offer no peer could be made for: the offer's fault (400), a
@@ -222,38 +242,41 @@ pub async fn post_whip(
         Ok(o) => o,
         Err(r) => return r,
     };
-    let status = &sig.status;
-    if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&offer)) {
-        let who = match *status.presenter.borrow() {
-            Presenter::Camera => "the camera is streaming",
-            _ => "another publisher is presenting",
-        };
-        return error(
-            StatusCode::CONFLICT,
-            &format!("another presenter is active ({who})"),
-        );
-    }
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let started = PresenterPeer::start(
-        &sig.peers,
-        &offer,
-        &sig.hub,
-        sig.keyframes.clone(),
-        events_tx,
-        status,
-    )
-    .await;
-    match started {
-        Ok((peer, answer)) => {
-            tracing::info!("a WHIP publisher is presenting");
-            let peer = Peer::Presenter(peer, status.clone());
-            created(&sig, "whip", peer, answer, events).await
+    detached(async move {
+        let status = &sig.status;
+        if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&offer)) {
+            let who = match *status.presenter.borrow() {
+                Presenter::Camera => "the camera is streaming",
+                _ => "another publisher is presenting",
+            };
+            return error(
+                StatusCode::CONFLICT,
+                &format!("another presenter is active ({who})"),
+            );
         }
-        Err(e) => {
-            status.release_presenter(Presenter::Browser);
-            refused_offer(e)
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let started = PresenterPeer::start(
+            &sig.peers,
+            &offer,
+            &sig.hub,
+            sig.keyframes.clone(),
+            events_tx,
+            status,
+        )
+        .await;
+        match started {
+            Ok((peer, answer)) => {
+                tracing::info!("a WHIP publisher is presenting");
+                let peer = Peer::Presenter(peer, status.clone());
+                created(&sig, "whip", peer, None, answer, events).await
+            }
+            Err(e) => {
+                status.release_presenter(Presenter::Browser);
+                refused_offer(e)
+            }
         }
-    }
+    })
+    .await
 }
 
 /// `Authorization: Bearer <whip.token>`, compared in constant time.
@@ -291,22 +314,28 @@ fn check_bearer(sig: &Signaling, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Registers the session and answers 201 with the answer, `Location` and `Link`s.
+/// `viewer_generation`: for a viewer, the presenter generation it joined under.
 async fn created(
     sig: &Arc<Signaling>,
     kind: &str,
     peer: Peer,
+    viewer_generation: Option<u64>,
     answer: String,
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
 ) -> Response {
     // Our candidates go into the answer: most WHIP/WHEP clients take no server trickle.
     let answer = with_candidates(&answer, &gather(&mut events).await);
     let id = session_id();
-    let presenter = peer.is_presenter();
     let session = Arc::new(Session {
         peer: tokio::sync::Mutex::new(Some(peer)),
     });
     sig.wish.lock().insert(id.clone(), session);
-    tokio::spawn(watch_session(sig.clone(), id.clone(), events, presenter));
+    tokio::spawn(watch_session(
+        sig.clone(),
+        id.clone(),
+        events,
+        viewer_generation,
+    ));
 
     let mut r = (
         StatusCode::CREATED,
@@ -331,9 +360,11 @@ async fn watch_session(
     sig: Arc<Signaling>,
     id: String,
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
-    presenter_session: bool,
+    viewer_generation: Option<u64>,
 ) {
     let mut presenter = sig.status.presenter.subscribe();
+    // Checked at once too: the presenter may have left while the answer was made.
+    presenter.mark_changed();
     let mut connected = false;
     let deadline = tokio::time::Instant::now() + CONNECT_LIMIT;
     loop {
@@ -344,8 +375,11 @@ async fn watch_session(
                 Some(_) => {}
             },
             _ = tokio::time::sleep_until(deadline), if !connected => break,
-            changed = presenter.changed(), if !presenter_session => {
-                if changed.is_err() || *presenter.borrow_and_update() == Presenter::None {
+            changed = presenter.changed(), if viewer_generation.is_some() => {
+                presenter.borrow_and_update();
+                let gone = viewer_generation
+                    .is_some_and(|g| sig.status.presenter_gone_since(g));
+                if changed.is_err() || gone {
                     break;
                 }
             }
