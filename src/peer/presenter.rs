@@ -169,7 +169,15 @@ pub struct AccessUnitAssembler {
     /// 90 kHz ticks before the current timestamp epoch, for unwrapping.
     base_ticks: u64,
     last_timestamp: Option<u32>,
+    /// Payload bytes the depacketizer holds without having given them back yet (the
+    /// fragments of an unfinished FU-A).
+    unfinished: usize,
 }
+
+/// No real picture comes near this (a 1080p IDR at 8 Mbit/s is about 0.5 MB). A stream
+/// that never finishes one is cut off here rather than grow in memory: the picture is
+/// dropped and a keyframe asked for.
+pub const MAX_ACCESS_UNIT_BYTES: usize = 4 << 20;
 
 impl Default for AccessUnitAssembler {
     fn default() -> Self {
@@ -182,6 +190,7 @@ impl Default for AccessUnitAssembler {
             need_keyframe: true,
             base_ticks: 0,
             last_timestamp: None,
+            unfinished: 0,
         }
     }
 }
@@ -210,9 +219,21 @@ impl AccessUnitAssembler {
         }
         self.last_seq = Some(seq);
         self.au_timestamp = Some(timestamp);
+        self.unfinished = self.unfinished.saturating_add(payload.len());
         match self.depacketizer.depacketize(payload) {
-            Ok(bytes) => self.au.extend_from_slice(&bytes),
+            Ok(bytes) => {
+                if !bytes.is_empty() {
+                    self.unfinished = 0;
+                }
+                self.au.extend_from_slice(&bytes);
+            }
             Err(_) => self.broken = true,
+        }
+        if self.au.len().saturating_add(self.unfinished) > MAX_ACCESS_UNIT_BYTES {
+            self.au.clear();
+            self.depacketizer = H264Packet::default();
+            self.unfinished = 0;
+            self.broken = true;
         }
         if marker {
             self.flush(&mut out);
@@ -320,6 +341,36 @@ mod tests {
             out.frames[0].pts,
             Duration::from_millis(33) + Duration::from_micros(333) + Duration::from_nanos(333)
         );
+    }
+
+    #[test]
+    fn a_picture_that_never_ends_is_cut_off() {
+        let mut a = AccessUnitAssembler::default();
+        assert_eq!(a.push(1, 0, true, &nal(0x65)).frames.len(), 1);
+        // 6 MiB in single NALs, then in FU-A fragments that never end, all one picture.
+        let big = Bytes::from(vec![0x41; 60_000]);
+        let mut fua = vec![0x7c, 0x81]; // FU-A, start bit, non-IDR slice
+        fua.resize(60_000, 0xaa);
+        let (start, middle) = (Bytes::from(fua.clone()), {
+            fua[1] = 0x01; // neither start nor end
+            Bytes::from(fua)
+        });
+        let mut seq = 2u16;
+        for i in 0..200 {
+            let payload = match i {
+                0..100 => &big,
+                100 => &start,
+                _ => &middle,
+            };
+            let out = a.push(seq, 3000, false, payload);
+            assert!(out.frames.is_empty());
+            assert!(a.au.len() + a.unfinished <= MAX_ACCESS_UNIT_BYTES);
+            seq += 1;
+        }
+        // Its end is dropped and a keyframe asked for; the stream goes on from the IDR.
+        let out = a.push(seq, 3000, true, &nal(0x41));
+        assert!(out.frames.is_empty() && out.need_keyframe);
+        assert_eq!(a.push(seq + 1, 6000, true, &nal(0x65)).frames.len(), 1);
     }
 
     #[test]
