@@ -57,8 +57,11 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
     let admin = Router::new()
         .route("/presenter", get(|| page("presenter.html")))
         .route("/presenter.js", get(|| asset("presenter.js")))
-        .route("/api/stream/start", post(|s| stream(s, Command::Start)))
-        .route("/api/stream/stop", post(|s| stream(s, Command::Stop)))
+        .route(
+            "/api/stream/start",
+            post(|s, h| stream(s, h, Command::Start)),
+        )
+        .route("/api/stream/stop", post(|s, h| stream(s, h, Command::Stop)))
         .route("/metrics", get(prometheus))
         .route_layer(gate(Role::Admin));
     Router::new()
@@ -197,7 +200,25 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
 }
 
 /// Starts or stops the camera exactly as the button does; answers with the new state.
-async fn stream(State(sig): State<Arc<Signaling>>, cmd: Command) -> Response {
+/// Under the same Origin rule as the WebSocket: a browser sends a cross-site form or
+/// fetch POST without asking, and with no password set nothing else would stop it.
+async fn stream(
+    State(sig): State<Arc<Signaling>>,
+    headers: axum::http::HeaderMap,
+    cmd: Command,
+) -> Response {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if !origin_allowed(
+        text(header::ORIGIN),
+        text(header::HOST),
+        &sig.allowed_origins,
+    ) {
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused: add the page's origin to http.allowed_origins\n",
+        )
+            .into_response();
+    }
     let on = sig.control.apply(cmd);
     (
         [(header::CACHE_CONTROL, "no-store")],
