@@ -31,6 +31,9 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Shortest password accepted when one is set (provisioning, `edgecam hash-password`).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
+/// Passwords waiting for the verifier thread, from all addresses together; more are
+/// answered "too many" at once instead of queueing minutes of argon2 work.
+const VERIFY_QUEUE: usize = 16;
 
 /// What a credential grants. An admin may do everything a viewer may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,7 +81,7 @@ pub struct Auth {
     /// take every core, and the 19 MiB each needs is reused by that thread's allocator
     /// instead of being kept once per blocking-pool thread (which grew RSS by 19 MiB per
     /// thread that ever verified).
-    verifier: std::sync::mpsc::Sender<VerifyJob>,
+    verifier: std::sync::mpsc::SyncSender<VerifyJob>,
 }
 
 /// A password to check against the configured hashes, and where the answer goes.
@@ -88,8 +91,8 @@ struct VerifyJob {
     reply: tokio::sync::oneshot::Sender<Option<Role>>,
 }
 
-fn spawn_verifier() -> std::sync::mpsc::Sender<VerifyJob> {
-    let (tx, rx) = std::sync::mpsc::channel::<VerifyJob>();
+fn spawn_verifier() -> std::sync::mpsc::SyncSender<VerifyJob> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<VerifyJob>(VERIFY_QUEUE);
     let spawned = std::thread::Builder::new()
         .name("edgecam-verify".into())
         .spawn(move || {
@@ -98,6 +101,10 @@ fn spawn_verifier() -> std::sync::mpsc::Sender<VerifyJob> {
             let mut memory = Vec::new();
             // Ends when the Auth (the only sender) is dropped.
             for job in rx {
+                // Its client hung up while it waited: not worth 19 MiB of hashing.
+                if job.reply.is_closed() {
+                    continue;
+                }
                 let found = job.candidates.into_iter().find_map(|(role, hash)| {
                     hash.filter(|h| verify_in(&job.password, h, &mut memory))
                         .map(|_| role)
@@ -167,38 +174,21 @@ impl Auth {
         if let Some(wait) = self.lock_limiter().blocked(from, now) {
             return Err(Denied::TooMany(wait));
         }
+        // Longer than any password that can be set: wrong, and not worth hashing.
+        if password.chars().count() > MAX_PASSWORD_CHARS {
+            self.lock_limiter().failed(from, now);
+            return Err(Denied::BadPassword);
+        }
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
         let cached = self.lock_verified().get(&digest).copied();
         let role = match cached {
             Some(role) => Some(role),
-            None => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let job = VerifyJob {
-                    password: password.to_owned(),
-                    candidates: [
-                        (Role::Admin, self.config.admin_password_hash.clone()),
-                        (Role::Viewer, self.config.viewer_password_hash.clone()),
-                    ],
-                    reply,
-                };
-                // A verifier that is gone refuses (fails closed).
-                let found = match self.verifier.send(job) {
-                    Ok(()) => answer.await.ok().flatten(),
-                    Err(_) => None,
-                };
-                if let Some(role) = found {
-                    let mut cache = self.lock_verified();
-                    if cache.len() >= 64 {
-                        cache.clear();
-                    }
-                    cache.insert(digest, role);
-                }
-                found
-            }
+            None => self.verify(password, from, now).await?,
         };
         match role {
             Some(role) => {
                 self.lock_limiter().succeeded(from);
+                self.remember(digest, role);
                 Ok(role)
             }
             None => {
@@ -206,6 +196,50 @@ impl Auth {
                 Err(Denied::BadPassword)
             }
         }
+    }
+
+    /// Runs argon2 on the verifier thread. Checks still running count against the
+    /// address's allowance like failures do, so opening many connections at once buys
+    /// no more guesses than trying one after another.
+    async fn verify(
+        &self,
+        password: &str,
+        from: IpAddr,
+        now: Instant,
+    ) -> Result<Option<Role>, Denied> {
+        let _checking = {
+            let mut limiter = self.lock_limiter();
+            if let Some(wait) = limiter.blocked(from, now) {
+                return Err(Denied::TooMany(wait));
+            }
+            limiter.begin(from);
+            Checking { auth: self, from }
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = VerifyJob {
+            password: password.to_owned(),
+            candidates: [
+                (Role::Admin, self.config.admin_password_hash.clone()),
+                (Role::Viewer, self.config.viewer_password_hash.clone()),
+            ],
+            reply,
+        };
+        match self.verifier.try_send(job) {
+            Ok(()) => Ok(answer.await.ok().flatten()),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                Err(Denied::TooMany(Duration::from_secs(1)))
+            }
+            // A verifier that is gone refuses (fails closed).
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Ok(None),
+        }
+    }
+
+    fn remember(&self, digest: [u8; 32], role: Role) {
+        let mut cache = self.lock_verified();
+        if cache.len() >= 64 && !cache.contains_key(&digest) {
+            cache.clear();
+        }
+        cache.insert(digest, role);
     }
 
     /// The role of a session cookie value, if it is genuine and not expired.
@@ -383,16 +417,55 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 #[derive(Default)]
 pub struct Limiter {
     failures: HashMap<IpAddr, (u32, Instant)>,
+    /// Passwords from each address being verified right now (entries at 0 are removed).
+    checking: HashMap<IpAddr, u32>,
+}
+
+/// One password under verification; counted until dropped, also when its request is.
+struct Checking<'a> {
+    auth: &'a Auth,
+    from: IpAddr,
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        self.auth.lock_limiter().end(self.from);
+    }
 }
 
 const LIMITER_ENTRIES: usize = 4096;
 
 impl Limiter {
-    /// How long `from` must wait, if it is locked out.
+    /// How long `from` must wait, if it is locked out: its recent failures and the
+    /// checks it has running together reach [`MAX_FAILURES`].
     pub fn blocked(&self, from: IpAddr, now: Instant) -> Option<Duration> {
-        let (count, since) = self.failures.get(&bucket(from))?;
-        let elapsed = now.saturating_duration_since(*since);
-        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
+        let key = bucket(from);
+        let (failed, wait) = match self.failures.get(&key) {
+            Some((count, since)) => {
+                let elapsed = now.saturating_duration_since(*since);
+                match FAILURE_WINDOW.checked_sub(elapsed) {
+                    Some(left) if !left.is_zero() => (*count, left),
+                    _ => (0, Duration::ZERO),
+                }
+            }
+            None => (0, Duration::ZERO),
+        };
+        let checking = self.checking.get(&key).copied().unwrap_or(0);
+        (failed.saturating_add(checking) >= MAX_FAILURES).then(|| wait.max(Duration::from_secs(1)))
+    }
+
+    pub fn begin(&mut self, from: IpAddr) {
+        *self.checking.entry(bucket(from)).or_default() += 1;
+    }
+
+    pub fn end(&mut self, from: IpAddr) {
+        let key = bucket(from);
+        if let Some(n) = self.checking.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.checking.remove(&key);
+            }
+        }
     }
 
     pub fn failed(&mut self, from: IpAddr, now: Instant) {
@@ -637,6 +710,49 @@ mod tests {
         );
         l.succeeded(a);
         assert!(l.blocked(a, t0).is_none());
+
+        // Checks still running count too, and stop counting when they end.
+        for _ in 0..MAX_FAILURES {
+            assert!(l.blocked(a, t0).is_none());
+            l.begin(a);
+        }
+        assert_eq!(l.blocked(b, t0), Some(Duration::from_secs(1)));
+        l.end(b);
+        assert!(l.blocked(a, t0).is_none());
+        for _ in 0..MAX_FAILURES {
+            l.end(a);
+        }
+        assert!(l.checking.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_guesses_at_once_get_no_more_than_one_after_another() {
+        let (a, _d) = auth(Some("watch-me-1"), None);
+        let a = std::sync::Arc::new(a);
+        let guesses: Vec<_> = (0..40)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(async move { a.check_password(&format!("guess-{i}"), HOME).await })
+            })
+            .collect();
+        let mut wrong = 0;
+        for g in guesses {
+            match g.await.unwrap() {
+                Err(Denied::BadPassword) => wrong += 1,
+                Err(Denied::TooMany(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(wrong <= MAX_FAILURES, "{wrong} passwords were tried");
+        assert!(wrong >= 1);
+        // Too long to be a password: refused without hashing, and counted.
+        let (b, _d) = auth(Some("watch-me-1"), None);
+        let long = "x".repeat(MAX_PASSWORD_CHARS + 1);
+        assert_eq!(
+            b.check_password(&long, HOME).await,
+            Err(Denied::BadPassword)
+        );
+        assert_eq!(b.lock_limiter().failures[&HOME].0, 1);
     }
 
     #[test]
