@@ -71,12 +71,41 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), EncodeError> {
     init()?;
-    let pipeline = gst::parse::launch(description)
-        .map_err(|e| EncodeError::Parse(e.to_string()))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))?;
+    // GStreamer calls that may wait on a device (loading, opening, stopping it) run on
+    // the blocking pool, so a slow camera never holds up signaling on a 2-core board.
+    let description = description.to_owned();
+    let pipeline = blocking(move || {
+        gst::parse::launch(&description)
+            .map_err(|e| EncodeError::Parse(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))
+    })
+    .await?;
     // Whatever happens below, the pipeline goes to NULL so the camera is released.
-    let guard = NullOnDrop(pipeline.clone());
+    let guard = NullOnDrop(Some(pipeline.clone()));
+    let result = play(&pipeline, sink, keyframes, stats, stall_after, stop).await;
+    guard.release().await;
+    result
+}
+
+/// Runs `f` on the blocking pool; a panic there (a bug) is reported as a failed start.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EncodeError> + Send + 'static,
+) -> Result<T, EncodeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(EncodeError::Start))
+}
+
+/// Plays the pipeline until an error, a stall or `stop`.
+async fn play(
+    pipeline: &gst::Pipeline,
+    sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+    keyframes: &mut mpsc::Receiver<()>,
+    stats: Arc<RunStats>,
+    stall_after: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), EncodeError> {
     // A stamping test source names its last element `stamp` (see capture::stamp).
     if let Some(stamp) = pipeline.by_name("stamp") {
         crate::capture::stamp::install(&stamp);
@@ -120,7 +149,14 @@ pub async fn run(
 
     let bus = pipeline.bus().ok_or(EncodeError::Start)?;
     let mut messages = bus.stream();
-    if pipeline.set_state(gst::State::Playing).is_err() {
+    let starting = pipeline.clone();
+    let started = blocking(move || {
+        starting
+            .set_state(gst::State::Playing)
+            .map_err(|_| EncodeError::Start)
+    })
+    .await;
+    if started.is_err() {
         // The bus usually holds the real reason (device busy, no such file...).
         let reason = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(msg) = messages.next().await {
@@ -140,7 +176,7 @@ pub async fn run(
     let mut last_progress = Instant::now();
     tokio::pin!(stop);
     let mut rate_mark = (Instant::now(), stats.bytes.load(Ordering::Relaxed));
-    let result = loop {
+    loop {
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
         tokio::select! {
             _ = &mut stop => break Ok(()),
@@ -182,9 +218,7 @@ pub async fn run(
                 }
             }
         }
-    };
-    drop(guard);
-    result
+    }
 }
 
 fn to_error(msg: &gst::Message) -> Option<EncodeError> {
@@ -201,11 +235,27 @@ fn to_error(msg: &gst::Message) -> Option<EncodeError> {
     }
 }
 
-struct NullOnDrop(gst::Pipeline);
+/// Takes the pipeline to NULL, which releases the camera. Stopping a misbehaving device
+/// joins its streaming thread and can take seconds, so it happens on the blocking pool:
+/// awaited on the normal way out (the next start may need the device), and left to
+/// finish by itself when `run` is dropped mid-way.
+struct NullOnDrop(Option<gst::Pipeline>);
+
+impl NullOnDrop {
+    async fn release(mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null)).await;
+        }
+    }
+}
 
 impl Drop for NullOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
+        let Some(p) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || p.set_state(gst::State::Null))),
+            Err(_) => drop(p.set_state(gst::State::Null)),
+        }
     }
 }
 
