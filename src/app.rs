@@ -343,7 +343,7 @@ async fn supervise_camera(
                                     .call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
                                 sink_hub.publish(frame);
                             });
-                            encode::run(&desc, sink, &mut *keyframes, stats, STALL_AFTER, stop_fut)
+                            encode::run(&desc, sink, &mut keyframes, stats, STALL_AFTER, stop_fut)
                                 .await
                                 .map_err(|e| e.to_string())
                         }

@@ -196,11 +196,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinkObserver {
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
         match &msg.message.packet {
-            Packet::Rtp(rtp) => {
-                if rtp.header.ssrc == self.stats.video_ssrc {
-                    self.stats
-                        .on_rtp_sent(rtp.header.marshal_size() + rtp.payload.len());
-                }
+            Packet::Rtp(rtp) if rtp.header.ssrc == self.stats.video_ssrc => {
+                self.stats
+                    .on_rtp_sent(rtp.header.marshal_size() + rtp.payload.len());
             }
             Packet::Rtcp(packets) => {
                 for p in packets {

@@ -74,7 +74,6 @@ pub fn h264_codec() -> RTCRtpCodecParameters {
             ],
         },
         payload_type: 102,
-        ..Default::default()
     }
 }
 
@@ -89,7 +88,6 @@ pub fn opus_codec() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: 111,
-        ..Default::default()
     }
 }
 

@@ -558,15 +558,15 @@ pub fn fragment_candidates(frag: &str) -> Vec<RTCIceCandidateInit> {
             index += 1;
         } else if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(m.trim().to_string());
-        } else if let Some(c) = line.strip_prefix("a=") {
-            if c.starts_with("candidate:") {
-                out.push(RTCIceCandidateInit {
-                    candidate: c.to_string(),
-                    sdp_mid: mid.clone().or_else(|| Some("0".into())),
-                    sdp_mline_index: Some(index.max(0) as u16),
-                    ..Default::default()
-                });
-            }
+        } else if let Some(c) = line.strip_prefix("a=")
+            && c.starts_with("candidate:")
+        {
+            out.push(RTCIceCandidateInit {
+                candidate: c.to_string(),
+                sdp_mid: mid.clone().or_else(|| Some("0".into())),
+                sdp_mline_index: Some(index.max(0) as u16),
+                ..Default::default()
+            });
         }
     }
     out

@@ -196,7 +196,7 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
     {
         return true;
     }
-    allowed.iter().any(|o| *o == origin)
+    allowed.contains(&origin)
 }
 
 /// Starts or stops the camera exactly as the button does; answers with the new state.
