@@ -128,9 +128,13 @@ impl Browser {
             .expect("cdp answer in time")
             .expect("cdp answer");
         if let Some(err) = v.get("error") {
-            // A page still navigating replaces its JS context under us: callers that poll
-            // see this as an exception and try again.
-            if method == "Runtime.evaluate" && err.to_string().contains("context") {
+            // A page still navigating replaces its JS context under us ("…context…", or
+            // "Inspected target navigated or closed" mid-reload): callers that poll see
+            // this as an exception and try again.
+            let text = err.to_string();
+            if method == "Runtime.evaluate"
+                && (text.contains("context") || text.contains("navigated"))
+            {
                 return json!({"exceptionDetails": err.clone()});
             }
             panic!("CDP {method} failed: {err}");
