@@ -119,13 +119,29 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
             auth.insert(key.into(), toml::Value::String(hash));
         }
     }
+    // Layered onto the device's current settings: a key the file does not name keeps its
+    // value (the image's port 80, passwords an earlier file set), so a later file that
+    // only changes the Wi-Fi does not reset the camera or open it to the LAN.
+    let config_path = under(root, Path::new(config::CONFIG_PATH));
+    let mut settings = match std::fs::read_to_string(&config_path) {
+        Ok(current) => current.parse::<toml::Table>().unwrap_or_else(|e| {
+            tracing::warn!(
+                "{} does not parse ({e}); replacing it",
+                config_path.display()
+            );
+            toml::Table::new()
+        }),
+        Err(_) => toml::Table::new(),
+    };
+    merge(&mut settings, table);
+    let merged = toml::to_string(&settings).unwrap_or_default();
+    // What the daemon will load must be valid as a whole, not just the file.
+    config::load_str(&merged)?;
     let settings = format!(
-        "# Written by `edgecam provision` from {}; edit that file, not this one.\n{}",
+        "# Written by `edgecam provision`: {} layered onto what was here.\n{merged}",
         boot_file.display(),
-        toml::to_string(&table).unwrap_or_default()
     );
     // The daemon runs as the `edgecam` user: its config is root-owned, group `edgecam`.
-    let config_path = under(root, Path::new(config::CONFIG_PATH));
     write(&config_path, &settings, 0o640)?;
     if let Some(gid) = group_id(root, "edgecam") {
         std::os::unix::fs::chown(&config_path, None, Some(gid)).map_err(|e| {
@@ -194,35 +210,76 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         kept_as = boot_file.with_file_name(format!("edgecam.toml.applied-{stamp}-{n}"));
         n += 1;
     }
-    std::fs::rename(boot_file, &kept_as).map_err(|e| ProvisionError::Write {
-        path: kept_as.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    // The boot partition is FAT, readable by anyone with the card: once hashed, plain
-    // passwords leave the kept copy (every other byte of it stays as written).
-    let redacted = redact_passwords(&text);
-    if redacted != text {
+    // The boot partition is FAT, readable by anyone with the card: once applied, secrets
+    // (plain passwords, the Wi-Fi key) leave the kept copy, and every other byte of it
+    // stays as written. The redacted copy is written whole before the original goes, so
+    // a power cut leaves one or the other, never a half-redacted file.
+    let redacted = redact_secrets(&text);
+    if redacted == text {
+        std::fs::rename(boot_file, &kept_as).map_err(|e| ProvisionError::Write {
+            path: kept_as.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    } else {
         write(&kept_as, &redacted, 0o600)?;
+        std::fs::remove_file(boot_file).map_err(|e| ProvisionError::Write {
+            path: boot_file.display().to_string(),
+            reason: e.to_string(),
+        })?;
     }
     Ok(Outcome::Applied { kept_as })
 }
 
-/// `text` with each `viewer_password = …` / `admin_password = …` line turned into a comment.
-pub fn redact_passwords(text: &str) -> String {
-    text.split_inclusive('\n')
+/// Lays `over` onto `base`: tables merge key by key, any other value replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Keys whose values never stay on the boot partition once applied.
+const SECRETS: [&str; 3] = ["viewer_password", "admin_password", "wifi_psk"];
+
+/// `text` with each secret's line (`admin_password = …`, `provisioning.wifi_psk = …`,
+/// quoted keys too) turned into a comment. Whatever line-by-line redaction cannot reach
+/// (an inline table, a multi-line string) makes the whole `[provisioning]` section go:
+/// the result is checked by parsing it again.
+pub fn redact_secrets(text: &str) -> String {
+    let by_line: String = text
+        .split_inclusive('\n')
         .map(|line| {
             let key = line.trim_start().split('=').next().unwrap_or("").trim();
-            if key == "viewer_password" || key == "admin_password" {
+            let key = key.strip_prefix("provisioning.").unwrap_or(key).trim();
+            let key = key.trim_matches(|c| c == '"' || c == '\'');
+            if SECRETS.contains(&key) && line.contains('=') {
                 let end = if line.ends_with('\n') { "\n" } else { "" };
-                format!(
-                    "# {key} = (applied, hashed into {}){end}",
-                    config::CONFIG_PATH
-                )
+                format!("# {key} = (applied; removed from this copy){end}")
             } else {
                 line.to_string()
             }
         })
-        .collect()
+        .collect();
+    let secret_left = |t: &str| match t.parse::<toml::Table>() {
+        Ok(table) => table
+            .get("provisioning")
+            .and_then(|p| p.as_table())
+            .is_some_and(|p| SECRETS.iter().any(|k| p.contains_key(*k))),
+        Err(_) => true,
+    };
+    if !secret_left(&by_line) {
+        return by_line;
+    }
+    let mut table: toml::Table = text.parse().unwrap_or_default();
+    table.remove("provisioning");
+    format!(
+        "# Applied by edgecam; its [provisioning] section held secrets and was removed.\n{}",
+        toml::to_string(&table).unwrap_or_default()
+    )
 }
 
 /// `path` (absolute) inside `root`.
@@ -275,20 +332,22 @@ pub fn hosts_with(old: &str, hostname: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// A wpa_supplicant configuration for one network.
+/// A wpa_supplicant configuration for one network. wpa_supplicant reads a quoted value
+/// literally up to the line's last `"`, with no escapes: the SSID (any bytes) is written
+/// as hex, and the passphrase (printable ASCII, see `check`) between plain quotes.
 pub fn wpa_supplicant_conf(ssid: &str, psk: Option<&str>, country: &str) -> String {
-    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let key = match psk {
         // 64 hex digits is a raw key, written unquoted.
         Some(k) if k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()) => {
             format!("\tpsk={k}\n")
         }
-        Some(k) => format!("\tpsk={}\n", quote(k)),
+        Some(k) => format!("\tpsk=\"{k}\"\n"),
         None => "\tkey_mgmt=NONE\n".into(),
     };
+    let ssid_hex: String = ssid.bytes().map(|b| format!("{b:02x}")).collect();
     format!(
-        "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\nupdate_config=0\ncountry={country}\n\nnetwork={{\n\tssid={}\n{key}}}\n",
-        quote(ssid)
+        "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\nupdate_config=0\ncountry={country}\n\nnetwork={{\n\t# {}\n\tssid={ssid_hex}\n{key}}}\n",
+        ssid.escape_debug()
     )
 }
 
@@ -310,13 +369,18 @@ pub fn check(key: &str, value: &str) -> Option<String> {
             (!ok).then(|| format!("{value:?} is not a two-letter country code such as GB or US"))
         }
         "wifi_psk" => {
+            // IEEE 802.11 passphrases are 8 to 63 printable ASCII characters.
             let hex = value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit());
-            let ok = hex || (8..=63).contains(&value.chars().count());
-            (!ok).then(|| "a WPA passphrase has 8 to 63 characters (or 64 hex digits)".into())
+            let ok = hex
+                || ((8..=63).contains(&value.len())
+                    && value.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+            (!ok).then(|| {
+                "a WPA passphrase has 8 to 63 printable ASCII characters (or 64 hex digits)".into()
+            })
         }
         "wifi_ssid" => {
-            let ok = !value.is_empty() && value.len() <= 32;
-            (!ok).then(|| "an SSID has 1 to 32 bytes".into())
+            let ok = !value.is_empty() && value.len() <= 32 && !value.chars().any(char::is_control);
+            (!ok).then(|| "an SSID has 1 to 32 bytes and no control characters".into())
         }
         "timezone" => {
             let ok = !value.is_empty()
@@ -350,15 +414,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_passwords_are_redacted_from_the_kept_copy() {
-        let text = "[camera]\nfps = 15\n[provisioning]\nviewer_password = \"pa=ss word\"\n  admin_password=\"x\"";
-        let out = redact_passwords(text);
-        assert!(!out.contains("pa=ss") && !out.contains("\"x\""), "{out}");
+    fn secrets_are_redacted_from_the_kept_copy() {
+        let text = "[camera]\nfps = 15\n[provisioning]\nviewer_password = \"pa=ss word\"\n  admin_password=\"x\"\n\"wifi_psk\" = \"hunter2hunter2\"";
+        let out = redact_secrets(text);
         assert!(
-            out.starts_with("[camera]\nfps = 15\n[provisioning]\n# viewer_password = (applied")
+            !out.contains("pa=ss") && !out.contains("\"x\"") && !out.contains("hunter2"),
+            "{out}"
         );
+        assert!(out.starts_with(
+            "[camera]\nfps = 15\n[provisioning]\n# viewer_password = (applied; removed"
+        ));
         assert!(out.contains("# admin_password = (applied") && !out.ends_with('\n'));
-        assert_eq!(redact_passwords("a = 1\n"), "a = 1\n");
+        assert!(out.contains("# wifi_psk = (applied"));
+        assert_eq!(redact_secrets("a = 1\n"), "a = 1\n");
+        // Dotted keys at the top level.
+        let dotted = "provisioning.admin_password = \"secret-one\"\n[camera]\nfps = 5\n";
+        let out = redact_secrets(dotted);
+        assert!(
+            !out.contains("secret-one") && out.contains("fps = 5"),
+            "{out}"
+        );
+        // What lines cannot reach: the whole section goes, the rest is kept.
+        for hard in [
+            "provisioning = { admin_password = \"secret-one\" }\n[camera]\nfps = 5\n",
+            "[camera]\nfps = 5\n[provisioning]\nadmin_password = \"\"\"\nsecret-one\"\"\"\n",
+        ] {
+            let out = redact_secrets(hard);
+            assert!(!out.contains("secret-one"), "{out}");
+            let kept: toml::Table = out.parse().unwrap();
+            assert_eq!(kept["camera"]["fps"].as_integer(), Some(5), "{out}");
+            assert!(!kept.contains_key("provisioning"));
+        }
+    }
+
+    #[test]
+    fn settings_are_layered_onto_the_current_ones() {
+        let mut base: toml::Table =
+            "[http]\nlisten = \"0.0.0.0:80\"\n[auth]\nadmin_password_hash = \"h\"\n[camera]\nfps = 30\nwidth = 1280\n"
+                .parse()
+                .unwrap();
+        let over: toml::Table = "[camera]\nfps = 15\n[tls]\nenabled = true\n"
+            .parse()
+            .unwrap();
+        merge(&mut base, over);
+        assert_eq!(base["http"]["listen"].as_str(), Some("0.0.0.0:80"));
+        assert_eq!(base["auth"]["admin_password_hash"].as_str(), Some("h"));
+        assert_eq!(base["camera"]["fps"].as_integer(), Some(15));
+        assert_eq!(base["camera"]["width"].as_integer(), Some(1280));
+        assert_eq!(base["tls"]["enabled"].as_bool(), Some(true));
     }
 
     #[test]
@@ -385,6 +488,10 @@ mod tests {
         assert!(check("wifi_country", "gbr").is_some());
         assert_eq!(check("wifi_psk", "correct horse"), None);
         assert!(check("wifi_psk", "short").is_some());
+        assert!(check("wifi_psk", "new\nline-in-it").is_some());
+        assert!(check("wifi_psk", "pässwörter").is_some(), "not ASCII");
+        assert!(check("wifi_ssid", "bad\nssid").is_some());
+        assert_eq!(check("wifi_ssid", "Café \"5G\""), None);
         assert_eq!(check("timezone", "America/Argentina/Buenos_Aires"), None);
         assert!(check("timezone", "../../etc/passwd").is_some());
         assert_eq!(
@@ -398,10 +505,12 @@ mod tests {
     fn hosts_and_wpa_files() {
         let h = hosts_with("127.0.0.1\tlocalhost\n127.0.1.1\told\n", "cam1");
         assert_eq!(h, "127.0.0.1\tlocalhost\n127.0.1.1\tcam1\n");
-        let w = wpa_supplicant_conf("My \"Net\"", Some("secret pass"), "GB");
+        // Quotes and backslashes are literal to wpa_supplicant: the SSID goes as hex, the
+        // passphrase as written between quotes.
+        let w = wpa_supplicant_conf("My \"Net\"", Some("se\"cret\\pass"), "GB");
         assert!(w.contains("country=GB"));
-        assert!(w.contains("ssid=\"My \\\"Net\\\"\""), "{w}");
-        assert!(w.contains("psk=\"secret pass\""));
+        assert!(w.contains("\tssid=4d7920224e657422\n"), "{w}");
+        assert!(w.contains("\tpsk=\"se\"cret\\pass\"\n"), "{w}");
         let hex = "a".repeat(64);
         assert!(wpa_supplicant_conf("n", Some(&hex), "US").contains(&format!("psk={hex}\n")));
         assert!(wpa_supplicant_conf("open", None, "US").contains("key_mgmt=NONE"));

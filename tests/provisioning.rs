@@ -1,5 +1,6 @@
-//! Boot-partition provisioning: a valid file is applied to the system (settings, hostname,
-//! Wi-Fi, SSH keys, time zone) and kept renamed; a later file is applied again; an
+//! Boot-partition provisioning: a valid file is applied to the system (settings layered
+//! onto the image's, hostname, Wi-Fi, SSH keys, time zone) and kept renamed without its
+//! secrets; a later file is applied again on top, keeping what it does not name; an
 //! invalid file changes nothing and the running daemon reports the error.
 
 mod common;
@@ -53,6 +54,13 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     )
     .unwrap();
     let file = boot.join("edgecam.toml");
+    // The image's own settings: port 80.
+    std::fs::create_dir_all(root.join("etc/edgecam")).unwrap();
+    std::fs::write(
+        root.join("etc/edgecam/edgecam.toml"),
+        "[http]\nlisten = \"0.0.0.0:80\"\n",
+    )
+    .unwrap();
 
     // Nothing on the boot partition: nothing to do.
     let out = provision(&file, &root);
@@ -69,6 +77,10 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     assert!(
         settings.contains("v4l2:/dev/video0") && settings.contains("fps = 25"),
         "{settings}"
+    );
+    assert!(
+        settings.contains("listen = \"0.0.0.0:80\""),
+        "the image's port is kept: {settings}"
     );
     assert!(
         !settings.contains("wifi_psk"),
@@ -102,7 +114,11 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     );
     let wpa = root.join("etc/wpa_supplicant/wpa_supplicant-wlan0.conf");
     let wpa_text = std::fs::read_to_string(&wpa).unwrap();
-    assert!(wpa_text.contains("ssid=\"home\"") && wpa_text.contains("country=GB"));
+    assert!(
+        wpa_text.contains("ssid=686f6d65\n") && wpa_text.contains("country=GB"),
+        "{wpa_text}"
+    );
+    assert!(wpa_text.contains("psk=\"correct horse battery\""));
     assert_eq!(
         std::fs::metadata(&wpa).unwrap().permissions().mode() & 0o777,
         0o600
@@ -136,22 +152,28 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
             .unwrap()
             .starts_with("edgecam.toml.applied-")
     );
-    // The original is kept as written, but for the plain passwords (the FAT partition
-    // is readable by anyone holding the card).
+    // The original is kept as written, but for the plain passwords and the Wi-Fi key
+    // (the FAT partition is readable by anyone holding the card).
     let kept_text = std::fs::read_to_string(&kept[0]).unwrap();
     assert!(
-        !kept_text.contains("family-room-7") && !kept_text.contains("only-me-please"),
+        !kept_text.contains("family-room-7")
+            && !kept_text.contains("only-me-please")
+            && !kept_text.contains("correct horse"),
         "{kept_text}"
     );
     assert_eq!(
         kept_text
             .replace(
-                "# viewer_password = (applied, hashed into /etc/edgecam/edgecam.toml)",
+                "# viewer_password = (applied; removed from this copy)",
                 "viewer_password = \"family-room-7\""
             )
             .replace(
-                "# admin_password = (applied, hashed into /etc/edgecam/edgecam.toml)",
+                "# admin_password = (applied; removed from this copy)",
                 "admin_password = \"only-me-please\""
+            )
+            .replace(
+                "# wifi_psk = (applied; removed from this copy)",
+                "wifi_psk = \"correct horse battery\""
             ),
         GOOD
     );
@@ -215,6 +237,18 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     assert_eq!(
         std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
         "cam-garden-2\n"
+    );
+    // Layered on top: what this file does not name is kept, passwords included (a file
+    // that only renames the camera must not open it to the LAN).
+    let later = std::fs::read_to_string(root.join("etc/edgecam/edgecam.toml")).unwrap();
+    assert!(
+        later.contains("fps = 15") && later.contains("0.0.0.0:80"),
+        "{later}"
+    );
+    assert!(later.contains("v4l2:/dev/video0"), "{later}");
+    assert!(
+        later.contains("admin_password_hash = \"$argon2id$"),
+        "{later}"
     );
     assert!(!state.join("provision-error").exists());
     assert_eq!(
