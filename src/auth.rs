@@ -341,13 +341,37 @@ pub fn check_password_text(password: &str) -> Result<(), String> {
 /// Whether `text` is an argon2 hash as `[auth]` needs it.
 pub fn check_hash(text: &str) -> Result<(), String> {
     match PasswordHash::new(text) {
-        Ok(h) if h.algorithm.as_str().starts_with("argon2") && h.hash.is_some() => Ok(()),
+        Ok(h) if h.algorithm.as_str().starts_with("argon2") && h.hash.is_some() => {
+            match argon2::Params::try_from(&h) {
+                Ok(params) if affordable(&params) => Ok(()),
+                _ => Err(format!(
+                    "asks more of the board than a login may take (at most {} MiB, {} passes, \
+                     {} lanes): make one with `edgecam hash-password`",
+                    MAX_HASH_KIB / 1024,
+                    MAX_HASH_PASSES,
+                    MAX_HASH_LANES
+                )),
+            }
+        }
         _ => Err(
             "is not an argon2 hash: make one with `edgecam hash-password`, or put the \
                   plain password in the boot partition's [provisioning] section"
                 .into(),
         ),
     }
+}
+
+/// The costliest hash a login may run: argon2 allocates its whole memory cost for each
+/// check, and a hash asking for gigabytes would have the first login kill a 512 MiB
+/// board's daemon. `edgecam hash-password` makes 19 MiB, 2 passes, 1 lane.
+const MAX_HASH_KIB: u32 = 64 * 1024;
+const MAX_HASH_PASSES: u32 = 16;
+const MAX_HASH_LANES: u32 = 8;
+
+fn affordable(params: &argon2::Params) -> bool {
+    params.m_cost() <= MAX_HASH_KIB
+        && params.t_cost() <= MAX_HASH_PASSES
+        && params.p_cost() <= MAX_HASH_LANES
 }
 
 /// Like [`verify`], in caller-kept working memory (grown to the hash's cost once).
@@ -361,6 +385,9 @@ fn verify_in(password: &str, hash: &str, memory: &mut Vec<argon2::Block>) -> boo
     let Ok(params) = argon2::Params::try_from(&parsed) else {
         return false;
     };
+    if !affordable(&params) {
+        return false;
+    }
     let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else {
         return false;
     };
@@ -761,6 +788,11 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(check_hash(&h).is_ok());
         assert!(check_hash("correct horse").is_err());
+        // Valid argon2, but 4 GiB per check: refused, and never run.
+        let greedy = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI";
+        assert!(PasswordHash::new(greedy).is_ok());
+        assert!(check_hash(greedy).unwrap_err().contains("64 MiB"));
+        assert!(!verify_in("x", greedy, &mut Vec::new()));
         assert!(check_hash("$2b$12$abcdefghijklmnopqrstuv").is_err());
         assert!(hash_password("short").is_err());
         assert!(hash_password("tab\there!").is_err());
