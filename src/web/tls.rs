@@ -131,11 +131,18 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-/// The board's host name (what mDNS announces as `<name>.local`).
+/// The board's host name (what mDNS announces as `<name>.local`), from the kernel by
+/// gethostname(2): the service's `ProcSubset=pid` hides /proc/sys/kernel/hostname.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call; the kernel
+    // writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).trim().to_string()
 }
 
 /// Names a self-signed certificate is made out to: the host name, its `.local` mDNS
@@ -335,6 +342,12 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_name_comes_from_the_kernel() {
+        let expected = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(hostname(), expected.trim());
+    }
 
     #[test]
     fn self_signed_names_cover_host_mdns_and_loopback() {
