@@ -65,15 +65,6 @@ const KNOWN_KEYS: &[&str] = &[
     "provisioning.admin_password",
 ];
 
-/// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &[
-    "http.allowed_origins",
-    "webrtc.ice_servers",
-    "webrtc.nat_ips",
-    "webrtc.bind_ips",
-    "provisioning.ssh_authorized_keys",
-];
-
 /// Command-line overrides, applied last.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -127,14 +118,12 @@ fn load_text(
         })?;
         builder = builder.add_source(File::from_str(text, FileFormat::Toml));
     }
+    // Values stay text (the reader parses numbers and booleans itself): the crate's own
+    // parsing would turn a token like "0000123456789012" into the number 123456789012.
+    // List keys are split on ',' by the reader.
     let mut environment = Environment::with_prefix("EDGECAM")
         .prefix_separator("_")
-        .separator("__")
-        .try_parsing(true)
-        .list_separator(",");
-    for key in LIST_KEYS {
-        environment = environment.with_list_parse_key(key);
-    }
+        .separator("__");
     if let Some(vars) = env {
         environment = environment.source(Some(vars.into_iter().collect()));
     }
@@ -307,9 +296,13 @@ impl Reader<'_> {
                 }
                 out
             }
-            // An empty env var or `key = ""` means an empty list.
-            Some(ValueKind::String(s)) if s.trim().is_empty() => Vec::new(),
-            Some(ValueKind::String(s)) => vec![s.trim().into()],
+            // An environment variable (or `key = "a,b"`): comma-separated; empty is none.
+            Some(ValueKind::String(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(String::from)
+                .collect(),
             Some(ValueKind::Nil) | None => Vec::new(),
             Some(other) => {
                 self.fail(key, format!("expected a list of strings, found {other}"));
@@ -849,6 +842,9 @@ mod tests {
                 "stun:a.example:3478,stun:b.example:3478",
             ),
             ("EDGECAM_HTTP__LISTEN", "127.0.0.1:9000"),
+            // Looks like a number; is a token, kept digit for digit.
+            ("EDGECAM_WHIP__TOKEN", "000012345678901234567890"),
+            ("EDGECAM_CAMERA__AUTOSTART", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -867,6 +863,8 @@ mod tests {
             "cli beats env"
         );
         assert_eq!(cfg.webrtc.ice_servers.len(), 2);
+        assert_eq!(cfg.whip_token.as_deref(), Some("000012345678901234567890"));
+        assert!(!cfg.camera.autostart);
         assert_eq!(
             cfg.webrtc.udp_ports,
             Some(PortRange {
