@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, watch};
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Each HTTP exchange with the server is bounded.
 const HTTP_LIMIT: Duration = Duration::from_secs(10);
+/// How long a stopping daemon waits for its session's DELETE.
+const GOODBYE_LIMIT: Duration = Duration::from_secs(1);
 /// From the answer to media flowing.
 const CONNECT_LIMIT: Duration = Duration::from_secs(20);
 /// Answers larger than this are refused.
@@ -53,10 +55,16 @@ pub async fn run(
             return;
         }
         status.set_upstream(Some(UpstreamState::Connecting));
-        let attempt = publish(&url, token.as_deref(), &peers, &hub, &status);
+        let attempt = publish(&url, token.as_deref(), &peers, &hub, &status, stop.clone());
+        tokio::pin!(attempt);
         let result = tokio::select! {
-            r = attempt => r,
-            _ = stop.changed() => return,
+            r = &mut attempt => r,
+            _ = stop.changed() => {
+                // A live session ends itself with a DELETE, so the server frees the
+                // publisher place at once instead of when it times the peer out.
+                let _ = tokio::time::timeout(GOODBYE_LIMIT, attempt).await;
+                return;
+            }
         };
         let detail = match result {
             Ok(was_live) => {
@@ -80,13 +88,15 @@ pub async fn run(
     }
 }
 
-/// One session: offer, answer, media until the peer goes. `Ok(true)` if it went live.
+/// One session: offer, answer, media until the peer goes or `stop` turns true.
+/// `Ok(true)` if it went live.
 async fn publish(
     url: &str,
     token: Option<&str>,
     peers: &PeerFactory,
     hub: &Arc<Hub>,
     status: &Arc<Status>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<bool, String> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (peer, offer) = ViewerPeer::offer(peers, hub, events_tx, status)
@@ -111,6 +121,13 @@ async fn publish(
             .header("location")
             .map(|l| resolve(url, l))
             .ok_or("the server's answer has no Location")?;
+        // The token goes only where it was meant for: a session URL on another host or
+        // scheme gets the DELETE without it.
+        let delete_headers = if same_origin(url, &resource) {
+            &headers[1..]
+        } else {
+            &[]
+        };
         peer.accept_answer(&answer.body)
             .await
             .map_err(|e| format!("the server's answer: {e}"))?;
@@ -127,20 +144,21 @@ async fn publish(
         .await
         .unwrap_or(false);
         if !connected {
-            let _ = request("DELETE", &resource, &headers[1..], "").await;
+            let _ = request("DELETE", &resource, delete_headers, "").await;
             return Err("no media connection to the server".into());
         }
         tracing::info!(resource = %resource, "upstream: publishing");
         status.set_upstream(Some(UpstreamState::Live {
             resource: resource.clone(),
         }));
-        while let Some(e) = events.recv().await {
-            if matches!(e, PeerEvent::Gone) {
-                break;
+        loop {
+            tokio::select! {
+                e = events.recv() => if matches!(e, Some(PeerEvent::Gone) | None) { break },
+                _ = stop.changed() => break,
             }
         }
         // Best effort: the server may be the thing that went away.
-        let _ = request("DELETE", &resource, &headers[1..], "").await;
+        let _ = request("DELETE", &resource, delete_headers, "").await;
         Ok(true)
     }
     .await;
@@ -173,14 +191,28 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     if authority.contains('@') {
         return Err("put credentials in upstream.token, not in the URL".into());
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse() {
-            Ok(p) => (h, p),
-            Err(_) => return Err(format!("{url:?}: bad port {p:?}")),
+    // An IPv6 literal is bracketed: `[2001:db8::1]` or `[2001:db8::1]:8443`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => (h, Some(p.strip_prefix(':').unwrap_or(p))),
+            None => return Err(format!("{url:?}: unclosed [ in the host")),
         },
-        _ => (authority, if tls { 443 } else { 80 }),
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+    };
     if host.is_empty() || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("{url:?} is not a usable URL"));
     }
@@ -190,6 +222,17 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         port,
         path: path.to_string(),
     })
+}
+
+/// Whether two URLs have the same scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (parse_url(a), parse_url(b)) {
+        (Ok(a), Ok(b)) => {
+            (a.tls, a.host.to_ascii_lowercase(), a.port)
+                == (b.tls, b.host.to_ascii_lowercase(), b.port)
+        }
+        _ => false,
+    }
 }
 
 /// `location` (absolute or a path) against `base`.
@@ -276,10 +319,14 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
     headers: &[(String, String)],
     body: &str,
 ) -> Result<Answer, String> {
+    let host = if u.host.contains(':') {
+        format!("[{}]", u.host)
+    } else {
+        u.host.clone()
+    };
     let mut req = format!(
-        "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
         u.path,
-        u.host,
         u.port,
         body.len()
     );
@@ -296,7 +343,14 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         match s.read(&mut chunk).await {
             Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                raw.extend_from_slice(&chunk[..n]);
+                // Done once the answer is whole, even if the server keeps the
+                // connection open against `Connection: close`.
+                if is_complete(&raw) {
+                    break;
+                }
+            }
             // TLS servers often close without close_notify; what came is the answer.
             Err(_) if !raw.is_empty() => break,
             Err(e) => return Err(e.to_string()),
@@ -306,6 +360,30 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     parse_answer(&raw)
+}
+
+/// Whether `raw` holds a whole answer: its head, and all of a body sized by
+/// Content-Length or ended by the last chunk. Without either, only the end of the
+/// connection tells.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let body = &raw[head_end + 4..];
+    let header = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if header("transfer-encoding").is_some_and(|v| v == "chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => body.len() >= n,
+        None => false,
+    }
 }
 
 /// Status, headers and body (by Content-Length, chunked, or to the end).
@@ -400,6 +478,21 @@ mod tests {
         );
         assert_eq!(resolve("http://h:1/a/whip", "res/1"), "http://h:1/a/res/1");
         assert_eq!(resolve("http://h/whip", "https://o/x"), "https://o/x");
+        // IPv6 literals, with and without a port.
+        let u = parse_url("https://[2001:db8::1]/whip").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("2001:db8::1", 443));
+        let u = parse_url("http://[2001:db8::1]:8889/whip").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("2001:db8::1", 8889));
+        assert!(parse_url("http://[2001:db8::1/whip").is_err());
+        assert!(parse_url("http://[::1]x/").is_err());
+        assert_eq!(
+            resolve("http://[2001:db8::1]/whip", "/whip/1"),
+            "http://[2001:db8::1]:80/whip/1"
+        );
+        // The token follows only to the same scheme, host and port.
+        assert!(same_origin("https://h/whip", "https://H:443/whip/1"));
+        assert!(!same_origin("https://h/whip", "http://h/whip/1"));
+        assert!(!same_origin("https://h/whip", "https://other/whip/1"));
     }
 
     #[test]
@@ -421,5 +514,21 @@ mod tests {
         assert!(parse_answer(b"HTTP/1.1 xyz\r\n\r\n").is_err());
         assert_eq!(dechunk("zz\r\n"), "");
         assert_eq!(dechunk("10\r\nshort"), "short");
+        // Whole answers are seen as such without waiting for the connection to close.
+        assert!(is_complete(
+            b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nv=0"
+        ));
+        assert!(!is_complete(
+            b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nv=0"
+        ));
+        assert!(is_complete(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(is_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ));
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        ));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\n\r\nbody to the end"));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\nContent-Le"));
     }
 }

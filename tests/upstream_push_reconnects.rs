@@ -1,6 +1,6 @@
 //! Upstream push: daemon A publishes its test pattern to daemon B's `/whip` (one encode
 //! serves A's own viewers and the push); a viewer on B decodes it; B is killed and
-//! restarted on the same address, and A reconnects by itself.
+//! restarted on the same address, and A reconnects by itself; A stopping frees B.
 
 mod common;
 
@@ -64,6 +64,8 @@ async fn a_pushes_to_b_and_reconnects_after_b_restarts() {
     assert!(on_a.wait_frames(before + 15, 20).await >= before + 15);
     again.close().await;
     on_a.close().await;
+    // A stopping ends its session on B (DELETE): B's presenter place is free at once.
     a.stop().await;
+    b2.wait_status(3, |s| s["presenter"] == "none").await;
     b2.stop().await;
 }
