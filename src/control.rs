@@ -22,7 +22,13 @@ pub struct Control {
     restart: watch::Sender<u64>,
     long_press: LongPressAction,
     state_file: PathBuf,
+    /// Where a reboot or power-off request is written for `edgecam-power.path` (systemd's
+    /// `$RUNTIME_DIRECTORY`); None off systemd, where `systemctl` is asked directly.
+    power_dir: Option<PathBuf>,
 }
+
+/// The request file `edgecam-power.path` watches, in the runtime directory.
+pub const POWER_REQUEST: &str = "power-request";
 
 /// The file in the state directory that remembers whether streaming is on.
 pub const STATE_FILE: &str = "streaming";
@@ -48,7 +54,14 @@ impl Control {
             restart: watch::channel(0).0,
             long_press,
             state_file,
+            power_dir: std::env::var_os("RUNTIME_DIRECTORY").map(PathBuf::from),
         }
+    }
+
+    /// Power requests go to `dir` (tests; the service gets it from systemd).
+    pub fn with_power_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.power_dir = dir;
+        self
     }
 
     pub fn camera_on(&self) -> watch::Receiver<bool> {
@@ -111,11 +124,34 @@ impl Control {
                 } else {
                     "poweroff"
                 };
-                if let Err(e) = std::process::Command::new("systemctl").arg(verb).spawn() {
-                    tracing::error!("systemctl {verb}: {e}");
-                }
+                request_power(verb, self.power_dir.as_deref());
             }
         }
+    }
+}
+
+/// Asks for a reboot or power-off. The service may not do it itself (unprivileged, no
+/// new privileges): it writes the word for `edgecam-power.path`, whose root service acts
+/// on it. Elsewhere `systemctl` is asked, and a refusal is logged rather than lost.
+fn request_power(verb: &'static str, dir: Option<&std::path::Path>) {
+    if let Some(dir) = dir {
+        let path = dir.join(POWER_REQUEST);
+        match std::fs::write(&path, verb) {
+            Ok(()) => tracing::info!("{verb} requested ({})", path.display()),
+            Err(e) => tracing::error!("cannot request {verb} in {}: {e}", path.display()),
+        }
+        return;
+    }
+    match std::process::Command::new("systemctl").arg(verb).spawn() {
+        Ok(mut child) => {
+            // Reaped off the async workers; its verdict is the only sign of a refusal.
+            std::thread::spawn(move || match child.wait() {
+                Ok(status) if status.success() => {}
+                Ok(status) => tracing::error!("systemctl {verb} refused ({status})"),
+                Err(e) => tracing::error!("systemctl {verb}: {e}"),
+            });
+        }
+        Err(e) => tracing::error!("systemctl {verb}: {e}"),
     }
 }
 
@@ -134,6 +170,22 @@ mod tests {
         assert!(!again.is_on(), "remembered off beats autostart");
         assert!(again.apply(Command::Start));
         assert!(Control::new(false, dir.path().into(), LongPressAction::None).is_on());
+    }
+
+    #[test]
+    fn long_press_reboot_is_written_for_the_power_unit() {
+        let state = tempfile::tempdir().unwrap();
+        let run = tempfile::tempdir().unwrap();
+        for (action, word) in [
+            (LongPressAction::Reboot, "reboot"),
+            (LongPressAction::Poweroff, "poweroff"),
+        ] {
+            let c = Control::new(true, state.path().into(), action)
+                .with_power_dir(Some(run.path().into()));
+            assert!(c.apply(Command::LongPress), "streaming is untouched");
+            let written = std::fs::read_to_string(run.path().join(POWER_REQUEST)).unwrap();
+            assert_eq!(written, word);
+        }
     }
 
     #[test]

@@ -57,3 +57,34 @@ fn exposure_is_at_most_2_5() {
     assert!(level <= 2.5, "exposure {level}");
     assert!(out.status.success(), "above the threshold: {text}");
 }
+
+/// The long press's reboot and power-off: the unprivileged daemon writes its request into
+/// its runtime directory, which the shipped path unit watches; systemd finds both units
+/// well-formed.
+#[test]
+fn power_requests_reach_the_root_unit() {
+    assert!(has("RuntimeDirectory=edgecam"));
+    let path_unit = include_str!("../systemd/edgecam-power.path");
+    let request = format!("/run/edgecam/{}", edgecam::control::POWER_REQUEST);
+    assert!(
+        path_unit
+            .lines()
+            .any(|l| l.trim() == format!("PathChanged={request}")),
+        "{path_unit}"
+    );
+    let service = include_str!("../systemd/edgecam-power.service");
+    assert!(service.contains(&format!("ConditionPathExists={request}")));
+    assert!(service.contains("reboot|poweroff) exec systemctl"));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(format!("{dir}/edgecam-power.path"))
+        .arg(format!("{dir}/edgecam-power.service"))
+        .output()
+        .expect("systemd-analyze runs");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
