@@ -244,11 +244,12 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn provision(boot: &std::path::Path, root: &std::path::Path) -> ExitCode {
-    // The state directory is the installed default: provisioning runs before the daemon.
-    let state_dir = match config::load(None, Some(Default::default()), &Overrides::default()) {
-        Ok(c) => c.state.dir,
-        Err(_) => PathBuf::from("/var/lib/edgecam"),
-    };
+    // Where the daemon will look for the recorded error: the state directory of the
+    // settings in place (provisioning runs before the daemon), else the default.
+    let current = root.join(config::CONFIG_PATH.trim_start_matches('/'));
+    let state_dir = config::load_file_only(&current)
+        .or_else(|_| config::load(None, Some(Default::default()), &Overrides::default()))
+        .map_or_else(|_| PathBuf::from("/var/lib/edgecam"), |c| c.state.dir);
     match edgecam::provision::run(boot, root, &state_dir) {
         Ok(edgecam::provision::Outcome::NothingToDo) => {
             println!("no {} to apply", boot.display());
