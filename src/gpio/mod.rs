@@ -98,6 +98,16 @@ pub fn open(config: &GpioConfig) -> Result<Arc<dyn Pins>, GpioError> {
         }
         GpioBackend::Auto => match rppal_pins::RppalPins::open(config) {
             Ok(p) => Ok(Arc::new(p)),
+            // On a board rppal recognises, failing to open GPIO is a fault the operator
+            // must hear of: the button and LEDs are dead. rppal maps /dev/gpiomem, which
+            // the Raspberry Pi kernel provides and a mainline one (Debian's) does not.
+            Err(e) if rppal::system::DeviceInfo::new().is_ok() => {
+                tracing::warn!(
+                    "this Raspberry Pi's GPIO cannot be opened ({e}): the button and LEDs are \
+                     off (is there a /dev/gpiomem, readable by group gpio?)"
+                );
+                Ok(Arc::new(Simulator::new()))
+            }
             Err(e) => {
                 tracing::info!("no Raspberry Pi GPIO ({e}); using the GPIO simulator");
                 Ok(Arc::new(Simulator::new()))
