@@ -99,11 +99,17 @@ impl Control {
         let _ = self.camera_on.send(false);
     }
 
+    /// Written whole or not at all (a temporary file, then a rename): a power cut while
+    /// the button is pressed must not leave an empty file behind.
     fn remember(&self, on: bool) {
-        if let Some(dir) = self.state_file.parent()
-            && let Err(e) = std::fs::create_dir_all(dir)
-                .and_then(|_| std::fs::write(&self.state_file, if on { "on\n" } else { "off\n" }))
-        {
+        let tmp = self.state_file.with_extension("tmp");
+        let written = self
+            .state_file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&tmp, if on { "on\n" } else { "off\n" }))
+            .and_then(|_| std::fs::rename(&tmp, &self.state_file));
+        if let Err(e) = written {
             tracing::warn!(
                 "cannot remember the stream state in {}: {e}",
                 self.state_file.display()
