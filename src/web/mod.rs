@@ -145,17 +145,8 @@ async fn websocket(
     headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if !origin_allowed(
-        text(header::ORIGIN),
-        text(header::HOST),
-        &sig.allowed_origins,
-    ) {
-        return (
-            StatusCode::FORBIDDEN,
-            "cross-origin WebSocket refused: add the page's origin to http.allowed_origins\n",
-        )
-            .into_response();
+    if let Err(refused) = same_origin_only(&headers, &sig.allowed_origins, "WebSocket") {
+        return refused;
     }
     let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |Extension(c)| {
         c.0.ip()
@@ -199,6 +190,23 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
     allowed.contains(&origin)
 }
 
+/// `403` for a request from a browser page of a foreign origin (see `origin_allowed`).
+fn same_origin_only(
+    headers: &axum::http::HeaderMap,
+    allowed: &[String],
+    what: &str,
+) -> Result<(), Response> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if origin_allowed(text(header::ORIGIN), text(header::HOST), allowed) {
+        return Ok(());
+    }
+    Err((
+        StatusCode::FORBIDDEN,
+        format!("cross-origin {what} refused: add the page's origin to http.allowed_origins\n"),
+    )
+        .into_response())
+}
+
 /// Starts or stops the camera exactly as the button does; answers with the new state.
 /// Under the same Origin rule as the WebSocket: a browser sends a cross-site form or
 /// fetch POST without asking, and with no password set nothing else would stop it.
@@ -207,17 +215,8 @@ async fn stream(
     headers: axum::http::HeaderMap,
     cmd: Command,
 ) -> Response {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if !origin_allowed(
-        text(header::ORIGIN),
-        text(header::HOST),
-        &sig.allowed_origins,
-    ) {
-        return (
-            StatusCode::FORBIDDEN,
-            "cross-origin request refused: add the page's origin to http.allowed_origins\n",
-        )
-            .into_response();
+    if let Err(refused) = same_origin_only(&headers, &sig.allowed_origins, "request") {
+        return refused;
     }
     let on = sig.control.apply(cmd);
     (
