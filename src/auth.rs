@@ -183,12 +183,17 @@ impl Auth {
         let cached = self.lock_verified().get(&digest).copied();
         let role = match cached {
             Some(role) => Some(role),
-            None => self.verify(password, from, now).await?,
+            None => {
+                let found = self.verify(password, from, now).await?;
+                if let Some(role) = found {
+                    self.remember(digest, role);
+                }
+                found
+            }
         };
         match role {
             Some(role) => {
                 self.lock_limiter().succeeded(from);
-                self.remember(digest, role);
                 Ok(role)
             }
             None => {
@@ -236,7 +241,7 @@ impl Auth {
 
     fn remember(&self, digest: [u8; 32], role: Role) {
         let mut cache = self.lock_verified();
-        if cache.len() >= 64 && !cache.contains_key(&digest) {
+        if cache.len() >= 64 {
             cache.clear();
         }
         cache.insert(digest, role);

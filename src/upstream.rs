@@ -369,21 +369,20 @@ fn is_complete(raw: &[u8]) -> bool {
     let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let body = &raw[head_end + 4..];
-    let header = |name: &str| {
-        head.lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim().to_string())
+    let Ok(answer) = parse_answer(raw) else {
+        return false;
     };
-    if header("transfer-encoding").is_some_and(|v| v == "chunked") {
+    let body = &raw[head_end + 4..];
+    if answer
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         return body.ends_with(b"0\r\n\r\n");
     }
-    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) => body.len() >= n,
-        None => false,
-    }
+    answer
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| body.len() >= n)
 }
 
 /// Status, headers and body (by Content-Length, chunked, or to the end).
