@@ -1,22 +1,39 @@
 #!/bin/sh
-# Builds a flashable SD-card image for Raspberry Pi 3/4/5 (arm64) from Debian bookworm,
-# the way Debian's own raspi images are made (raspi-firmware + linux-image-arm64),
-# without loop mounts: mmdebstrap builds the root file system into a directory, genimage
-# makes the FAT and ext4 partitions from it (mkfs.vfat + mtools, mke2fs -d).
+# Builds a flashable SD-card image for Raspberry Pi 3/4/5 and Zero 2 W (arm64) on Debian
+# trixie, without loop mounts: mmdebstrap builds the root file system into a directory,
+# genimage makes the FAT and ext4 partitions from it (mkfs.vfat + mtools, mke2fs -d).
+# Both flavours share this recipe and differ only in image/flavours/<name>.sh: package
+# sources, the kernel/firmware packages and the boot files.
 #
-#   sh image/build.sh                  -> target/image/edgecam.img
-#   sh image/build.sh --update-edgecam  -> the same, reusing the last root file system and
-#                                          only replacing the edgecam package (minutes,
-#                                          not the ~40 of a full build; for development)
+#   sh image/build.sh [debian|raspios]          -> target/image/edgecam-<flavour>.img
+#   sh image/build.sh [debian|raspios] --update-edgecam
+#                                               -> the same, reusing the last root file
+#                                                  system and only replacing the edgecam
+#                                                  package (minutes, for development)
 #
-# Needs root (mmdebstrap's root mode; arm64 maintainer scripts run under qemu-user).
+# debian (the default): Debian's kernel; USB cameras, x264, GPIO through the character
+# device. raspios: Raspberry Pi OS's kernel and firmware on top, for CSI cameras
+# (libcamera) and the hardware encoder. Needs root (mmdebstrap's root mode; arm64
+# maintainer scripts run under qemu-user).
 set -eu
+export OUT FLAVOUR
 cd "$(dirname "$0")/.."
 OUT="$PWD/target/image"
 mkdir -p "$OUT"
 
+FLAVOUR=debian
+UPDATE=0
+for arg in "$@"; do
+    case "$arg" in
+        debian|raspios) FLAVOUR="$arg" ;;
+        --update-edgecam) UPDATE=1 ;;
+        *) echo "usage: $0 [debian|raspios] [--update-edgecam]" >&2; exit 2 ;;
+    esac
+done
+. "image/flavours/$FLAVOUR.sh"
+
 need=""
-for p in mmdebstrap qemu-user-static genimage mtools dosfstools e2fsprogs; do
+for p in mmdebstrap qemu-user-static genimage mtools dosfstools e2fsprogs curl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 if [ -n "$need" ]; then
@@ -32,34 +49,46 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
 fi
 
-# The edgecam package for arm64.
+# The edgecam package for arm64, built against bookworm's glibc 2.36 so the same .deb
+# installs on bookworm- and trixie-based systems.
 sh cross/deb.sh aarch64
 cp "$(ls -t target/edgecam_*_arm64.deb | head -1)" "$OUT/edgecam_arm64.deb"
 
-ROOTFS="$OUT/rootfs"
-if [ "${1:-}" = "--update-edgecam" ]; then
+# Packages both flavours have: boot, networking (systemd-networkd; netplan renders
+# Raspberry Pi Imager's network-config for it), SSH, mDNS, cloud-init for Imager's
+# user-data, first-boot tools.
+COMMON_PACKAGES="systemd-sysv,udev,kmod,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-init,netplan.io,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd"
+
+ROOTFS="$OUT/rootfs-$FLAVOUR"
+if [ "$UPDATE" = 1 ]; then
     [ -x "$ROOTFS/usr/bin/edgecam" ] || { echo "no earlier build in $ROOTFS: run without --update-edgecam" >&2; exit 2; }
     sh image/customize.sh "$ROOTFS"
 else
+    flavour_fetch_keyring
     # An interrupted earlier build can leave /proc, /sys and /dev/pts mounted in the old
     # root: unmount them first and never let rm cross into another file system.
     if [ -d "$ROOTFS" ]; then
         grep -o " $ROOTFS/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
     fi
     rm -rf --one-file-system "$ROOTFS" "$OUT/tmp"
-    mmdebstrap --mode=root --arch=arm64 --variant=apt \
-        --components="main non-free-firmware" \
-        --dpkgopt=force-confold \
-        --include=systemd-sysv,udev,kmod,linux-image-arm64,raspi-firmware,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd \
+    KEYRINGS=""
+    [ -n "$FLAVOUR_KEYRING" ] && KEYRINGS="--keyring=/usr/share/keyrings/debian-archive-keyring.gpg --keyring=$FLAVOUR_KEYRING"
+    # shellcheck disable=SC2086
+    mmdebstrap --mode=root --arch=arm64 --variant=apt $KEYRINGS \
+        --dpkgopt=force-confold --dpkgopt=force-confdef \
+        --include="$COMMON_PACKAGES,$FLAVOUR_PACKAGES" \
         --essential-hook='mkdir -p "$1/boot/firmware"' \
-        --setup-hook='mkdir -p "$1/etc/default" && echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"' \
-        --dpkgopt=force-confdef \
+        --setup-hook=". image/flavours/$FLAVOUR.sh && flavour_setup \"\$1\"" \
         --customize-hook='sh image/customize.sh "$1"' \
-        bookworm "$ROOTFS"
+        --customize-hook=". image/flavours/$FLAVOUR.sh && flavour_customize \"\$1\"" \
+        trixie "$ROOTFS" - <<SOURCES
+$FLAVOUR_SOURCES
+SOURCES
 fi
 
+IMG="edgecam-$FLAVOUR.img"
 rm -rf "$OUT/tmp"
-genimage --config image/genimage.cfg --rootpath "$ROOTFS" --tmppath "$OUT/tmp" \
+sed "s/@IMAGE@/$IMG/" image/genimage.cfg > "$OUT/genimage-$FLAVOUR.cfg"
+genimage --config "$OUT/genimage-$FLAVOUR.cfg" --rootpath "$ROOTFS" --tmppath "$OUT/tmp" \
     --inputpath "$OUT" --outputpath "$OUT"
-ls -l "$OUT/edgecam.img"
-echo "image: $OUT/edgecam.img ($(du -h --apparent-size "$OUT/edgecam.img" | cut -f1))"
+echo "image: $OUT/$IMG ($(du -h --apparent-size "$OUT/$IMG" | cut -f1))"

@@ -17,6 +17,9 @@ install -m644 "$FILES/edgecam-provision.service" "$FILES/edgecam-growroot.servic
 install -m755 "$FILES/edgecam-growroot" "$ROOT/usr/local/sbin/"
 install -m644 "$FILES/eth.network" "$FILES/wlan.network" "$ROOT/etc/systemd/network/"
 install -m644 "$FILES/sshd-keys-only.conf" "$ROOT/etc/ssh/sshd_config.d/"
+# Raspberry Pi Imager's user-data/network-config on the boot partition (cloud-init).
+install -d "$ROOT/etc/cloud/cloud.cfg.d"
+install -m644 "$FILES/90-edgecam.cfg" "$ROOT/etc/cloud/cloud.cfg.d/"
 install -m640 "$FILES/edgecam.toml" "$ROOT/etc/edgecam/edgecam.toml"
 chroot "$ROOT" chown root:edgecam /etc/edgecam/edgecam.toml
 printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$ROOT/etc/fstab"

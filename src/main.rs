@@ -177,7 +177,6 @@ fn devices() -> ExitCode {
         println!(
             "No V4L2 capture devices found. `edgecam run` will use the test pattern (source = auto)."
         );
-        return ExitCode::SUCCESS;
     }
     for d in devices {
         println!(
@@ -214,7 +213,50 @@ fn devices() -> ExitCode {
         }
         println!("  use: source = \"v4l2:{}\"", d.path.display());
     }
+    gpio_chips();
     ExitCode::SUCCESS
+}
+
+/// The GPIO chips, their named and used lines, and where the header's pins would go.
+fn gpio_chips() {
+    let chips = edgecam::gpio::list_chips();
+    println!();
+    if chips.is_empty() {
+        println!("No GPIO chips (/dev/gpiochip*) found.");
+        return;
+    }
+    for l in &chips {
+        let c = &l.chip;
+        println!(
+            "{}: {} [{}], {} lines",
+            c.path.display(),
+            c.name,
+            c.label,
+            c.lines.len()
+        );
+        for (offset, (name, consumer)) in c.lines.iter().zip(&l.consumers).enumerate() {
+            if name.is_empty() && consumer.is_empty() {
+                continue;
+            }
+            let name = if name.is_empty() { "-" } else { name.as_str() };
+            match consumer.as_str() {
+                "" => println!("  line {offset:>3}: {name}"),
+                used => println!("  line {offset:>3}: {name} (used by {used})"),
+            }
+        }
+    }
+    let infos: Vec<_> = chips.iter().map(|l| l.chip.clone()).collect();
+    for pin in [17u32, 22, 27] {
+        match edgecam::gpio::lines::find_line(&infos, pin, None) {
+            Ok(a) => println!(
+                "header pin {pin} (BCM): {} line {} [{}]",
+                a.chip.display(),
+                a.offset,
+                a.chip_label
+            ),
+            Err(e) => println!("header pin {pin} (BCM): {e}"),
+        }
+    }
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

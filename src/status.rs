@@ -124,7 +124,11 @@ struct Inner {
 /// LED states as `/api/status` shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Leds {
+    /// The backend: "gpiochip", "rppal", "simulator" (or "none" before it starts).
     pub gpio: &'static str,
+    /// The chip(s) the lines are on, with the character device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpio_chip: Option<String>,
     pub status: crate::gpio::LedMode,
     pub viewers: crate::gpio::LedMode,
 }
@@ -133,6 +137,7 @@ impl Default for Leds {
     fn default() -> Self {
         Self {
             gpio: "none",
+            gpio_chip: None,
             status: crate::gpio::LedMode::Off,
             viewers: crate::gpio::LedMode::Off,
         }
@@ -301,9 +306,11 @@ impl Status {
         status: crate::gpio::LedMode,
         viewers: crate::gpio::LedMode,
         gpio: &'static str,
+        gpio_chip: Option<String>,
     ) {
         self.lock().leds = Leds {
             gpio,
+            gpio_chip,
             status,
             viewers,
         };

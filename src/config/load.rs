@@ -39,6 +39,7 @@ const KNOWN_KEYS: &[&str] = &[
     "webrtc.bind_ips",
     "viewers.max",
     "gpio.backend",
+    "gpio.chip",
     "gpio.button_pin",
     "gpio.button_active_low",
     "gpio.button_pull_up",
@@ -253,16 +254,33 @@ impl Reader<'_> {
         }
     }
 
-    /// A BCM pin number 0..=27, or -1 for "not connected".
-    fn pin(&mut self, key: &str) -> Option<Option<u8>> {
+    /// A pin number 0..=max (BCM numbers on the header), or -1 for "not connected".
+    fn pin(&mut self, key: &str, max: u8) -> Option<Option<u8>> {
         let text = self.text(key)?;
         match text.trim().parse::<i64>() {
             Ok(-1) => Some(None),
-            Ok(n) if (0..=27).contains(&n) => Some(Some(n as u8)),
+            Ok(n) if (0..=i64::from(max)).contains(&n) => Some(Some(n as u8)),
+            _ => {
+                let what = if max == 27 {
+                    "a BCM pin number (0 to 27"
+                } else {
+                    "a line of gpio.chip (0 to 255"
+                };
+                self.fail(key, format!("{text:?} is not {what}, or -1 for none)"));
+                None
+            }
+        }
+    }
+
+    /// A time in seconds, whole or decimal, from min to max.
+    fn seconds(&mut self, key: &str, min: f64, max: f64) -> Option<Duration> {
+        let text = self.text(key)?;
+        match text.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && (min..=max).contains(&s) => Some(Duration::from_secs_f64(s)),
             _ => {
                 self.fail(
                     key,
-                    format!("{text:?} is not a BCM pin number (0 to 27, or -1 for none)"),
+                    format!("{text:?} is not a number of seconds from {min} to {max}"),
                 );
                 None
             }
@@ -392,15 +410,23 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
         "gpio.backend",
         &[
             ("auto", GpioBackend::Auto),
+            ("gpiochip", GpioBackend::Gpiochip),
             ("rppal", GpioBackend::Rppal),
             ("simulator", GpioBackend::Simulator),
         ],
     );
-    let button_pin = r.pin("gpio.button_pin");
+    let chip = r.text("gpio.chip").map(|c| c.trim().to_string());
+    // Header pins are BCM 0-27; on a chip named outright any line offset the u8 holds.
+    let max_pin = if chip.as_deref().is_some_and(|c| !c.is_empty()) {
+        255
+    } else {
+        27
+    };
+    let button_pin = r.pin("gpio.button_pin", max_pin);
     let active_low = r.boolean("gpio.button_active_low");
     let pull_up = r.boolean("gpio.button_pull_up");
     let debounce = r.number("gpio.debounce_ms", 1, 1000);
-    let long_press = r.number("gpio.long_press_s", 1, 60);
+    let long_press = r.seconds("gpio.long_press_s", 0.05, 60.0);
     let action = r.choice(
         "gpio.long_press_action",
         &[
@@ -410,9 +436,9 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
             ("poweroff", LongPressAction::Poweroff),
         ],
     );
-    let status_pin = r.pin("gpio.status_led_pin");
+    let status_pin = r.pin("gpio.status_led_pin", max_pin);
     let status_high = r.boolean("gpio.status_led_active_high");
-    let viewers_pin = r.pin("gpio.viewers_led_pin");
+    let viewers_pin = r.pin("gpio.viewers_led_pin", max_pin);
     let viewers_high = r.boolean("gpio.viewers_led_active_high");
     // A pin wired to two things is a wiring mistake: name every key involved.
     let used = [
@@ -429,13 +455,14 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
     }
     Some(GpioConfig {
         backend: backend?,
+        chip: chip?,
         button: button_pin?.map(|pin| ButtonPin {
             pin,
             active_low: active_low.unwrap_or(true),
             pull_up: pull_up.unwrap_or(true),
         }),
         debounce: Duration::from_millis(debounce?),
-        long_press: Duration::from_secs(long_press?),
+        long_press: long_press?,
         long_press_action: action?,
         status_led: status_pin?.map(|pin| LedPin {
             pin,

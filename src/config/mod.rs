@@ -34,8 +34,10 @@ pub struct Config {
 /// Which GPIO implementation drives the button and LEDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpioBackend {
-    /// rppal on a Raspberry Pi, else the simulator.
+    /// rppal where /dev/gpiomem is, else the GPIO character device, else the simulator.
     Auto,
+    /// The kernel's GPIO character device (/dev/gpiochip*).
+    Gpiochip,
     Rppal,
     Simulator,
 }
@@ -72,6 +74,9 @@ pub struct LedPin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpioConfig {
     pub backend: GpioBackend,
+    /// The chip to take pin numbers as line offsets of (path, name or label); "" = find
+    /// the header by line name or chip label.
+    pub chip: String,
     /// `None` when no start/stop button is wired.
     pub button: Option<ButtonPin>,
     pub debounce: Duration,

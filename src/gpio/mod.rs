@@ -1,8 +1,13 @@
-//! Buttons in, LEDs out. On a Raspberry Pi the pins are driven with rppal; elsewhere a
-//! simulator takes their place, so the same button and LED logic runs and is tested on
-//! x86. The LED states also appear in `/api/status`.
+//! Buttons in, LEDs out. Three backends behind one trait: the kernel's GPIO character
+//! device (`cdev`, through gpiocdev: Debian's and Raspberry Pi's kernels and other
+//! boards alike), rppal (Raspberry Pi OS's /dev/gpiomem), and a simulator that takes
+//! their place on boards without GPIO and in tests, so the same button and LED logic
+//! runs and is tested on x86. The button arrives as edge events with kernel timestamps
+//! (no polling); the LED states also appear in `/api/status`.
 
 pub mod button;
+mod cdev;
+pub mod lines;
 mod rppal_pins;
 pub mod simulator;
 
@@ -12,8 +17,10 @@ use crate::status::{Pipeline, Presenter, Status};
 use button::{Button, ButtonEvent};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::sync::mpsc;
 
+pub use cdev::{ChipListing, list_chips};
 pub use simulator::Simulator;
 
 /// The two LEDs.
@@ -70,54 +77,119 @@ pub fn viewers_led(viewers: usize) -> LedMode {
     }
 }
 
-/// Physical pins, for the one real implementation (rppal) and the simulator used on
-/// boards without GPIO and in tests.
+/// A change of the button's (logical) level, stamped on CLOCK_MONOTONIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    pub pressed: bool,
+    pub at: Duration,
+}
+
+/// Where button edges go; bounded, so a chattering contact cannot grow memory (an edge
+/// that finds it full is dropped: the next one carries the level again).
+pub type EdgeSender = mpsc::Sender<Edge>;
+
+/// Physical pins. A trait because there are three real implementations (cdev, rppal)
+/// plus the simulator used on boards without GPIO and in tests.
 pub trait Pins: Send + Sync {
     /// Whether the button is pressed now (logical, polarity already applied).
     fn button_pressed(&self) -> bool;
+    /// Starts sending the button's edges to `edges` until it closes.
+    fn watch_button(&self, edges: EdgeSender) -> Result<(), GpioError>;
     /// Lights or darkens an LED (logical; polarity applied by the implementation).
     fn set_led(&self, led: Led, lit: bool);
-    /// Short name for status: "rppal" or "simulator".
+    /// Short name for status: "gpiochip", "rppal" or "simulator".
     fn name(&self) -> &'static str;
+    /// The chip(s) the lines are on, for status (e.g. "/dev/gpiochip0 [pinctrl-bcm2711]").
+    fn chip(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why GPIO could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum GpioError {
-    #[error("GPIO: {0}")]
+    #[error("GPIO (rppal): {0}")]
     Rppal(String),
+    #[error("GPIO: {0}")]
+    Lookup(#[from] lines::LookupError),
+    #[error("GPIO: {path}: {detail}")]
+    Chip { path: String, detail: String },
 }
 
-/// Opens the configured backend. `auto` takes the simulator where rppal does not
-/// recognise the board as a Raspberry Pi.
+/// Now on CLOCK_MONOTONIC, the clock the kernel stamps GPIO edge events with.
+pub fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; CLOCK_MONOTONIC
+    // exists on every Linux, so it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Opens the configured backend. `auto` takes rppal where it opens (Raspberry Pi OS:
+/// /dev/gpiomem), else the GPIO character device where the pins can be placed on a
+/// chip, else the simulator (saying why).
 pub fn open(config: &GpioConfig) -> Result<Arc<dyn Pins>, GpioError> {
     match config.backend {
         GpioBackend::Simulator => Ok(Arc::new(Simulator::new())),
         GpioBackend::Rppal => {
             rppal_pins::RppalPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>)
         }
-        GpioBackend::Auto => match rppal_pins::RppalPins::open(config) {
-            Ok(p) => Ok(Arc::new(p)),
-            // On a board rppal recognises, failing to open GPIO is a fault the operator
-            // must hear of: the button and LEDs are dead. rppal maps /dev/gpiomem, which
-            // the Raspberry Pi kernel provides and a mainline one (Debian's) does not.
-            Err(e) if rppal::system::DeviceInfo::new().is_ok() => {
-                tracing::warn!(
-                    "this Raspberry Pi's GPIO cannot be opened ({e}): the button and LEDs are \
-                     off (is there a /dev/gpiomem, readable by group gpio?)"
-                );
-                Ok(Arc::new(Simulator::new()))
+        GpioBackend::Gpiochip => cdev::CdevPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>),
+        GpioBackend::Auto => {
+            // rppal only where /dev/gpiomem is (the Raspberry Pi kernel); it maps memory
+            // and needs no chip lookup there.
+            let gpiomem = ["/dev/gpiomem", "/dev/gpiomem0"]
+                .iter()
+                .any(|p| std::path::Path::new(p).exists());
+            let rppal_error = if gpiomem {
+                match rppal_pins::RppalPins::open(config) {
+                    Ok(p) => return Ok(Arc::new(p)),
+                    Err(e) => Some(e),
+                }
+            } else {
+                None
+            };
+            match cdev::CdevPins::open(config) {
+                Ok(p) => Ok(Arc::new(p)),
+                Err(e) => {
+                    let on_a_pi = rppal::system::DeviceInfo::new().is_ok();
+                    let why = match rppal_error {
+                        Some(r) => format!("{r}; {e}"),
+                        None => e.to_string(),
+                    };
+                    if on_a_pi {
+                        // The button and LEDs are dead: the operator must hear of it.
+                        tracing::warn!(
+                            "this Raspberry Pi's GPIO cannot be opened ({why}): the button \
+                             and LEDs are off (is the edgecam user in group gpio?)"
+                        );
+                    } else {
+                        tracing::info!("no usable GPIO ({why}); using the GPIO simulator");
+                    }
+                    Ok(Arc::new(Simulator::new()))
+                }
             }
-            Err(e) => {
-                tracing::info!("no Raspberry Pi GPIO ({e}); using the GPIO simulator");
-                Ok(Arc::new(Simulator::new()))
-            }
-        },
+        }
     }
 }
 
-/// Polling period: fast enough for debouncing and a 5 Hz blink, cheap on a Pi Zero.
-const TICK: Duration = Duration::from_millis(10);
+/// The LEDs are re-read from the daemon's state at least this often (its state has no
+/// change notification); blinks are timed to their exact transitions in between.
+const LED_REFRESH: Duration = Duration::from_millis(100);
+
+/// The next time an LED in `mode` changes, after `t`.
+fn next_blink(mode: LedMode, t: Duration) -> Option<Duration> {
+    let period = match mode {
+        LedMode::SlowBlink => 500,
+        LedMode::FastBlink => 100,
+        LedMode::Off | LedMode::On => return None,
+    };
+    let ms = t.as_millis() as u64;
+    Some(Duration::from_millis((ms / period + 1) * period))
+}
 
 /// Reads the button and drives the LEDs until the daemon stops (then turns them off).
 pub async fn run(
@@ -127,31 +199,40 @@ pub async fn run(
     status: Arc<Status>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let epoch = Instant::now();
-    let mut button = Button::new(config.debounce, config.long_press, epoch);
+    let (edge_tx, mut edges) = mpsc::channel::<Edge>(64);
+    let mut button = Button::new(config.debounce, config.long_press, monotonic_now());
+    if config.button.is_some() {
+        button.sample(pins.button_pressed(), monotonic_now());
+        if let Err(e) = pins.watch_button(edge_tx) {
+            tracing::warn!("the button cannot be watched: {e}");
+        }
+    } else {
+        drop(edge_tx);
+    }
+    let press = |event: Option<ButtonEvent>| match event {
+        Some(ButtonEvent::Short) => {
+            control.apply(Command::Toggle);
+        }
+        Some(ButtonEvent::Long) => {
+            control.apply(Command::LongPress);
+        }
+        None => {}
+    };
+    // Due deadlines first, at their own time, so the result depends only on the edges'
+    // timestamps and not on how late this task got to run.
+    let catch_up = |button: &mut Button, until: Duration| {
+        while let Some(d) = button.deadline().filter(|d| *d <= until) {
+            let level = button.level();
+            press(button.sample(level, d));
+        }
+    };
     let mut shown: Option<(bool, bool)> = None;
     let mut reported: Option<(LedMode, LedMode)> = None;
+    let mut edges_open = config.button.is_some();
     // A rejected settings file is known at start and stays until the next boot.
     let config_error = status.config_error().is_some();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        let now = Instant::now();
-        if config.button.is_some() {
-            match button.sample(pins.button_pressed(), now) {
-                Some(ButtonEvent::Short) => {
-                    control.apply(Command::Toggle);
-                }
-                Some(ButtonEvent::Long) => {
-                    control.apply(Command::LongPress);
-                }
-                None => {}
-            }
-        }
+        let now = monotonic_now();
         let modes = (
             if config_error {
                 LedMode::FastBlink
@@ -165,10 +246,10 @@ pub async fn run(
             viewers_led(status.viewers.load(std::sync::atomic::Ordering::Relaxed)),
         );
         if reported != Some(modes) {
-            status.set_leds(modes.0, modes.1, pins.name());
+            status.set_leds(modes.0, modes.1, pins.name(), pins.chip());
             reported = Some(modes);
         }
-        let lit = (modes.0.lit(now - epoch), modes.1.lit(now - epoch));
+        let lit = (modes.0.lit(now), modes.1.lit(now));
         if shown != Some(lit) {
             if config.status_led.is_some() {
                 pins.set_led(Led::Status, lit.0);
@@ -178,10 +259,38 @@ pub async fn run(
             }
             shown = Some(lit);
         }
+        let wake = [
+            Some(now + LED_REFRESH),
+            button.deadline(),
+            next_blink(modes.0, now),
+            next_blink(modes.1, now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + LED_REFRESH);
+        tokio::select! {
+            edge = edges.recv(), if edges_open => match edge {
+                Some(edge) => {
+                    catch_up(&mut button, edge.at);
+                    press(button.sample(edge.pressed, edge.at));
+                }
+                None => edges_open = false,
+            },
+            _ = tokio::time::sleep(wake.saturating_sub(now)) => {
+                // Edges already queued come before a deadline that is now due.
+                while let Ok(edge) = edges.try_recv() {
+                    catch_up(&mut button, edge.at);
+                    press(button.sample(edge.pressed, edge.at));
+                }
+                catch_up(&mut button, monotonic_now());
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
     }
     pins.set_led(Led::Status, false);
     pins.set_led(Led::Viewers, false);
-    status.set_leds(LedMode::Off, LedMode::Off, pins.name());
+    status.set_leds(LedMode::Off, LedMode::Off, pins.name(), pins.chip());
 }
 
 #[cfg(test)]
@@ -212,6 +321,17 @@ mod tests {
         );
         assert_eq!(viewers_led(0), LedMode::Off);
         assert_eq!(viewers_led(3), LedMode::On);
+    }
+
+    #[test]
+    fn blinks_wake_the_loop_at_their_transitions() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_blink(LedMode::FastBlink, ms(1234)), Some(ms(1300)));
+        assert_eq!(next_blink(LedMode::SlowBlink, ms(1234)), Some(ms(1500)));
+        assert_eq!(next_blink(LedMode::On, ms(1234)), None);
+        // At a transition the LED really changes.
+        let t = ms(1300);
+        assert_ne!(LedMode::FastBlink.lit(t), LedMode::FastBlink.lit(t - ms(1)));
     }
 
     #[test]

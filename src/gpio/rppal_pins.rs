@@ -1,12 +1,15 @@
-//! Raspberry Pi GPIO through rppal (every model rppal supports, Pi 5 included).
+//! Raspberry Pi GPIO through rppal (every model rppal supports, Pi 5 included), on
+//! Raspberry Pi OS where /dev/gpiomem exists. The button is watched with rppal's
+//! interrupt thread (edges, not polling).
 
-use super::{GpioError, Led, Pins};
+use super::{Edge, EdgeSender, GpioError, Led, Pins, monotonic_now};
 use crate::config::GpioConfig;
-use rppal::gpio::{Gpio, InputPin, OutputPin};
+use rppal::gpio::{Gpio, InputPin, OutputPin, Trigger};
 use std::sync::Mutex;
 
 pub struct RppalPins {
-    button: Option<(InputPin, bool)>,
+    /// Behind a lock because rppal's interrupt setup takes `&mut`.
+    button: Option<(Mutex<InputPin>, bool)>,
     status: Option<(Mutex<OutputPin>, bool)>,
     viewers: Option<(Mutex<OutputPin>, bool)>,
 }
@@ -26,7 +29,7 @@ impl RppalPins {
                 } else {
                     p.into_input()
                 };
-                Some((input, b.active_low))
+                Some((Mutex::new(input), b.active_low))
             }
             None => None,
         };
@@ -55,9 +58,29 @@ impl RppalPins {
 impl Pins for RppalPins {
     fn button_pressed(&self) -> bool {
         match &self.button {
-            Some((pin, active_low)) => pin.is_low() == *active_low,
+            Some((pin, active_low)) => {
+                pin.lock().unwrap_or_else(|p| p.into_inner()).is_low() == *active_low
+            }
             None => false,
         }
+    }
+
+    fn watch_button(&self, edges: EdgeSender) -> Result<(), GpioError> {
+        let Some((pin, active_low)) = &self.button else {
+            return Ok(());
+        };
+        let active_low = *active_low;
+        let mut pin = pin.lock().unwrap_or_else(|p| p.into_inner());
+        // Stamped here rather than with rppal's own time base, so every backend's edges
+        // share CLOCK_MONOTONIC.
+        pin.set_async_interrupt(Trigger::Both, None, move |event| {
+            let high = event.trigger == Trigger::RisingEdge;
+            let _ = edges.try_send(Edge {
+                pressed: high != active_low,
+                at: monotonic_now(),
+            });
+        })
+        .map_err(|e| GpioError::Rppal(format!("button interrupt: {e}")))
     }
 
     fn set_led(&self, led: Led, lit: bool) {
