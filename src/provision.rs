@@ -162,6 +162,18 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         let old =
             std::fs::read_to_string(&hosts).unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
         write(&hosts, &hosts_with(&old, h), 0o644)?;
+        // Raspberry Pi Imager's user-data names a hostname too; cloud-init runs after us
+        // (edgecam-provision.service is ordered before it) and this keeps it from setting
+        // its own: edgecam.toml wins.
+        let cloud = under(root, Path::new("/etc/cloud/cloud.cfg.d"));
+        if cloud.is_dir() {
+            write(
+                &cloud.join(CLOUD_INIT_HOSTNAME),
+                "# Written by `edgecam provision`: the hostname comes from edgecam.toml.\n\
+                 preserve_hostname: true\n",
+                0o644,
+            )?;
+        }
     }
     if let Some(ssid) = &p.wifi_ssid {
         let country = p.wifi_country.as_deref().unwrap_or("US");
@@ -283,6 +295,9 @@ pub fn redact_secrets(text: &str) -> String {
 }
 
 /// `path` (absolute) inside `root`.
+/// cloud-init drop-in written when edgecam.toml sets the hostname.
+pub const CLOUD_INIT_HOSTNAME: &str = "91-edgecam-hostname.cfg";
+
 fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }

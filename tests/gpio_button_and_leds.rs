@@ -43,10 +43,14 @@ async fn button_leds_api_and_remembered_state() {
     assert_eq!(m["id"], "stopCommunication");
     let s = daemon
         .wait_status(10, |s| {
-            s["pipeline"]["state"] == "stopped" && s["presenter"] == "none" && s["viewers"] == 0
+            s["pipeline"]["state"] == "stopped"
+                && s["presenter"] == "none"
+                && s["viewers"] == 0
+                && s["leds"]["status"] == "off"
+                && s["leds"]["viewers"] == "off"
         })
         .await;
-    assert_eq!(s["leds"]["status"], "off");
+    assert_eq!(s["leds"]["gpio"], "simulator");
     led_eventually(&daemon, Led::Status, false).await;
     led_eventually(&daemon, Led::Viewers, false).await;
     assert_eq!(

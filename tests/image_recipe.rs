@@ -6,10 +6,50 @@ const CUSTOMIZE: &str = include_str!("../image/customize.sh");
 const GENIMAGE: &str = include_str!("../image/genimage.cfg");
 const PROVISION_UNIT: &str = include_str!("../image/files/edgecam-provision.service");
 const IMAGE_CONFIG: &str = include_str!("../image/files/edgecam.toml");
+const CLOUD_CFG: &str = include_str!("../image/files/90-edgecam.cfg");
+const DEBIAN: &str = include_str!("../image/flavours/debian.sh");
+const RASPIOS: &str = include_str!("../image/flavours/raspios.sh");
 
 /// The recipe: the build script and the customize step it runs.
 static BUILD: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{BUILD_SH}\n{CUSTOMIZE}"));
+
+#[test]
+fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
+    for (name, flavour) in [("debian", DEBIAN), ("raspios", RASPIOS)] {
+        for needed in [
+            "FLAVOUR_SOURCES=",
+            "FLAVOUR_PACKAGES=",
+            "FLAVOUR_KEYRING=",
+            "flavour_setup()",
+            "flavour_customize()",
+            "flavour_fetch_keyring()",
+            " trixie",
+        ] {
+            assert!(flavour.contains(needed), "{name} lacks {needed}");
+        }
+    }
+    assert!(DEBIAN.contains("linux-image-arm64") && DEBIAN.contains("ROOTPART=LABEL=RASPIROOT"));
+    // Raspberry Pi OS: its kernels (Pi 3/4 and Pi 5), libcamera's GStreamer element, and a
+    // command line that finds our root partition.
+    for p in ["linux-image-rpi-v8", "linux-image-rpi-2712", "gstreamer1.0-libcamera"] {
+        assert!(RASPIOS.contains(p), "{p}");
+    }
+    assert!(RASPIOS.contains("root=LABEL=RASPIROOT"));
+    assert!(BUILD_SH.contains("image/flavours/$FLAVOUR.sh") && BUILD_SH.contains("trixie"));
+    assert!(!BUILD_SH.contains("bookworm \"$ROOTFS\""), "the image is trixie");
+}
+
+#[test]
+fn imagers_cloud_init_files_are_read_from_the_boot_partition() {
+    assert!(BUILD_SH.contains("cloud-init") && BUILD_SH.contains("netplan.io"));
+    assert!(CUSTOMIZE.contains("90-edgecam.cfg"));
+    assert!(CLOUD_CFG.contains("fs_label: RASPIFIRM"), "{CLOUD_CFG}");
+    assert!(CLOUD_CFG.contains("datasource_list: [ NoCloud, None ]"));
+    // The image grows its own root; cloud-init must not race it.
+    assert!(CLOUD_CFG.contains("growpart:") && CLOUD_CFG.contains("resize_rootfs: false"));
+    assert!(PROVISION_UNIT.contains("cloud-init-local.service"), "edgecam.toml first");
+}
 
 #[test]
 fn partition_labels_agree() {
@@ -23,7 +63,7 @@ fn partition_labels_agree() {
             "{label} in fstab"
         );
     }
-    assert!(BUILD.contains("ROOTPART=LABEL=RASPIROOT"));
+    assert!(DEBIAN.contains("ROOTPART=LABEL=RASPIROOT"));
     assert!(GENIMAGE.contains("mountpoint = \"/boot/firmware\""));
     assert!(
         !BUILD.contains("losetup") && !BUILD.contains("mount -o loop"),

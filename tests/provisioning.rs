@@ -61,6 +61,8 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
         "[http]\nlisten = \"0.0.0.0:80\"\n",
     )
     .unwrap();
+    // The image has cloud-init (for Raspberry Pi Imager's files).
+    std::fs::create_dir_all(root.join("etc/cloud/cloud.cfg.d")).unwrap();
 
     // Nothing on the boot partition: nothing to do.
     let out = provision(&file, &root);
@@ -107,6 +109,13 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
         std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
         "cam-garden\n"
     );
+    // edgecam.toml's hostname wins over Imager's user-data: cloud-init is told to keep it.
+    let cloud = std::fs::read_to_string(
+        root.join("etc/cloud/cloud.cfg.d")
+            .join(edgecam::provision::CLOUD_INIT_HOSTNAME),
+    )
+    .unwrap();
+    assert!(cloud.contains("preserve_hostname: true"), "{cloud}");
     assert!(
         std::fs::read_to_string(root.join("etc/hosts"))
             .unwrap()
