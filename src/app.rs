@@ -318,11 +318,16 @@ async fn supervise_camera(
                 Err(e) => Err(format!("camera probe failed: {e}")),
                 Ok(Err(e)) => Err(e.to_string()),
                 Ok(Ok(source)) => {
-                    match pipeline::choose(
-                        config.encoder.kind,
-                        source.delivers_h264(),
-                        &encode::has_element,
-                    ) {
+                    // v4l2h264enc counts only with an encoder device behind it (the
+                    // Pi 2-4's bcm2835-codec-encode), found the way rpicam-apps does.
+                    let hw = if encoder_may_be_hardware(config.encoder.kind) {
+                        crate::capture::v4l2::hardware_encoders()
+                    } else {
+                        vec![]
+                    };
+                    let has =
+                        |e: &str| encode::has_element(e) && (e != "v4l2h264enc" || !hw.is_empty());
+                    match pipeline::choose(config.encoder.kind, source.delivers_h264(), &has) {
                         Err(e) => Err(e.to_string()),
                         Ok(encoder) => {
                             let desc =
@@ -330,11 +335,16 @@ async fn supervise_camera(
                             tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
                             tracing::debug!(pipeline = %desc);
                             let stats = Arc::new(RunStats::default());
-                            status.set_source(
-                                source.describe(),
-                                encoder.name().into(),
-                                stats.clone(),
-                            );
+                            let encoder_name = match (encoder, hw.first()) {
+                                (pipeline::Encoder::Hardware, Some(dev)) => format!(
+                                    "{} ({}, {})",
+                                    encoder.name(),
+                                    dev.card,
+                                    dev.path.display()
+                                ),
+                                _ => encoder.name().into(),
+                            };
+                            status.set_source(source.describe(), encoder_name, stats.clone());
                             let sink_hub = hub.clone();
                             let sink_status = status.clone();
                             let first_frame = std::sync::Once::new();
@@ -395,4 +405,12 @@ async fn supervise_camera(
     }
     status.release_presenter(Presenter::Camera);
     status.set_pipeline(Pipeline::Stopped, 0);
+}
+
+/// Whether the hardware encoder could be chosen (worth probing the devices for).
+fn encoder_may_be_hardware(kind: crate::config::EncoderKind) -> bool {
+    matches!(
+        kind,
+        crate::config::EncoderKind::Auto | crate::config::EncoderKind::Hardware
+    )
 }

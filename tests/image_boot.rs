@@ -6,6 +6,15 @@
 //! frames. Then a provisioning file with a bad value is dropped and the device rebooted:
 //! it must come back streaming with its previous settings and show the error.
 //!
+//! The board's own GPIO controller drives the button and LEDs: `-M virt` has a PL061
+//! whose line 3 is QEMU's power button (the monitor's `system_powerdown` pulses it high
+//! for 100 ms). The kernel's gpio-keys driver is kept off it, so the daemon takes it as
+//! its button through the GPIO character device; QEMU's `pl061_set_output` trace events
+//! show the LED lines (4 = status, 5 = viewers) from the host. A press stops the stream,
+//! the next starts it; at the end a long press (0.05 s here) powers the board off
+//! through the power path unit. Raspberry Pi Imager-style cloud-init files on the boot
+//! partition add a user with its own SSH key (and a hostname that edgecam.toml's beats).
+//!
 //! Needs the built image (about 40 minutes, see README "SD-card image"), so it is not
 //! part of the default suite:
 //!
@@ -23,22 +32,33 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const HOSTNAME: &str = "edgecam-e2e";
+const IMAGER_HOSTNAME: &str = "imager-name";
+const IMAGER_USER: &str = "pi";
 const VIEWER_PASSWORD: &str = "family-room-7";
 /// Media ports forwarded one to one (the daemon advertises 127.0.0.1 with them).
 const UDP_PORTS: u16 = 4;
+/// The image flavour under test (`EDGECAM_IMAGE_FLAVOUR`, default debian).
+fn flavour() -> String {
+    std::env::var("EDGECAM_IMAGE_FLAVOUR").unwrap_or_else(|_| "debian".into())
+}
+/// PL061 lines: QEMU's power button, and the two LEDs.
+const BUTTON_LINE: u32 = 3;
+const STATUS_LED_LINE: u32 = 4;
+const VIEWERS_LED_LINE: u32 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs target/image from image/build.sh and ~10 minutes of emulation: sh image/boot-test.sh"]
 async fn image_boots_provisions_and_streams_a_v4l2_camera() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image");
-    let image = root.join("edgecam.img");
+    let image = root.join(format!("edgecam-{}.img", flavour()));
     assert!(
         image.exists(),
         "{} missing: build it with sudo sh image/build.sh",
         image.display()
     );
-    let kernel = newest(&root.join("rootfs/boot"), "vmlinuz-");
-    let initrd = newest(&root.join("rootfs/boot"), "initrd.img-");
+    let rootfs_boot = root.join(format!("rootfs-{}/boot", flavour()));
+    let kernel = newest(&rootfs_boot, "vmlinuz-");
+    let initrd = newest(&rootfs_boot, "initrd.img-");
 
     let work = tempfile::tempdir().expect("work dir");
     let disk = work.path().join("sd.img");
@@ -82,6 +102,17 @@ keyframe_interval_s = 10
 udp_ports = "{udp_first}-{udp_last}"
 nat_ips = ["127.0.0.1"]
 
+# The emulated board's PL061: QEMU's power button on line 3 (high while pressed).
+[gpio]
+backend = "auto"
+chip = "9030000.pl061"
+button_pin = {BUTTON_LINE}
+button_active_low = false
+button_pull_up = false
+status_led_pin = {STATUS_LED_LINE}
+viewers_led_pin = {VIEWERS_LED_LINE}
+long_press_action = "poweroff"
+
 [provisioning]
 hostname = "{HOSTNAME}"
 timezone = "Europe/Berlin"
@@ -97,6 +128,38 @@ ssh_authorized_keys = ["{}"]
         .arg(&settings_file)
         .arg("::edgecam.toml"));
 
+    // What Raspberry Pi Imager 2 writes for a trixie image: a user with an SSH key, a
+    // hostname (edgecam.toml names another, and wins), no password login.
+    let imager_key = work.path().join("id_imager");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "imager", "-f"])
+        .arg(&imager_key));
+    let imager_pub = std::fs::read_to_string(imager_key.with_extension("pub")).expect("key");
+    let user_data = format!(
+        "#cloud-config\nhostname: {IMAGER_HOSTNAME}\nmanage_etc_hosts: true\n\
+         users:\n  - name: {IMAGER_USER}\n    groups: users,adm,dialout,audio,video,plugdev\n\
+         \x20   shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n\
+         \x20     - {}\nssh_pwauth: false\ntimezone: Europe/Berlin\n",
+        imager_pub.trim()
+    );
+    let imager_files = [
+        ("user-data", user_data),
+        ("meta-data", "instance-id: edgecam-e2e-1\n".to_string()),
+        (
+            "network-config",
+            "network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: true\n      optional: true\n"
+                .to_string(),
+        ),
+    ];
+    for (name, text) in imager_files {
+        let f = work.path().join(name);
+        std::fs::write(&f, text).expect("cloud-init file");
+        run(Command::new("mcopy")
+            .args(["-o", "-i", &boot])
+            .arg(&f)
+            .arg(format!("::{name}")));
+    }
+
     // Boot.
     let console = work.path().join("console.log");
     let mut fwd = format!(
@@ -105,6 +168,8 @@ ssh_authorized_keys = ["{}"]
     for p in udp_first..=udp_last {
         fwd.push_str(&format!(",hostfwd=udp:127.0.0.1:{p}-:{p}"));
     }
+    let monitor = work.path().join("monitor.sock");
+    let trace = work.path().join("qemu-trace.log");
     let booted = Instant::now();
     let qemu = Command::new("qemu-system-aarch64")
         .args([
@@ -124,7 +189,9 @@ ssh_authorized_keys = ["{}"]
         .args([
             "-append",
             // Service logs go to the console too, so a failure shows why.
+            // gpio-keys stays off the PL061's power-button line: the daemon takes it.
             "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 modules-load=vivid \
+             modprobe.blacklist=gpio_keys initcall_blacklist=gpio_keys_init \
              systemd.journald.forward_to_console=1",
         ])
         .args([
@@ -133,7 +200,10 @@ ssh_authorized_keys = ["{}"]
         ])
         .args(["-device", "virtio-blk-pci,drive=sd"])
         .args(["-netdev", &fwd, "-device", "virtio-net-pci,netdev=net0"])
-        .args(["-display", "none", "-monitor", "none"])
+        .args(["-display", "none", "-monitor"])
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+        .args(["-trace", "pl061_set_output", "-D"])
+        .arg(&trace)
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .stdin(Stdio::null())
@@ -145,6 +215,8 @@ ssh_authorized_keys = ["{}"]
         http: SocketAddr::from(([127, 0, 0, 1], http_port)),
         ssh_port,
         key,
+        monitor,
+        trace,
     };
 
     let status = guest
@@ -222,6 +294,67 @@ ssh_authorized_keys = ["{}"]
     );
     eprintln!("guest: {}", guest.ssh("systemd-analyze").trim());
 
+    // Raspberry Pi Imager's cloud-init files: its user logs in with its own key; the
+    // hostname is edgecam.toml's (checked above), not the user-data's.
+    let out = guest
+        .ssh_as(IMAGER_USER, &imager_key, "id -un")
+        .output()
+        .expect("ssh");
+    assert!(
+        out.status.success(),
+        "Imager's user logs in with its key: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        guest.ssh_ignoring_output("cloud-init status --long; tail -20 /var/log/cloud-init.log")
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), IMAGER_USER);
+
+    // The button and LEDs, through the emulated board's own GPIO controller.
+    let s = try_status(guest.http).await.expect("status");
+    assert_eq!(s["leds"]["gpio"], "gpiochip", "{s}");
+    assert!(
+        s["leds"]["gpio_chip"]
+            .as_str()
+            .is_some_and(|c| c.contains("pl061")),
+        "{s}"
+    );
+    let page = browser.open(&format!("http://{}/", guest.http)).await;
+    page.wait_for(VIEWER_PROBE, 180, "frames before the press", |v| {
+        v["frames"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    guest.wait_led_line(STATUS_LED_LINE, 1, 30).await;
+    guest.wait_led_line(VIEWERS_LED_LINE, 1, 30).await;
+    let pressed = Instant::now();
+    guest.press_button();
+    // A short press: the camera stops, the viewer is told (its page shows offline).
+    page.wait_for(VIEWER_PROBE, 60, "the viewer told of the stop", |v| {
+        v["badge"].as_str().is_some_and(|b| b.contains("offline"))
+    })
+    .await;
+    guest
+        .wait_http(60, |s| {
+            s["pipeline"]["state"] == "stopped" && s["leds"]["status"] == "off"
+        })
+        .await;
+    guest.wait_led_line(STATUS_LED_LINE, 0, 30).await;
+    guest.wait_led_line(VIEWERS_LED_LINE, 0, 30).await;
+    let stopped_in = pressed.elapsed();
+    // The next press starts it again and the same page plays.
+    guest.press_button();
+    guest
+        .wait_http(120, |s| s["pipeline"]["state"] == "running")
+        .await;
+    guest.wait_led_line(STATUS_LED_LINE, 1, 60).await;
+    page.wait_for(VIEWER_PROBE, 180, "frames after the second press", |v| {
+        v["frames"].as_u64().unwrap_or(0) > 0 && v["pc"] == "connected"
+    })
+    .await;
+    eprintln!(
+        "button: press to stopped status LED line {:.1} s",
+        stopped_in.as_secs_f64()
+    );
+    page.close().await;
+
     // A bad file: the device boots with its previous settings and shows the error.
     guest.ssh(
         "printf '[camera]\\nfps = 1000\\n\\n[provisioning]\\nhostname = \"other\"\\n' \
@@ -265,7 +398,20 @@ ssh_authorized_keys = ["{}"]
     page.close().await;
     drop(browser);
 
-    guest.ssh_ignoring_exit("systemctl poweroff");
+    // A long press (0.05 s here: QEMU's pulse is 100 ms) powers off through the power path
+    // unit, as the daemon's user cannot itself.
+    guest.ssh(
+        "mkdir -p /etc/systemd/system/edgecam.service.d && \
+         printf '[Service]\\nEnvironment=EDGECAM_GPIO__LONG_PRESS_S=0.05\\n' \
+         > /etc/systemd/system/edgecam.service.d/e2e-long-press.conf && \
+         systemctl daemon-reload && systemctl restart edgecam",
+    );
+    guest
+        .wait_http(180, |s| {
+            s["pipeline"]["state"] == "running" && s["leds"]["gpio"] == "gpiochip"
+        })
+        .await;
+    guest.press_button();
     guest.wait_exit(180);
     // After a clean power-off the boot partition, read from the host, holds both files.
     let listing = String::from_utf8_lossy(
@@ -302,9 +448,46 @@ struct Guest {
     http: SocketAddr,
     ssh_port: u16,
     key: PathBuf,
+    /// QEMU's human monitor (for `system_powerdown`, the board's button).
+    monitor: PathBuf,
+    /// QEMU's trace log: `pl061_set_output` events are the LED lines.
+    trace: PathBuf,
 }
 
 impl Guest {
+    /// Presses the board's button: QEMU pulses the PL061's line 3 high for 100 ms.
+    fn press_button(&self) {
+        use std::io::Write;
+        let mut m = std::os::unix::net::UnixStream::connect(&self.monitor).expect("monitor");
+        m.write_all(b"system_powerdown\n").expect("monitor command");
+        // Let the monitor read it before the connection closes.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// The last level QEMU set on a PL061 output line, if it was ever set.
+    fn led_line(&self, line: u32) -> Option<u32> {
+        let text = std::fs::read_to_string(&self.trace).unwrap_or_default();
+        let pattern = format!("setting output {line} to ");
+        text.lines()
+            .filter(|l| l.contains("pl061_set_output"))
+            .filter_map(|l| l.split_once(&pattern).map(|(_, v)| v.trim().parse().ok()))
+            .last()
+            .flatten()
+    }
+
+    /// Waits until the LED line shows `level`, as seen from the host.
+    async fn wait_led_line(&mut self, line: u32, level: u32, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.led_line(line) != Some(level) {
+            assert!(
+                Instant::now() < deadline,
+                "PL061 line {line} never went to {level} (last {:?})",
+                self.led_line(line)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Polls `/api/status` until `pred` holds; fails with the console's tail after `secs`.
     async fn wait_http(&mut self, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -327,9 +510,14 @@ impl Guest {
     }
 
     fn ssh_command(&self, cmd: &str) -> Command {
+        self.ssh_as("root", &self.key, cmd)
+    }
+
+    fn ssh_as(&self, user: &str, key: &Path, cmd: &str) -> Command {
         let mut c = Command::new("ssh");
+        let login = format!("{user}@127.0.0.1");
         c.args(["-q", "-i"])
-            .arg(&self.key)
+            .arg(key)
             .args(["-p", &self.ssh_port.to_string()])
             .args([
                 "-o",
@@ -340,7 +528,7 @@ impl Guest {
                 "UserKnownHostsFile=/dev/null",
                 "-o",
                 "ConnectTimeout=30",
-                "root@127.0.0.1",
+                &login,
                 cmd,
             ])
             .stdin(Stdio::null());
@@ -362,6 +550,14 @@ impl Guest {
     /// For commands that end the connection (reboot, poweroff).
     fn ssh_ignoring_exit(&self, cmd: &str) {
         let _ = self.ssh_command(cmd).output();
+    }
+
+    /// Whatever `cmd` prints, for a failure message.
+    fn ssh_ignoring_output(&self, cmd: &str) -> String {
+        self.ssh_command(cmd)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
     }
 
     fn wait_exit(&mut self, secs: u64) {

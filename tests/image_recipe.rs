@@ -32,12 +32,19 @@ fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
     assert!(DEBIAN.contains("linux-image-arm64") && DEBIAN.contains("ROOTPART=LABEL=RASPIROOT"));
     // Raspberry Pi OS: its kernels (Pi 3/4 and Pi 5), libcamera's GStreamer element, and a
     // command line that finds our root partition.
-    for p in ["linux-image-rpi-v8", "linux-image-rpi-2712", "gstreamer1.0-libcamera"] {
+    for p in [
+        "linux-image-rpi-v8",
+        "linux-image-rpi-2712",
+        "gstreamer1.0-libcamera",
+    ] {
         assert!(RASPIOS.contains(p), "{p}");
     }
     assert!(RASPIOS.contains("root=LABEL=RASPIROOT"));
     assert!(BUILD_SH.contains("image/flavours/$FLAVOUR.sh") && BUILD_SH.contains("trixie"));
-    assert!(!BUILD_SH.contains("bookworm \"$ROOTFS\""), "the image is trixie");
+    assert!(
+        !BUILD_SH.contains("bookworm \"$ROOTFS\""),
+        "the image is trixie"
+    );
 }
 
 #[test]
@@ -48,7 +55,10 @@ fn imagers_cloud_init_files_are_read_from_the_boot_partition() {
     assert!(CLOUD_CFG.contains("datasource_list: [ NoCloud, None ]"));
     // The image grows its own root; cloud-init must not race it.
     assert!(CLOUD_CFG.contains("growpart:") && CLOUD_CFG.contains("resize_rootfs: false"));
-    assert!(PROVISION_UNIT.contains("cloud-init-local.service"), "edgecam.toml first");
+    assert!(
+        PROVISION_UNIT.contains("cloud-init-local.service"),
+        "edgecam.toml first"
+    );
 }
 
 #[test]

@@ -66,19 +66,34 @@ impl Source {
             SourceSpec::Libcamera if has_element("libcamerasrc") => Ok(Self::Libcamera),
             SourceSpec::Libcamera => Err(CaptureError::NoLibcamera),
             SourceSpec::V4l2(path) => open_v4l2(path, want),
-            SourceSpec::Auto => {
-                for dev in v4l2::list_devices() {
-                    if let Some(mode) = v4l2::choose_mode(&dev.formats, want) {
-                        return Ok(Self::V4l2 {
-                            device: dev.path,
-                            name: dev.name,
-                            mode,
-                        });
-                    }
-                }
-                Ok(Self::Test)
-            }
+            SourceSpec::Auto => Ok(Self::pick_auto(
+                v4l2::list_devices(),
+                has_element("libcamerasrc"),
+                want,
+            )),
         }
+    }
+
+    /// `auto`'s choice among the devices present: a CSI camera (its receiver's node is
+    /// there and libcamera is installed) first, then the first V4L2 camera with a usable
+    /// mode, else the test pattern. The Raspberry Pi's camera plumbing (CSI receiver,
+    /// ISP, codec nodes) is never opened as a plain V4L2 camera: it only works through
+    /// libcamera.
+    pub fn pick_auto(devices: Vec<DeviceInfo>, has_libcamera: bool, want: Want) -> Self {
+        if has_libcamera && devices.iter().any(|d| v4l2::is_csi_receiver(&d.driver)) {
+            return Self::Libcamera;
+        }
+        devices
+            .into_iter()
+            .filter(|d| !v4l2::is_pi_camera_plumbing(&d.driver))
+            .find_map(|d| {
+                v4l2::choose_mode(&d.formats, want).map(|mode| Self::V4l2 {
+                    device: d.path,
+                    name: d.name,
+                    mode,
+                })
+            })
+            .unwrap_or(Self::Test)
     }
 
     /// True when the source already delivers H.264 (passed through, not re-encoded).
@@ -260,6 +275,55 @@ mod tests {
                 .contains("format=YUY2")
         );
         assert!(!mk(CaptureFormat::Mjpeg).delivers_h264());
+    }
+
+    fn dev(path: &str, driver: &str, fourcc: &str) -> DeviceInfo {
+        DeviceInfo {
+            path: path.into(),
+            name: format!("{driver} card"),
+            driver: driver.into(),
+            bus: "platform".into(),
+            formats: vec![v4l2::FormatInfo {
+                fourcc: fourcc.into(),
+                description: fourcc.into(),
+                sizes: vec![v4l2::SizeInfo {
+                    width: 1280,
+                    height: 720,
+                    fps: vec![30.0],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn auto_prefers_a_csi_camera_through_libcamera_and_never_opens_the_pis_plumbing() {
+        // Raspberry Pi OS on a Pi 4 with a Camera Module and a USB webcam: unicam's node
+        // and the ISP's YUV output nodes are there besides the webcam.
+        let pi = || {
+            vec![
+                dev("/dev/video0", "unicam", "pRAA"),
+                dev("/dev/video13", "bcm2835-isp", "YUYV"),
+                dev("/dev/video20", "uvcvideo", "MJPG"),
+            ]
+        };
+        assert_eq!(Source::pick_auto(pi(), true, WANT), Source::Libcamera);
+        // Without libcamera installed the webcam is used, never the ISP node.
+        match Source::pick_auto(pi(), false, WANT) {
+            Source::V4l2 { device, .. } => assert_eq!(device, PathBuf::from("/dev/video20")),
+            other => panic!("{other:?}"),
+        }
+        // The Pi 5's receiver too.
+        let pi5 = vec![dev("/dev/video0", "rp1-cfe", "pRAA")];
+        assert_eq!(
+            Source::pick_auto(pi5.clone(), true, WANT),
+            Source::Libcamera
+        );
+        assert_eq!(Source::pick_auto(pi5, false, WANT), Source::Test);
+        // A plain USB camera board, as before.
+        match Source::pick_auto(vec![dev("/dev/video0", "uvcvideo", "YUYV")], true, WANT) {
+            Source::V4l2 { device, .. } => assert_eq!(device, PathBuf::from("/dev/video0")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

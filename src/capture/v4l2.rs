@@ -89,6 +89,69 @@ pub struct DeviceInfo {
     pub formats: Vec<FormatInfo>,
 }
 
+/// Drivers of a Raspberry Pi CSI camera receiver (Pi 1-4: unicam; Pi 5: rp1-cfe). Their
+/// nodes carry raw sensor data that only libcamera (with the ISP) turns into pictures.
+pub fn is_csi_receiver(driver: &str) -> bool {
+    matches!(driver, "unicam" | "rp1-cfe")
+}
+
+/// The Raspberry Pi's camera and codec plumbing: CSI receivers, the ISPs (bcm2835-isp,
+/// the Pi 5's pispbe) and the VideoCore codec. Capture nodes, but not cameras.
+pub fn is_pi_camera_plumbing(driver: &str) -> bool {
+    is_csi_receiver(driver)
+        || matches!(
+            driver,
+            "bcm2835-isp" | "pispbe" | "bcm2835-codec" | "rpivid"
+        )
+}
+
+/// A V4L2 memory-to-memory H.264 encoder (the hardware encoder `v4l2h264enc` drives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardwareEncoder {
+    pub path: PathBuf,
+    pub card: String,
+}
+
+/// Whether a device is an H.264 encoder: the Raspberry Pi's VideoCore encoder by its card
+/// name (as rpicam-apps finds it), or any memory-to-memory device producing H.264.
+pub fn is_h264_encoder(card: &str, m2m: bool, produces: &[String]) -> bool {
+    card == "bcm2835-codec-encode" || (m2m && produces.iter().any(|f| f == "H264"))
+}
+
+/// The hardware H.264 encoders present, in /dev/videoN order (Pi 2-4: bcm2835-codec's
+/// /dev/video11; none on the Pi 5 or on Debian's kernel).
+pub fn hardware_encoders() -> Vec<HardwareEncoder> {
+    let mut nodes = v4l::context::enum_devices();
+    nodes.sort_by_key(|n| n.index());
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let dev = v4l::Device::with_path(n.path()).ok()?;
+            let caps = dev.query_caps().ok()?;
+            let m2m = caps
+                .capabilities
+                .contains(v4l::capability::Flags::VIDEO_M2M)
+                || caps
+                    .capabilities
+                    .contains(v4l::capability::Flags::VIDEO_M2M_MPLANE);
+            // An M2M device's capture queue is what it produces.
+            let produces: Vec<String> = if m2m {
+                dev.enum_formats()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|f| f.fourcc.str().ok().map(str::to_string))
+                    .collect()
+            } else {
+                vec![]
+            };
+            is_h264_encoder(&caps.card, m2m, &produces).then(|| HardwareEncoder {
+                path: n.path().to_path_buf(),
+                card: caps.card,
+            })
+        })
+        .collect()
+}
+
 /// Every V4L2 video-capture device, in /dev/videoN order. Devices that cannot be opened,
 /// or that are not capture devices (encoders, metadata nodes), are left out.
 pub fn list_devices() -> Vec<DeviceInfo> {
@@ -219,6 +282,27 @@ pub fn choose_mode(formats: &[FormatInfo], want: Want) -> Option<Mode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pis_encoder_is_found_by_card_and_others_by_what_they_produce() {
+        let h264 = vec!["H264".to_string()];
+        assert!(is_h264_encoder("bcm2835-codec-encode", true, &[]));
+        assert!(is_h264_encoder("hantro-vpu", true, &h264));
+        // The Pi's decoder and ISP nodes, and a camera that delivers H.264 itself.
+        assert!(!is_h264_encoder(
+            "bcm2835-codec-decode",
+            true,
+            &["YU12".into()]
+        ));
+        assert!(!is_h264_encoder(
+            "bcm2835-codec-isp",
+            true,
+            &["YUYV".into()]
+        ));
+        assert!(!is_h264_encoder("HD Pro Webcam C920", false, &h264));
+        assert!(is_pi_camera_plumbing("bcm2835-isp") && is_pi_camera_plumbing("unicam"));
+        assert!(!is_pi_camera_plumbing("uvcvideo") && !is_pi_camera_plumbing("vivid"));
+    }
 
     fn fmt(fourcc: &str, sizes: &[(u32, u32, &[f64])]) -> FormatInfo {
         FormatInfo {

@@ -122,7 +122,14 @@ mod tests {
         // A bouncy 200 ms press: the short press is reported 30 ms after the release.
         let ev = edges(
             &mut b,
-            &[(100, true), (103, false), (105, true), (305, false), (306, true), (308, false)],
+            &[
+                (100, true),
+                (103, false),
+                (105, true),
+                (305, false),
+                (306, true),
+                (308, false),
+            ],
         );
         assert_eq!(ev, vec![(338, ButtonEvent::Short)]);
         // A 1.5 s hold: long once, at 1 s after the press settled, and no short after.

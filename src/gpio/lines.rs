@@ -52,7 +52,11 @@ pub enum LookupError {
     #[error("gpio.chip {wanted:?} is none of the chips here ({present})")]
     NoSuchChip { wanted: String, present: String },
     #[error("pin {pin} is beyond the {lines} lines of {chip}")]
-    BeyondChip { pin: u32, chip: String, lines: usize },
+    BeyondChip {
+        pin: u32,
+        chip: String,
+        lines: usize,
+    },
     #[error(
         "pin {pin}: no line is named GPIO{pin} and no chip is a Raspberry Pi header \
          controller ({}) among {present}; set gpio.chip",
@@ -150,7 +154,10 @@ mod tests {
         let mut names: Vec<String> = (0..58).map(|i| format!("GPIO{i}")).collect();
         names[2] = "SDA1".into();
         let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        vec![chip(0, "pinctrl-bcm2711", &names), unnamed(1, "raspberrypi-exp-gpio", 8)]
+        vec![
+            chip(0, "pinctrl-bcm2711", &names),
+            unnamed(1, "raspberrypi-exp-gpio", 8),
+        ]
     }
 
     #[test]
@@ -197,7 +204,10 @@ mod tests {
 
     #[test]
     fn the_configured_chip_wins_by_path_name_or_label() {
-        let chips = vec![unnamed(0, "pinctrl-bcm2711", 58), unnamed(3, "9030000.pl061", 8)];
+        let chips = vec![
+            unnamed(0, "pinctrl-bcm2711", 58),
+            unnamed(3, "9030000.pl061", 8),
+        ];
         for wanted in ["/dev/gpiochip3", "gpiochip3", "9030000.pl061"] {
             let a = find_line(&chips, 3, Some(wanted)).unwrap();
             assert_eq!(a.chip, PathBuf::from("/dev/gpiochip3"), "{wanted}");
