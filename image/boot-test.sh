@@ -1,10 +1,26 @@
 #!/bin/sh
 # End-to-end test of the built image (run `sudo sh image/build.sh` first): boots it in
-# qemu-system-aarch64 with a provisioning file and the vivid camera, watches it from
-# headless Chromium on the host, then checks that a bad provisioning file is survived.
-# Takes about 10-15 minutes (software emulation). See tests/image_boot.rs.
+# qemu-system-aarch64 with a provisioning file, Raspberry Pi Imager's cloud-init files and
+# the vivid camera, watches it from headless Chromium on the host, presses the board's
+# button (QEMU's PL061 power-button line), then checks that a bad provisioning file is
+# survived and that a long press powers off. About 15 minutes (software emulation). See
+# tests/image_boot.rs.
+#
+#   sh image/boot-test.sh [debian|raspios]       the whole test
+#   sh image/boot-test.sh [debian|raspios] --bench N
+#                                                N boots timed to the first decoded frame
 set -eu
 cd "$(dirname "$0")/.."
+FLAVOUR=debian
+BENCH=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        debian|raspios) FLAVOUR="$1" ;;
+        --bench) BENCH="$2"; shift ;;
+        *) echo "usage: $0 [debian|raspios] [--bench N]" >&2; exit 2 ;;
+    esac
+    shift
+done
 sh tests/setup.sh
 need=""
 for p in qemu-system-arm openssh-client mtools; do
@@ -25,4 +41,14 @@ ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
 trap 'ip netns del "$NS"' EXIT
 ip -n "$NS" link set lo up
-ip netns exec "$NS" cargo test --locked --offline --test image_boot -- --ignored --nocapture
+export EDGECAM_IMAGE_FLAVOUR="$FLAVOUR"
+if [ "$BENCH" -gt 0 ]; then
+    i=0
+    while [ "$i" -lt "$BENCH" ]; do
+        i=$((i + 1))
+        EDGECAM_BOOT_BENCH=1 ip netns exec "$NS" cargo test --locked --offline --test image_boot \
+            -- --ignored --nocapture 2>&1 | grep -E "^(boot to|guest:)|test result" | sed "s/^/run $i: /"
+    done
+else
+    ip netns exec "$NS" cargo test --locked --offline --test image_boot -- --ignored --nocapture
+fi

@@ -29,6 +29,12 @@ fn devices_exits_zero_with_or_without_cameras() {
         text.contains("No V4L2 capture devices found") || text.contains("use: source = \"v4l2:"),
         "{text}"
     );
+    // GPIO chips too: where the header's pins would go, or that there are none.
+    assert!(
+        text.contains("No GPIO chips (/dev/gpiochip*) found.")
+            || text.contains("header pin 17 (BCM):"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -139,40 +139,44 @@ pub fn open(config: &GpioConfig) -> Result<Arc<dyn Pins>, GpioError> {
         }
         GpioBackend::Gpiochip => cdev::CdevPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>),
         GpioBackend::Auto => {
-            // rppal only where /dev/gpiomem is (the Raspberry Pi kernel); it maps memory
-            // and needs no chip lookup there.
             let gpiomem = ["/dev/gpiomem", "/dev/gpiomem0"]
                 .iter()
                 .any(|p| std::path::Path::new(p).exists());
-            let rppal_error = if gpiomem {
-                match rppal_pins::RppalPins::open(config) {
-                    Ok(p) => return Ok(Arc::new(p)),
-                    Err(e) => Some(e),
-                }
-            } else {
-                None
-            };
-            match cdev::CdevPins::open(config) {
-                Ok(p) => Ok(Arc::new(p)),
-                Err(e) => {
-                    let on_a_pi = rppal::system::DeviceInfo::new().is_ok();
-                    let why = match rppal_error {
-                        Some(r) => format!("{r}; {e}"),
-                        None => e.to_string(),
-                    };
-                    if on_a_pi {
-                        // The button and LEDs are dead: the operator must hear of it.
-                        tracing::warn!(
-                            "this Raspberry Pi's GPIO cannot be opened ({why}): the button \
-                             and LEDs are off (is the edgecam user in group gpio?)"
-                        );
-                    } else {
-                        tracing::info!("no usable GPIO ({why}); using the GPIO simulator");
-                    }
-                    Ok(Arc::new(Simulator::new()))
+            let mut why = vec![];
+            for backend in auto_candidates(gpiomem) {
+                let opened = match backend {
+                    GpioBackend::Rppal => rppal_pins::RppalPins::open(config)
+                        .map(|p| Arc::new(p) as Arc<dyn Pins>),
+                    _ => cdev::CdevPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>),
+                };
+                match opened {
+                    Ok(pins) => return Ok(pins),
+                    Err(e) => why.push(e.to_string()),
                 }
             }
+            let why = why.join("; ");
+            if rppal::system::DeviceInfo::new().is_ok() {
+                // The button and LEDs are dead: the operator must hear of it.
+                tracing::warn!(
+                    "this Raspberry Pi's GPIO cannot be opened ({why}): the button and LEDs \
+                     are off (is the edgecam user in group gpio?)"
+                );
+            } else {
+                tracing::info!("no usable GPIO ({why}); using the GPIO simulator");
+            }
+            Ok(Arc::new(Simulator::new()))
         }
+    }
+}
+
+/// What `auto` tries, in order, before the simulator: rppal only where /dev/gpiomem is
+/// (the Raspberry Pi kernel; it maps memory and needs no chip lookup there), and the
+/// GPIO character device everywhere.
+fn auto_candidates(gpiomem_present: bool) -> Vec<GpioBackend> {
+    if gpiomem_present {
+        vec![GpioBackend::Rppal, GpioBackend::Gpiochip]
+    } else {
+        vec![GpioBackend::Gpiochip]
     }
 }
 
@@ -321,6 +325,16 @@ mod tests {
         );
         assert_eq!(viewers_led(0), LedMode::Off);
         assert_eq!(viewers_led(3), LedMode::On);
+    }
+
+    #[test]
+    fn auto_tries_rppal_only_where_gpiomem_is_then_the_character_device() {
+        assert_eq!(
+            auto_candidates(true),
+            vec![GpioBackend::Rppal, GpioBackend::Gpiochip]
+        );
+        // Debian's kernel on a Pi, QEMU's virt board, other boards: no /dev/gpiomem.
+        assert_eq!(auto_candidates(false), vec![GpioBackend::Gpiochip]);
     }
 
     #[test]
