@@ -225,18 +225,18 @@ async fn watchdog(period: Duration, status: Arc<Status>) {
 
 /// Resolves once a usable V4L2 camera is present (polled every 5 s).
 async fn camera_appeared(want: Want) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let found = tokio::task::spawn_blocking(move || {
-            crate::capture::v4l2::list_devices()
-                .iter()
-                .any(|d| crate::capture::v4l2::choose_mode(&d.formats, want).is_some())
-        })
-        .await;
-        if matches!(found, Ok(true)) {
-            return;
-        }
-    }
+    crate::capture::hotplug::until_present(move || {
+        crate::capture::v4l2::list_devices()
+            .iter()
+            .any(|d| crate::capture::v4l2::choose_mode(&d.formats, want).is_some())
+    })
+    .await
+}
+
+/// Resolves when the configured camera at `path` is back and can be opened (udev has
+/// given it its group), noticed through inotify rather than by polling.
+async fn device_back(path: std::path::PathBuf) {
+    crate::capture::hotplug::until_present(move || crate::capture::v4l2::probe(&path).is_ok()).await
 }
 
 /// Resolves when `flag` equals `want` (or its sender is gone).
@@ -313,6 +313,11 @@ async fn supervise_camera(
                         tracing::info!("a camera appeared; switching to it");
                     }
                 }
+            };
+            // A configured camera that is not there is waited for, not retried blindly.
+            let waiting_for = match &resolved {
+                Ok(Err(crate::capture::CaptureError::Missing(path))) => Some(path.clone()),
+                _ => None,
             };
             let result: Result<(), String> = match resolved {
                 Err(e) => Err(format!("camera probe failed: {e}")),
@@ -391,8 +396,19 @@ async fn supervise_camera(
                 backoff.as_secs()
             );
             status.set_pipeline(Pipeline::Error(reason), backoff.as_secs());
+            let back = async {
+                match waiting_for {
+                    Some(path) => device_back(path).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                _ = back => {
+                    tracing::info!("the camera is back; starting it");
+                    backoff = Duration::from_secs(1);
+                    continue;
+                }
                 _ = until(&mut stop, true) => break 'daemon,
                 _ = until(&mut camera_on, false) => {
                     drop(keyframes);

@@ -211,7 +211,13 @@ fn devices() -> ExitCode {
                 );
             }
         }
-        println!("  use: source = \"v4l2:{}\"", d.path.display());
+        // Stable names first: they survive unplugging and re-plugging the camera.
+        let names = edgecam::capture::v4l2::stable_names(&d.path);
+        for n in &names {
+            println!("  also: {}", n.display());
+        }
+        let best = names.first().unwrap_or(&d.path);
+        println!("  use: source = \"v4l2:{}\"", best.display());
     }
     gpio_chips();
     ExitCode::SUCCESS

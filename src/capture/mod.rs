@@ -1,6 +1,7 @@
 //! Capture: turn a `SourceSpec` into a concrete source and render it as the head of a
 //! GStreamer pipeline. Sources are one enum; the only probing is V4L2 (see `v4l2`).
 
+pub mod hotplug;
 pub mod stamp;
 pub mod v4l2;
 
@@ -40,7 +41,7 @@ pub struct Want {
 /// Why a source could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("camera {0} is not present")]
+    #[error("waiting for {0} (not present)")]
     Missing(PathBuf),
     #[error("cannot open camera {device}: {reason}")]
     Open { device: PathBuf, reason: String },

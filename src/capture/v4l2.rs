@@ -89,6 +89,29 @@ pub struct DeviceInfo {
     pub formats: Vec<FormatInfo>,
 }
 
+/// udev's stable names for a camera: `/dev/v4l/by-id/…` (USB cameras, by vendor, model
+/// and serial) and `/dev/v4l/by-path/…` (by the port it is plugged into), in that order.
+/// A node number changes when a camera is plugged back in; these do not.
+pub fn stable_names(node: &Path) -> Vec<PathBuf> {
+    let Ok(node) = node.canonicalize() else {
+        return vec![];
+    };
+    let mut names = vec![];
+    for dir in ["/dev/v4l/by-id", "/dev/v4l/by-path"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut here: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|link| link.canonicalize().is_ok_and(|t| t == node))
+            .collect();
+        here.sort();
+        names.extend(here);
+    }
+    names
+}
+
 /// Drivers of a Raspberry Pi CSI camera receiver (Pi 1-4: unicam; Pi 5: rp1-cfe). Their
 /// nodes carry raw sensor data that only libcamera (with the ISP) turns into pictures.
 pub fn is_csi_receiver(driver: &str) -> bool {

@@ -165,6 +165,17 @@ mod tests {
             "v4l2:/dev/video2".parse(),
             Ok(SourceSpec::V4l2("/dev/video2".into()))
         );
+        // udev's stable names, which survive re-plugging (the node number does not).
+        let by_id = "/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920_A1B2C3D4-video-index0";
+        assert_eq!(
+            format!("v4l2:{by_id}").parse(),
+            Ok(SourceSpec::V4l2(by_id.into()))
+        );
+        assert!(
+            "v4l2:/dev/v4l/by-path/platform-vivid.0-video-index0"
+                .parse::<SourceSpec>()
+                .is_ok()
+        );
         assert!("v4l2:".parse::<SourceSpec>().is_err());
         assert!("v4l2:/dev/".parse::<SourceSpec>().is_err());
         assert!("webcam".parse::<SourceSpec>().is_err());

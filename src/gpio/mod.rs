@@ -145,8 +145,9 @@ pub fn open(config: &GpioConfig) -> Result<Arc<dyn Pins>, GpioError> {
             let mut why = vec![];
             for backend in auto_candidates(gpiomem) {
                 let opened = match backend {
-                    GpioBackend::Rppal => rppal_pins::RppalPins::open(config)
-                        .map(|p| Arc::new(p) as Arc<dyn Pins>),
+                    GpioBackend::Rppal => {
+                        rppal_pins::RppalPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>)
+                    }
                     _ => cdev::CdevPins::open(config).map(|p| Arc::new(p) as Arc<dyn Pins>),
                 };
                 match opened {
