@@ -20,6 +20,10 @@ install -m644 "$FILES/sshd-keys-only.conf" "$ROOT/etc/ssh/sshd_config.d/"
 # Raspberry Pi Imager's user-data/network-config on the boot partition (cloud-init).
 install -d "$ROOT/etc/cloud/cloud.cfg.d"
 install -m644 "$FILES/90-edgecam.cfg" "$ROOT/etc/cloud/cloud.cfg.d/"
+for unit in cloud-init-main cloud-init-local cloud-init-network cloud-config cloud-final; do
+    install -d "$ROOT/etc/systemd/system/$unit.service.d"
+    install -m644 "$FILES/cloud-init-imager-only.conf" "$ROOT/etc/systemd/system/$unit.service.d/edgecam.conf"
+done
 install -m640 "$FILES/edgecam.toml" "$ROOT/etc/edgecam/edgecam.toml"
 chroot "$ROOT" chown root:edgecam /etc/edgecam/edgecam.toml
 printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$ROOT/etc/fstab"
