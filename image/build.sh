@@ -56,8 +56,8 @@ cp "$(ls -t target/edgecam_*_arm64.deb | head -1)" "$OUT/edgecam_arm64.deb"
 
 # Packages both flavours have: boot, networking (systemd-networkd; netplan renders
 # Raspberry Pi Imager's network-config for it), SSH, mDNS, cloud-init for Imager's
-# user-data, first-boot tools.
-COMMON_PACKAGES="systemd-sysv,udev,kmod,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-init,netplan.io,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd"
+# user-data, first-boot tools; gst-inspect/gst-launch for looking at a camera on the board.
+COMMON_PACKAGES="gstreamer1.0-tools,systemd-sysv,udev,kmod,firmware-brcm80211,wpasupplicant,iproute2,avahi-daemon,libnss-mdns,openssh-server,cloud-init,netplan.io,cloud-guest-utils,e2fsprogs,dosfstools,util-linux,zstd"
 
 ROOTFS="$OUT/rootfs-$FLAVOUR"
 if [ "$UPDATE" = 1 ]; then

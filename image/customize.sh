@@ -44,3 +44,12 @@ rm -f "$ROOT"/etc/ssh/ssh_host_*
 install -d "$ROOT/etc/systemd/system/ssh.service.d"
 printf "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n" \
     > "$ROOT/etc/systemd/system/ssh.service.d/hostkeys.conf"
+
+# First boot skips what the build already did: ldconfig's cache, hwdb and the journal
+# catalog are current (systemd's ConditionNeedsUpdate compares these stamps with /usr).
+touch "$ROOT/etc/.updated" "$ROOT/var/.updated"
+# GStreamer's plugin registry for the daemon's user, made now rather than in the first
+# boot's first seconds (10 s under emulation; a plugin that crashes the scanner is
+# remembered as such).
+install -d -o "$(chroot "$ROOT" id -u edgecam)" -g "$(chroot "$ROOT" id -g edgecam)" -m 700 "$ROOT/var/lib/edgecam"
+chroot "$ROOT" runuser -u edgecam -- env HOME=/var/lib/edgecam gst-inspect-1.0 >/dev/null 2>&1 || true

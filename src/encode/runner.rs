@@ -291,6 +291,46 @@ mod tests {
         assert!(text.contains("v4l2src"), "{text}");
     }
 
+    /// How many of this process's descriptors are open on `path`.
+    fn fds_on(path: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_failed_pipeline_has_closed_everything_it_opened_when_run_returns() {
+        // A source that opens a file and a parser that fails on its contents: the same
+        // path a camera takes when it is unplugged mid-stream (an element errors). No
+        // descriptor may survive into the supervisor's backoff, or a re-plugged camera
+        // could not be opened again (or its driver unloaded).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-h264.bin");
+        std::fs::write(&file, vec![0x5au8; 200_000]).unwrap();
+        let file = file.canonicalize().unwrap();
+        for round in 0..3 {
+            let (sink, _) = collect();
+            let (_tx, mut rx) = mpsc::channel(1);
+            let err = run(
+                &format!(
+                    "filesrc location=\"{}\" ! h264parse ! appsink name=sink",
+                    file.display()
+                ),
+                sink,
+                &mut rx,
+                Default::default(),
+                Duration::from_secs(5),
+                std::future::pending(),
+            )
+            .await
+            .unwrap_err();
+            assert!(err.to_string().contains("h264parse"), "{err}");
+            assert_eq!(fds_on(&file), 0, "round {round}: the file is still open");
+        }
+    }
+
     #[tokio::test]
     async fn bad_description_is_a_parse_error() {
         let (sink, _) = collect();
