@@ -13,7 +13,7 @@ FLAVOUR_KEYRING="$OUT/raspberrypi-archive.gpg"
 FLAVOUR_SOURCES="deb http://deb.debian.org/debian trixie main non-free-firmware
 deb http://deb.debian.org/debian-security trixie-security main non-free-firmware
 deb $RPI_ARCHIVE trixie main"
-FLAVOUR_PACKAGES="raspi-firmware,linux-image-rpi-v8,linux-image-rpi-2712,raspberrypi-sys-mods,gstreamer1.0-libcamera,libcamera-ipa"
+FLAVOUR_PACKAGES="raspberrypi-archive-keyring,raspi-firmware,linux-image-rpi-v8,linux-image-rpi-2712,raspberrypi-sys-mods,gstreamer1.0-libcamera,libcamera-ipa"
 
 flavour_fetch_keyring() {
     if [ ! -s "$FLAVOUR_KEYRING" ]; then

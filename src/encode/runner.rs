@@ -273,12 +273,12 @@ mod tests {
         (Arc::new(move |f| f2.lock().unwrap().push(f)), frames)
     }
 
-    #[tokio::test]
-    async fn bus_error_names_the_element() {
+    /// How a pipeline that is expected to fail fails.
+    async fn failure(description: &str) -> EncodeError {
         let (sink, _) = collect();
         let (_tx, mut rx) = mpsc::channel(1);
-        let err = run(
-            "v4l2src device=/dev/edgecam-no-such-camera ! appsink name=sink",
+        run(
+            description,
             sink,
             &mut rx,
             Default::default(),
@@ -286,7 +286,12 @@ mod tests {
             std::future::pending(),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn bus_error_names_the_element() {
+        let err = failure("v4l2src device=/dev/edgecam-no-such-camera ! appsink name=sink").await;
         let text = err.to_string();
         assert!(text.contains("v4l2src"), "{text}");
     }
@@ -311,21 +316,11 @@ mod tests {
         std::fs::write(&file, vec![0x5au8; 200_000]).unwrap();
         let file = file.canonicalize().unwrap();
         for round in 0..3 {
-            let (sink, _) = collect();
-            let (_tx, mut rx) = mpsc::channel(1);
-            let err = run(
-                &format!(
-                    "filesrc location=\"{}\" ! h264parse ! appsink name=sink",
-                    file.display()
-                ),
-                sink,
-                &mut rx,
-                Default::default(),
-                Duration::from_secs(5),
-                std::future::pending(),
-            )
-            .await
-            .unwrap_err();
+            let err = failure(&format!(
+                "filesrc location=\"{}\" ! h264parse ! appsink name=sink",
+                file.display()
+            ))
+            .await;
             assert!(err.to_string().contains("h264parse"), "{err}");
             assert_eq!(fds_on(&file), 0, "round {round}: the file is still open");
         }
@@ -333,30 +328,9 @@ mod tests {
 
     #[tokio::test]
     async fn bad_description_is_a_parse_error() {
-        let (sink, _) = collect();
-        let (_tx, mut rx) = mpsc::channel(1);
-        let err = run(
-            "no-such-element ! appsink name=sink",
-            sink,
-            &mut rx,
-            Default::default(),
-            Duration::from_secs(5),
-            std::future::pending(),
-        )
-        .await
-        .unwrap_err();
+        let err = failure("no-such-element ! appsink name=sink").await;
         assert!(matches!(err, EncodeError::Parse(_)), "{err}");
-        let (sink, _) = collect();
-        let err = run(
-            "fakesrc ! fakesink",
-            sink,
-            &mut rx,
-            Default::default(),
-            Duration::from_secs(5),
-            std::future::pending(),
-        )
-        .await
-        .unwrap_err();
+        let err = failure("fakesrc ! fakesink").await;
         assert!(matches!(err, EncodeError::NoSink), "{err}");
     }
 
