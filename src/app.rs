@@ -224,11 +224,14 @@ async fn watchdog(period: Duration, status: Arc<Status>) {
 }
 
 /// Resolves once a usable V4L2 camera is present (polled every 5 s).
-async fn camera_appeared(want: Want) {
+/// Resolves when a capture device appears that was not there when the test pattern
+/// started (`auto` then rescans). Only capabilities are read here, which is cheap; the
+/// full probe of formats and sizes is the rescan's.
+async fn camera_appeared(before: Vec<std::path::PathBuf>) {
     crate::capture::hotplug::until_present(move || {
-        crate::capture::v4l2::list_devices()
+        crate::capture::v4l2::capture_nodes()
             .iter()
-            .any(|d| crate::capture::v4l2::choose_mode(&d.formats, want).is_some())
+            .any(|n| !before.contains(n))
     })
     .await
 }
@@ -304,12 +307,19 @@ async fn supervise_camera(
             // With `auto` on the test pattern, a camera plugged in later takes over.
             let watch_hotplug = config.camera.source == crate::config::SourceSpec::Auto
                 && matches!(resolved, Ok(Ok(Source::Test)));
+            let present_now = if watch_hotplug {
+                tokio::task::spawn_blocking(crate::capture::v4l2::capture_nodes)
+                    .await
+                    .unwrap_or_default()
+            } else {
+                vec![]
+            };
             let stop_fut = async move {
                 tokio::select! {
                     _ = until(&mut stop_run, true) => {}
                     _ = until(&mut off, false) => {}
                     _ = restart.changed() => {}
-                    _ = camera_appeared(want), if watch_hotplug => {
+                    _ = camera_appeared(present_now), if watch_hotplug => {
                         tracing::info!("a camera appeared; switching to it");
                     }
                 }

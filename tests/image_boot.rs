@@ -434,7 +434,9 @@ ssh_authorized_keys = ["{}"]
             let before = page.eval(VIEWER_PROBE).await["frames"]
                 .as_u64()
                 .unwrap_or(0);
-            guest.ssh("modprobe vivid");
+            // Back means usable: the driver loaded and udev done giving the node its
+            // group and stable names (about 1 s under emulation).
+            guest.ssh("modprobe vivid && udevadm settle");
             let replugged = Instant::now();
             // The same viewer resumes on the new pipeline's first IDR: frames from the
             // camera again (for auto: the source is the camera again).
@@ -455,6 +457,9 @@ ssh_authorized_keys = ["{}"]
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
             let back = back.as_millis() as u64;
+            eprintln!(
+                "camera {named} round {round}: free after {free} ms, frames {back} ms after its return"
+            );
             assert!(back <= 2000, "{named} round {round}: {back} ms to frames");
             back_ms.push(back);
             let same = page

@@ -175,6 +175,27 @@ pub fn hardware_encoders() -> Vec<HardwareEncoder> {
         .collect()
 }
 
+/// The nodes that open as video-capture devices (capabilities only, no format probing:
+/// cheap enough to run on every hotplug event), in /dev/videoN order.
+pub fn capture_nodes() -> Vec<PathBuf> {
+    let mut nodes = v4l::context::enum_devices();
+    nodes.sort_by_key(|n| n.index());
+    nodes
+        .iter()
+        .filter(|n| {
+            v4l::Device::with_path(n.path())
+                .and_then(|d| d.query_caps())
+                .is_ok_and(|c| is_capture(c.capabilities))
+        })
+        .map(|n| n.path().to_path_buf())
+        .collect()
+}
+
+fn is_capture(flags: v4l::capability::Flags) -> bool {
+    flags.contains(v4l::capability::Flags::VIDEO_CAPTURE)
+        && !flags.contains(v4l::capability::Flags::VIDEO_M2M)
+}
+
 /// Every V4L2 video-capture device, in /dev/videoN order. Devices that cannot be opened,
 /// or that are not capture devices (encoders, metadata nodes), are left out.
 pub fn list_devices() -> Vec<DeviceInfo> {
@@ -187,10 +208,7 @@ pub fn list_devices() -> Vec<DeviceInfo> {
 pub fn probe(path: &Path) -> Result<DeviceInfo, String> {
     let dev = v4l::Device::with_path(path).map_err(|e| e.to_string())?;
     let caps = dev.query_caps().map_err(|e| e.to_string())?;
-    let flags = caps.capabilities;
-    if !flags.contains(v4l::capability::Flags::VIDEO_CAPTURE)
-        || flags.contains(v4l::capability::Flags::VIDEO_M2M)
-    {
+    if !is_capture(caps.capabilities) {
         return Err("not a video capture device".into());
     }
     let mut formats = Vec::new();
