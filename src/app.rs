@@ -11,15 +11,13 @@ use crate::media::{KeyframeInbox, KeyframeRequester};
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
 use crate::status::{Pipeline, Presenter, Status, TlsInfo};
+use crate::supervisor::{Action, Event, Outcome, State, Supervisor};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// A run that lasted this long resets the backoff.
-const HEALTHY_RUN: Duration = Duration::from_secs(30);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// No frame for this long means the camera or encoder is stuck.
 const STALL_AFTER: Duration = Duration::from_secs(5);
 
@@ -248,7 +246,9 @@ async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
 }
 
 /// Keeps the camera pipeline running while it is switched on, for as long as the daemon
-/// lives. The camera presents only when no browser does.
+/// lives. The camera presents only when no browser does. The rules are
+/// [`supervisor::Supervisor`]'s; this loop turns channels, timers and pipeline runs into
+/// its events and carries out its actions.
 async fn supervise_camera(
     config: Config,
     hub: Arc<Hub>,
@@ -270,167 +270,249 @@ async fn supervise_camera(
         bitrate_kbps: config.encoder.bitrate_kbps,
         keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
     };
+    let run = CameraRun {
+        config: &config,
+        want,
+        settings,
+        hub: &hub,
+        status: &status,
+    };
     let mut presenter = status.presenter.subscribe();
-    let mut backoff = Duration::from_secs(1);
-    'daemon: loop {
-        // Wait until the camera is on and nobody else presents, then present.
-        status.set_pipeline(Pipeline::Stopped, 0);
-        loop {
-            tokio::select! {
-                _ = until(&mut stop, true) => break 'daemon,
-                _ = until(&mut camera_on, true) => {}
+    let mut machine = Supervisor::new();
+    // Only the live presenter reads keyframe requests: held while presenting.
+    let mut keyframes = None;
+    let mut pause_until = tokio::time::Instant::now();
+    let mut pending = std::collections::VecDeque::from([Event::Switched(*camera_on.borrow())]);
+    status.set_pipeline(Pipeline::Stopped, 0);
+    while *machine.state() != State::Done {
+        let event = match pending.pop_front() {
+            Some(e) => e,
+            None => {
+                next_event(
+                    machine.state(),
+                    &mut stop,
+                    &mut camera_on,
+                    &mut presenter,
+                    pause_until,
+                )
+                .await
             }
-            if status.claim_presenter(Presenter::Camera, false) {
-                break;
-            }
-            presenter.borrow_and_update();
-            tokio::select! {
-                _ = until(&mut stop, true) => break 'daemon,
-                _ = presenter.changed() => {}
-                _ = until(&mut camera_on, false) => {}
+        };
+        for action in machine.handle(event) {
+            match action {
+                Action::Claim => {
+                    let claimed = try_claim(&mut presenter, || {
+                        status.claim_presenter(Presenter::Camera, false)
+                    });
+                    if claimed {
+                        keyframes = Some(inbox.lock().await);
+                    }
+                    pending.push_back(Event::Claimed(claimed));
+                }
+                Action::Release => {
+                    keyframes = None;
+                    status.release_presenter(Presenter::Camera);
+                    tracing::info!("camera stopped");
+                }
+                Action::Report(state, backoff_s) => status.set_pipeline(state, backoff_s),
+                Action::CountRestart => {
+                    status
+                        .pipeline_restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Action::Sleep(d) => {
+                    pause_until = tokio::time::Instant::now() + d;
+                }
+                Action::StartPipeline => {
+                    let Some(inbox) = keyframes.as_mut() else {
+                        // Cannot happen: the machine starts only after a claim.
+                        pending.push_back(Event::Stop);
+                        continue;
+                    };
+                    let started = Instant::now();
+                    let outcome = run.once(inbox, &camera_on, &restarts, &stop).await;
+                    let event = if *stop.borrow() {
+                        Event::Stop
+                    } else if !*camera_on.borrow() {
+                        Event::RunEnded {
+                            outcome: Outcome::SwitchedOff,
+                            ran_for: started.elapsed(),
+                        }
+                    } else {
+                        match &outcome {
+                            Outcome::Restart => tracing::info!("camera pipeline restart requested"),
+                            Outcome::Failed { reason, .. } => tracing::warn!(
+                                "camera pipeline: {reason}; restarting after a pause"
+                            ),
+                            Outcome::SwitchedOff => {}
+                        }
+                        Event::RunEnded {
+                            outcome,
+                            ran_for: started.elapsed(),
+                        }
+                    };
+                    pending.push_back(event);
+                }
             }
         }
-        // Only the live presenter reads keyframe requests.
-        let mut keyframes = inbox.lock().await;
-        loop {
-            status.set_pipeline(Pipeline::Starting, 0);
-            let spec = config.camera.source.clone();
-            let resolved = tokio::task::spawn_blocking(move || {
-                Source::resolve(&spec, want, &encode::has_element)
-            })
-            .await;
-            let started = Instant::now();
-            let mut off = camera_on.clone();
-            let mut stop_run = stop.clone();
-            let mut restart = restarts.clone();
-            restart.borrow_and_update();
-            // With `auto` on the test pattern, a camera plugged in later takes over.
-            let watch_hotplug = config.camera.source == crate::config::SourceSpec::Auto
-                && matches!(resolved, Ok(Ok(Source::Test)));
-            let present_now = if watch_hotplug {
-                tokio::task::spawn_blocking(crate::capture::v4l2::capture_nodes)
-                    .await
-                    .unwrap_or_default()
-            } else {
-                vec![]
-            };
-            let stop_fut = async move {
-                tokio::select! {
-                    _ = until(&mut stop_run, true) => {}
-                    _ = until(&mut off, false) => {}
-                    _ = restart.changed() => {}
-                    _ = camera_appeared(present_now), if watch_hotplug => {
-                        tracing::info!("a camera appeared; switching to it");
+    }
+}
+
+/// Claims the presenter slot with `claim`, having marked the presenter channel seen
+/// first: a presenter that leaves right after a failed claim is then a change the wait
+/// that follows wakes for (marking it after the claim lost that wake-up).
+fn try_claim(presenter: &mut watch::Receiver<Presenter>, claim: impl FnOnce() -> bool) -> bool {
+    presenter.borrow_and_update();
+    claim()
+}
+
+/// What happens next in a state that waits for the world.
+async fn next_event(
+    state: &State,
+    stop: &mut watch::Receiver<bool>,
+    camera_on: &mut watch::Receiver<bool>,
+    presenter: &mut watch::Receiver<Presenter>,
+    pause_until: tokio::time::Instant,
+) -> Event {
+    match state {
+        State::Off => tokio::select! {
+            _ = until(stop, true) => Event::Stop,
+            _ = until(camera_on, true) => Event::Switched(true),
+        },
+        State::WaitingForPresenter => loop {
+            tokio::select! {
+                _ = until(stop, true) => return Event::Stop,
+                _ = until(camera_on, false) => return Event::Switched(false),
+                changed = presenter.changed() => {
+                    if changed.is_err() || *presenter.borrow_and_update() == Presenter::None {
+                        return Event::PresenterFree;
                     }
                 }
-            };
-            // A configured camera that is not there is waited for, not retried blindly.
-            let waiting_for = match &resolved {
-                Ok(Err(crate::capture::CaptureError::Missing(path))) => Some(path.clone()),
-                _ => None,
-            };
-            let result: Result<(), String> = match resolved {
-                Err(e) => Err(format!("camera probe failed: {e}")),
-                Ok(Err(e)) => Err(e.to_string()),
-                Ok(Ok(source)) => {
-                    // v4l2h264enc counts only with an encoder device behind it (the
-                    // Pi 2-4's bcm2835-codec-encode), found the way rpicam-apps does.
-                    let hw = if encoder_may_be_hardware(config.encoder.kind) {
-                        crate::capture::v4l2::hardware_encoders()
-                    } else {
-                        vec![]
-                    };
-                    let has =
-                        |e: &str| encode::has_element(e) && (e != "v4l2h264enc" || !hw.is_empty());
-                    match pipeline::choose(config.encoder.kind, source.delivers_h264(), &has) {
-                        Err(e) => Err(e.to_string()),
-                        Ok(encoder) => {
-                            let desc =
-                                pipeline::describe(&source.fragment(want), encoder, &settings);
-                            tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
-                            tracing::debug!(pipeline = %desc);
-                            let stats = Arc::new(RunStats::default());
-                            let encoder_name = match (encoder, hw.first()) {
-                                (pipeline::Encoder::Hardware, Some(dev)) => format!(
-                                    "{} ({}, {})",
-                                    encoder.name(),
-                                    dev.card,
-                                    dev.path.display()
-                                ),
-                                _ => encoder.name().into(),
-                            };
-                            status.set_source(source.describe(), encoder_name, stats.clone());
-                            let sink_hub = hub.clone();
-                            let sink_status = status.clone();
-                            let first_frame = std::sync::Once::new();
-                            let sink = Arc::new(move |frame| {
-                                first_frame
-                                    .call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
-                                sink_hub.publish(frame);
-                            });
-                            encode::run(&desc, sink, &mut keyframes, stats, STALL_AFTER, stop_fut)
-                                .await
-                                .map_err(|e| e.to_string())
-                        }
-                    }
-                }
-            };
-            if *stop.borrow() {
-                break 'daemon;
             }
-            if !*camera_on.borrow() {
-                // Switched off: release the camera and tell viewers.
-                drop(keyframes);
-                status.release_presenter(Presenter::Camera);
-                tracing::info!("camera stopped");
-                continue 'daemon;
-            }
-            if result.is_ok() {
-                // The run was ended on purpose while the camera stays on: a restart was
-                // asked for (long press) or a camera appeared. Reopen at once, no backoff.
-                status
-                    .pipeline_restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!("camera pipeline restart requested");
-                continue;
-            }
-            if started.elapsed() >= HEALTHY_RUN {
-                backoff = Duration::from_secs(1);
-            }
-            let reason = result.err().unwrap_or_else(|| "pipeline ended".into());
-            status
-                .pipeline_restarts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(
-                "camera pipeline: {reason}; restarting in {}s",
-                backoff.as_secs()
-            );
-            status.set_pipeline(Pipeline::Error(reason), backoff.as_secs());
+        },
+        State::Backoff { waiting_for } => {
             let back = async {
                 match waiting_for {
-                    Some(path) => device_back(path).await,
+                    Some(path) => device_back(path.clone()).await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep_until(pause_until) => Event::BackoffOver,
                 _ = back => {
                     tracing::info!("the camera is back; starting it");
-                    backoff = Duration::from_secs(1);
-                    continue;
+                    Event::DeviceBack
                 }
-                _ = until(&mut stop, true) => break 'daemon,
-                _ = until(&mut camera_on, false) => {
-                    drop(keyframes);
-                    status.release_presenter(Presenter::Camera);
-                    continue 'daemon;
-                }
+                _ = until(camera_on, false) => Event::Switched(false),
+                _ = until(stop, true) => Event::Stop,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        // The machine answers these itself (claims and runs are carried out inline).
+        State::Claiming | State::Running | State::Done => {
+            until(stop, true).await;
+            Event::Stop
         }
     }
-    status.release_presenter(Presenter::Camera);
-    status.set_pipeline(Pipeline::Stopped, 0);
+}
+
+/// What one pipeline run needs, borrowed from the supervisor.
+struct CameraRun<'a> {
+    config: &'a Config,
+    want: Want,
+    settings: EncodeSettings,
+    hub: &'a Arc<Hub>,
+    status: &'a Arc<Status>,
+}
+
+impl CameraRun<'_> {
+    /// Resolves the source and runs one pipeline until it fails, or until the camera is
+    /// switched off, a restart is asked for, a camera appears (auto on the test pattern)
+    /// or the daemon stops. Everything the pipeline opened is closed when this returns.
+    async fn once(
+        &self,
+        keyframes: &mut tokio::sync::mpsc::Receiver<()>,
+        camera_on: &watch::Receiver<bool>,
+        restarts: &watch::Receiver<u64>,
+        stop: &watch::Receiver<bool>,
+    ) -> Outcome {
+        let (config, want, status) = (self.config, self.want, self.status);
+        let spec = config.camera.source.clone();
+        let resolved =
+            tokio::task::spawn_blocking(move || Source::resolve(&spec, want, &encode::has_element))
+                .await;
+        let mut off = camera_on.clone();
+        let mut stop_run = stop.clone();
+        let mut restart = restarts.clone();
+        restart.borrow_and_update();
+        // With `auto` on the test pattern, a camera plugged in later takes over.
+        let watch_hotplug = config.camera.source == crate::config::SourceSpec::Auto
+            && matches!(resolved, Ok(Ok(Source::Test)));
+        let present_now = if watch_hotplug {
+            tokio::task::spawn_blocking(crate::capture::v4l2::capture_nodes)
+                .await
+                .unwrap_or_default()
+        } else {
+            vec![]
+        };
+        let stop_fut = async move {
+            tokio::select! {
+                _ = until(&mut stop_run, true) => {}
+                _ = until(&mut off, false) => {}
+                _ = restart.changed() => {}
+                _ = camera_appeared(present_now), if watch_hotplug => {
+                    tracing::info!("a camera appeared; switching to it");
+                }
+            }
+        };
+        let failed = |reason: String, waiting_for| Outcome::Failed {
+            reason,
+            waiting_for,
+        };
+        let source = match resolved {
+            Err(e) => return failed(format!("camera probe failed: {e}"), None),
+            // A configured camera that is not there is waited for, not retried blindly.
+            Ok(Err(crate::capture::CaptureError::Missing(path))) => {
+                let reason = crate::capture::CaptureError::Missing(path.clone()).to_string();
+                return failed(reason, Some(path));
+            }
+            Ok(Err(e)) => return failed(e.to_string(), None),
+            Ok(Ok(source)) => source,
+        };
+        // v4l2h264enc counts only with an encoder device behind it (the Pi 2-4's
+        // bcm2835-codec-encode), found the way rpicam-apps does.
+        let hw = if encoder_may_be_hardware(config.encoder.kind) {
+            crate::capture::v4l2::hardware_encoders()
+        } else {
+            vec![]
+        };
+        let has = |e: &str| encode::has_element(e) && (e != "v4l2h264enc" || !hw.is_empty());
+        let encoder = match pipeline::choose(config.encoder.kind, source.delivers_h264(), &has) {
+            Ok(encoder) => encoder,
+            Err(e) => return failed(e.to_string(), None),
+        };
+        let desc = pipeline::describe(&source.fragment(want), encoder, &self.settings);
+        tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
+        tracing::debug!(pipeline = %desc);
+        let stats = Arc::new(RunStats::default());
+        let encoder_name = match (encoder, hw.first()) {
+            (pipeline::Encoder::Hardware, Some(dev)) => {
+                format!("{} ({}, {})", encoder.name(), dev.card, dev.path.display())
+            }
+            _ => encoder.name().into(),
+        };
+        status.set_source(source.describe(), encoder_name, stats.clone());
+        let sink_hub = self.hub.clone();
+        let sink_status = status.clone();
+        let first_frame = std::sync::Once::new();
+        let sink = Arc::new(move |frame| {
+            first_frame.call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
+            sink_hub.publish(frame);
+        });
+        match encode::run(&desc, sink, keyframes, stats, STALL_AFTER, stop_fut).await {
+            Ok(()) => Outcome::Restart,
+            Err(e) => failed(e.to_string(), None),
+        }
+    }
 }
 
 /// Whether the hardware encoder could be chosen (worth probing the devices for).
@@ -439,4 +521,34 @@ fn encoder_may_be_hardware(kind: crate::config::EncoderKind) -> bool {
         kind,
         crate::config::EncoderKind::Auto | crate::config::EncoderKind::Hardware
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_presenter_leaving_right_after_a_failed_claim_still_wakes_the_camera() {
+        let (tx, mut rx) = watch::channel(Presenter::Browser);
+        // The race: the browser leaves between the failed claim and the wait.
+        let claimed = try_claim(&mut rx, || {
+            tx.send_replace(Presenter::None);
+            false
+        });
+        assert!(!claimed);
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let (_on_tx, mut on) = watch::channel(true);
+        let woken = tokio::time::timeout(
+            Duration::from_secs(1),
+            next_event(
+                &State::WaitingForPresenter,
+                &mut stop,
+                &mut on,
+                &mut rx,
+                tokio::time::Instant::now(),
+            ),
+        )
+        .await;
+        assert_eq!(woken.ok(), Some(Event::PresenterFree), "lost wake-up");
+    }
 }

@@ -21,10 +21,11 @@
 //! - [`web`]: HTTP routes and the embedded pages.
 //! - [`auth`]: optional viewer/admin passwords, session cookies, login rate limits.
 //! - [`control`]: start/stop commands shared by the button and the API; remembered.
-//! - [`gpio`]: button and LEDs (rppal on a Pi, a simulator elsewhere).
+//! - [`gpio`]: button and LEDs (GPIO character device, rppal, or a simulator).
 //! - [`provision`]: applies the boot partition's settings file at boot.
 //! - [`status`]: live state behind `/api/status` and the data channels.
 //! - [`upstream`]: pushes the stream to a bigger server over WHIP.
+//! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
 //! Architecture invariants:
@@ -46,5 +47,6 @@ pub mod peer;
 pub mod provision;
 pub mod signaling;
 pub mod status;
+pub mod supervisor;
 pub mod upstream;
 pub mod web;
