@@ -63,6 +63,8 @@ ROOTFS="$OUT/rootfs-$FLAVOUR"
 if [ "$UPDATE" = 1 ]; then
     [ -x "$ROOTFS/usr/bin/edgecam" ] || { echo "no earlier build in $ROOTFS: run without --update-edgecam" >&2; exit 2; }
     sh image/customize.sh "$ROOTFS"
+    chroot "$ROOTFS" apt-get clean
+    rm -rf "$ROOTFS"/var/lib/apt/lists/*
 else
     flavour_fetch_keyring
     # An interrupted earlier build can leave /proc, /sys and /dev/pts mounted in the old

@@ -8,6 +8,9 @@ FILES="$(dirname "$0")/files"
 OUT="$(dirname "$0")/../target/image"
 
 cp "$OUT/edgecam_arm64.deb" "$ROOT/tmp/edgecam_arm64.deb"
+# (build.sh --update-edgecam: the full build cleaned the package lists; a new dependency
+# of the package needs them.)
+ls "$ROOT"/var/lib/apt/lists/*_Packages >/dev/null 2>&1 || chroot "$ROOT" apt-get update -qq
 # The image's own settings (port 80) replace the package's default: keep ours on upgrade.
 chroot "$ROOT" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confold --reinstall /tmp/edgecam_arm64.deb'

@@ -199,7 +199,9 @@ async fn a_browser_logs_in_and_watches() {
         ADMIN,
     )
     .await;
-    let browser = Browser::launch(&[]).await;
+    let Some(browser) = Browser::launch_or_skip("auth_password", &[]).await else {
+        return;
+    };
     let page = browser.open(&daemon.url("/")).await;
     page.wait_for("location.pathname", 20, "the login form", |v| v == "/login")
         .await;

@@ -19,11 +19,17 @@ const AUDIO_PROBE: &str = r#"(async () => {
 async fn browser_presenter_is_relayed_to_two_viewers() {
     let daemon = Daemon::start(&[("EDGECAM_CAMERA__AUTOSTART", "false")]).await;
     assert_eq!(daemon.status().await["presenter"], "none");
-    let browser = Browser::launch(&[
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-    ])
-    .await;
+    let Some(browser) = Browser::launch_or_skip(
+        "browser_presenter_relay",
+        &[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
 
     let presenter = browser.open(&daemon.url("/presenter")).await;
     presenter

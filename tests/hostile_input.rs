@@ -314,6 +314,25 @@ fn websocket_cases(real_offer: &str) -> Vec<Case> {
             Expect::WsError("onIceCandidate"),
         ));
     }
+    // Candidate lines that are not ICE candidates (before an offer here; the same check
+    // runs after one).
+    for line in [
+        "garbage",
+        "candidate:1 1 udp 1 not-an-address 9 typ host",
+        "candidate:1 1 udp 1 999.1.1.1 9 typ host",
+        "candidate:1 1 udp x 203.0.113.9 9 typ host",
+        "candidate:1 1 udp 1 203.0.113.9 99999 typ host",
+    ] {
+        cases.push(case(
+            format!("candidate line {line:?}"),
+            Action::Text(
+                json!({"id": "onIceCandidate", "candidate": {
+                    "candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}})
+                .to_string(),
+            ),
+            Expect::WsError("bad ICE candidate"),
+        ));
+    }
     // Too large, binary, far too large.
     for size in [64 * 1024 + 1, 100 * 1024, 200 * 1024] {
         cases.push(case(

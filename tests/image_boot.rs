@@ -419,7 +419,12 @@ ssh_authorized_keys = ["{}"]
             // A configured camera is waited for by name; auto falls back to the test
             // pattern meanwhile.
             let gone = if named == "auto" {
-                guest.wait_http(30, |s| s["source"] == "test pattern").await
+                // (and the test pattern runs on the image: its clock overlay is there)
+                guest
+                    .wait_http(30, |s| {
+                        s["source"] == "test pattern" && s["pipeline"]["state"] == "running"
+                    })
+                    .await
             } else {
                 let waiting = format!("waiting for {named}");
                 guest
@@ -430,7 +435,9 @@ ssh_authorized_keys = ["{}"]
                     })
                     .await
             };
-            assert_ne!(gone["pipeline"]["state"], "running", "{named}: {gone}");
+            if named != "auto" {
+                assert_ne!(gone["pipeline"]["state"], "running", "{named}: {gone}");
+            }
             let before = page.eval(VIEWER_PROBE).await["frames"]
                 .as_u64()
                 .unwrap_or(0);

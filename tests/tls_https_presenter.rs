@@ -57,13 +57,19 @@ async fn https_with_a_kept_self_signed_certificate() {
     // A presenter page on a real (non-loopback) name: only HTTPS makes it a secure context,
     // and only a secure context may open the camera.
     let port = daemon.addr.port();
-    let browser = Browser::launch(&[
-        "--ignore-certificate-errors",
-        "--host-resolver-rules=MAP cam.test 127.0.0.1",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-    ])
-    .await;
+    let Some(browser) = Browser::launch_or_skip(
+        "tls_https_presenter",
+        &[
+            "--ignore-certificate-errors",
+            "--host-resolver-rules=MAP cam.test 127.0.0.1",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
     let presenter = browser
         .open(&format!("https://cam.test:{port}/presenter"))
         .await;

@@ -9,7 +9,9 @@ use common::browser::{Browser, WHEP_PROBE as PROBE, WHEP_WATCH as WATCH};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_watches_over_whep_with_fetch() {
     let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
-    let browser = Browser::launch(&[]).await;
+    let Some(browser) = Browser::launch_or_skip("whep_browser_watch", &[]).await else {
+        return;
+    };
     // Any page of the daemon's origin will do: the script brings its own player.
     let page = browser.open(&daemon.url("/healthz")).await;
     page.wait_for(

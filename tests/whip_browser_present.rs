@@ -34,11 +34,17 @@ async fn chromium_presents_over_whip_and_a_viewer_decodes() {
         ("EDGECAM_WHIP__TOKEN", TOKEN),
     ])
     .await;
-    let browser = Browser::launch(&[
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-    ])
-    .await;
+    let Some(browser) = Browser::launch_or_skip(
+        "whip_browser_present",
+        &[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
     let publisher = browser.open(&daemon.url("/healthz")).await;
     publisher
         .wait_for(

@@ -411,6 +411,23 @@ pub fn candidate_usable(candidate: &str, loopback_only: bool) -> bool {
     }
 }
 
+/// Checks that a remote candidate line is an ICE candidate at all (the grammar of RFC
+/// 8839, as the rtc crate parses it). Empty means end of candidates; an mDNS `.local`
+/// host is valid (it is merely not used). Anything else that does not parse is refused
+/// with a reason, whether it arrives before the offer or after.
+pub fn check_candidate(line: &str) -> Result<(), PeerError> {
+    let body = line
+        .trim()
+        .trim_start_matches("a=")
+        .trim_start_matches("candidate:");
+    if body.is_empty() {
+        return Ok(());
+    }
+    rtc::ice::candidate::unmarshal_candidate(body)
+        .map(|_| ())
+        .map_err(|e| PeerError::BadCandidate(brief(e)))
+}
+
 /// The offer parsed as the webrtc crate will use it (public for the fuzz target).
 pub fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
     if !sdp.trim_start().starts_with("v=0") {
@@ -609,6 +626,31 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidate_lines_that_are_not_candidates_are_refused() {
+        for good in [
+            "candidate:1 1 udp 2122260223 192.168.1.20 54321 typ host generation 0",
+            "candidate:2 1 udp 1686052607 203.0.113.7 40000 typ srflx raddr 192.168.1.20 rport 54321",
+            "candidate:3 1 tcp 1518280447 192.168.1.20 9 typ host tcptype active",
+            "candidate:4 1 udp 2122260223 0f1e2d3c-aaaa-bbbb-cccc-001122334455.local 5000 typ host",
+            "a=candidate:1 1 udp 1 ::1 9 typ host",
+            "",
+        ] {
+            assert!(check_candidate(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "garbage",
+            "candidate:1 1 udp 1 not-an-address 9 typ host",
+            "candidate:1 1 udp 1 999.1.1.1 9 typ host",
+            "candidate:1 1 udp x 1.2.3.4 9 typ host",
+            "candidate:1 1 udp 1 1.2.3.4 99999 typ host",
+            "candidate:1 1 udp 1 1.2.3.4 9 typ",
+        ] {
+            let e = check_candidate(bad).unwrap_err().to_string();
+            assert!(e.starts_with("bad ICE candidate"), "{bad}: {e}");
+        }
+    }
 
     fn factory(udp_ports: Option<PortRange>, bind_ips: Vec<IpAddr>) -> Arc<PeerFactory> {
         PeerFactory::new(WebRtcConfig {

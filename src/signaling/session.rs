@@ -70,6 +70,11 @@ impl Session {
     }
 
     async fn add_candidate(&mut self, c: Candidate) -> Vec<ServerMessage> {
+        if let Err(e) = crate::peer::check_candidate(&c.candidate) {
+            return vec![ServerMessage::Error {
+                message: format!("onIceCandidate: {e}"),
+            }];
+        }
         let result = match &self.role {
             Role::Viewer(v) => v.peer.add_candidate(from_wire(c)).await,
             Role::Presenter(p) => p.add_candidate(from_wire(c)).await,

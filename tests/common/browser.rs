@@ -36,7 +36,32 @@ pub fn chromium() -> &'static str {
     }
 }
 
+/// Whether Chromium is installed (`tests/setup.sh` installs it unless
+/// `EDGECAM_NO_BROWSER=1`).
+pub fn installed() -> bool {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    std::path::Path::new("/usr/bin/chromium").exists()
+        || on_path("chromium")
+        || on_path("chromium-browser")
+}
+
 impl Browser {
+    /// Starts Chromium, or says plainly that this browser test is skipped and returns
+    /// `None` where none is installed.
+    pub async fn launch_or_skip(test: &str, extra_args: &[&str]) -> Option<Self> {
+        if !installed() {
+            eprintln!(
+                "SKIPPED {test}: Chromium is not installed (run sh tests/setup.sh without \
+                 EDGECAM_NO_BROWSER=1 to install it)"
+            );
+            return None;
+        }
+        Some(Self::launch(extra_args).await)
+    }
+
     pub async fn launch(extra_args: &[&str]) -> Self {
         let profile = tempfile::tempdir().expect("profile dir");
         let mut cmd = Command::new(chromium());
