@@ -91,6 +91,8 @@ pub async fn serve_with(
         allowed_origins: config.http.allowed_origins.clone(),
         connections: Default::default(),
         per_address_max: config.http.max_connections_per_address,
+        ping_every: config.http.ping_every,
+        silent_limit: config.http.silent_limit,
         wish: Default::default(),
         whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),

@@ -637,7 +637,7 @@ impl Guest {
         text.lines()
             .filter(|l| l.contains("pl061_set_output"))
             .filter_map(|l| l.split_once(&pattern).map(|(_, v)| v.trim().parse().ok()))
-            .last()
+            .next_back()
             .flatten()
     }
 

@@ -1,5 +1,6 @@
 //! A signaling client that goes silent (no messages, no pong to the server's pings) is
-//! closed after about a minute, so a vanished laptop does not hold a place forever.
+//! closed after `http.silence_timeout_s` (a minute by default; 3 s here), so a vanished
+//! laptop does not hold a place forever, while a client that answers pings stays.
 
 mod common;
 
@@ -9,17 +10,22 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_closed() {
-    let daemon = Daemon::start(&[]).await;
+    let daemon = Daemon::start(&[
+        ("EDGECAM_HTTP__PING_INTERVAL_S", "1"),
+        ("EDGECAM_HTTP__SILENCE_TIMEOUT_S", "3"),
+    ])
+    .await;
     let lively = Ws::connect(&daemon.ws_url()).await;
     let mut silent = Ws::connect(&daemon.ws_url()).await;
-    // The silent one is not read (so it never answers a ping) for 70 s.
+    // The silent one is not read (so it never answers a ping) for 7 s: well past the
+    // 3 s limit, and the lively one lives through six pings.
     let started = Instant::now();
     let mut lively = lively;
     let keep_reading = async {
         // Reading answers pings: this client stays.
         while lively.inner.next().await.is_some() {}
     };
-    let _ = tokio::time::timeout(Duration::from_secs(70), keep_reading).await;
+    let _ = tokio::time::timeout(Duration::from_secs(7), keep_reading).await;
     // Now the silent client sees what the server did meanwhile: pings, then a close.
     let mut closed = false;
     while let Ok(Some(msg)) =

@@ -34,10 +34,7 @@ where
     let mut watch = Watch::new();
     loop {
         let check = present.clone();
-        if tokio::task::spawn_blocking(move || check())
-            .await
-            .unwrap_or(false)
-        {
+        if tokio::task::spawn_blocking(check).await.unwrap_or(false) {
             return;
         }
         watch.changed().await;

@@ -22,6 +22,8 @@ const KNOWN_KEYS: &[&str] = &[
     "http.listen",
     "http.allowed_origins",
     "http.max_connections_per_address",
+    "http.ping_interval_s",
+    "http.silence_timeout_s",
     "tls.enabled",
     "tls.cert_file",
     "tls.key_file",
@@ -553,6 +555,18 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
         }
     }
     let per_address = r.number("http.max_connections_per_address", 1, 10_000);
+    let ping = r.number("http.ping_interval_s", 1, 300);
+    let silence = r.number("http.silence_timeout_s", 2, 3600);
+    if let (Some(p), Some(q)) = (ping, silence)
+        && q <= p
+    {
+        r.fail(
+            "http.silence_timeout_s",
+            format!(
+                "must be longer than http.ping_interval_s ({p}), or no pong can arrive in time"
+            ),
+        );
+    }
     let tls = read_tls(&mut r);
     let source = r.parse("camera.source");
     let width = r.number("camera.width", 16, 7680);
@@ -664,8 +678,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     if !r.errors.is_empty() {
         return Err(ConfigError::Invalid(r.errors));
     }
-    let (Some(gpio), Some(state_dir), Some(per_address), Some(tls)) =
-        (gpio, state_dir, per_address, tls)
+    let (Some(gpio), Some(state_dir), Some(per_address), Some(tls), Some(ping), Some(silence)) =
+        (gpio, state_dir, per_address, tls, ping, silence)
     else {
         return Err(ConfigError::Invalid(vec![KeyError {
             key: "(internal)".into(),
@@ -693,6 +707,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 listen,
                 allowed_origins,
                 max_connections_per_address: per_address as usize,
+                ping_every: Duration::from_secs(ping),
+                silent_limit: Duration::from_secs(silence),
                 tls,
             },
             camera: CameraConfig {
@@ -927,6 +943,17 @@ mod tests {
         ];
         want.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_silence_limit_must_outlast_the_ping_interval() {
+        let f = write_temp("[http]\nping_interval_s = 30\nsilence_timeout_s = 30\n");
+        let text = load_file_only(f.path()).unwrap_err().to_string();
+        assert!(text.contains("http.silence_timeout_s"), "{text}");
+        let f = write_temp("[http]\nping_interval_s = 5\nsilence_timeout_s = 12\n");
+        let http = load_file_only(f.path()).unwrap().http;
+        assert_eq!(http.ping_every, Duration::from_secs(5));
+        assert_eq!(http.silent_limit, Duration::from_secs(12));
     }
 
     #[test]

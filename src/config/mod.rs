@@ -101,6 +101,11 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Signaling WebSockets one client address may hold open at once.
     pub max_connections_per_address: usize,
+    /// How often a signaling WebSocket is pinged.
+    pub ping_every: std::time::Duration,
+    /// How long a signaling WebSocket may stay silent (no message, no pong) before it is
+    /// closed and its peer freed.
+    pub silent_limit: std::time::Duration,
     /// HTTPS: off, or with which certificate.
     pub tls: TlsMode,
 }

@@ -35,6 +35,9 @@ pub struct Signaling {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// Served over HTTPS: the session cookie is then marked `Secure`.
     pub https: bool,
+    /// `http.ping_interval_s` and `http.silence_timeout_s`.
+    pub ping_every: std::time::Duration,
+    pub silent_limit: std::time::Duration,
 }
 
 /// One open signaling connection of an address; released on drop.

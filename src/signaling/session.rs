@@ -8,7 +8,6 @@ use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerPeer};
 use crate::status::{Presenter, ViewerKind};
 use axum::extract::ws::{Message, WebSocket};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use webrtc::peer_connection::RTCIceCandidateInit;
@@ -249,7 +248,7 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
 
     // A client that goes silent (a laptop closed, a network gone) is pinged, and closed
     // when not even a pong comes back: its peer and viewer place are freed.
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(s.ctx.ping_every);
     ping.reset();
     let mut last_heard = Instant::now();
     'session: loop {
@@ -282,7 +281,7 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
                 break 'session;
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > SILENT_LIMIT {
+                if last_heard.elapsed() > s.ctx.silent_limit {
                     tracing::info!("closing a silent signaling connection");
                     let _ = socket.send(Message::Close(None)).await;
                     break 'session;
@@ -338,11 +337,6 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
     }
     s.release().await;
 }
-
-/// How often a connection is pinged, and how long it may stay silent (no message, no
-/// pong) before it is closed.
-const PING_EVERY: Duration = Duration::from_secs(20);
-const SILENT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Resolves once the daemon shuts down (the guard `wait_for` returns is not Send).
 async fn daemon_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
