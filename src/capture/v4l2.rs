@@ -141,12 +141,17 @@ pub fn is_h264_encoder(card: &str, m2m: bool, produces: &[String]) -> bool {
     card == "bcm2835-codec-encode" || (m2m && produces.iter().any(|f| f == "H264"))
 }
 
-/// The hardware H.264 encoders present, in /dev/videoN order (Pi 2-4: bcm2835-codec's
-/// /dev/video11; none on the Pi 5 or on Debian's kernel).
-pub fn hardware_encoders() -> Vec<HardwareEncoder> {
+/// The V4L2 device nodes, in /dev/videoN order.
+fn nodes() -> Vec<v4l::context::Node> {
     let mut nodes = v4l::context::enum_devices();
     nodes.sort_by_key(|n| n.index());
     nodes
+}
+
+/// The hardware H.264 encoders present, in /dev/videoN order (Pi 2-4: bcm2835-codec's
+/// /dev/video11; none on the Pi 5 or on Debian's kernel).
+pub fn hardware_encoders() -> Vec<HardwareEncoder> {
+    nodes()
         .iter()
         .filter_map(|n| {
             let dev = v4l::Device::with_path(n.path()).ok()?;
@@ -178,9 +183,7 @@ pub fn hardware_encoders() -> Vec<HardwareEncoder> {
 /// The nodes that open as video-capture devices (capabilities only, no format probing:
 /// cheap enough to run on every hotplug event), in /dev/videoN order.
 pub fn capture_nodes() -> Vec<PathBuf> {
-    let mut nodes = v4l::context::enum_devices();
-    nodes.sort_by_key(|n| n.index());
-    nodes
+    nodes()
         .iter()
         .filter(|n| {
             v4l::Device::with_path(n.path())
@@ -199,9 +202,10 @@ fn is_capture(flags: v4l::capability::Flags) -> bool {
 /// Every V4L2 video-capture device, in /dev/videoN order. Devices that cannot be opened,
 /// or that are not capture devices (encoders, metadata nodes), are left out.
 pub fn list_devices() -> Vec<DeviceInfo> {
-    let mut nodes = v4l::context::enum_devices();
-    nodes.sort_by_key(|n| n.index());
-    nodes.iter().filter_map(|n| probe(n.path()).ok()).collect()
+    nodes()
+        .iter()
+        .filter_map(|n| probe(n.path()).ok())
+        .collect()
 }
 
 /// Opens one device and reads its capabilities, formats, sizes and rates.
