@@ -101,6 +101,15 @@ fn init_logging() {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    // GStreamer 1.22 (Debian bookworm) keeps an unplugged camera's V4L2 buffer pool, and
+    // with it a descriptor on the device, alive after the pipeline is stopped ("orphaned"
+    // buffers), so the camera can neither be reopened nor its driver unloaded. Draining
+    // the pool on stop instead closes everything (seen with vivid's disconnect; 1.26 on
+    // trixie does not need it). Set before any thread exists, as set_var requires.
+    if std::env::var_os("GST_V4L2_FORCE_DRAIN").is_none() {
+        // SAFETY: nothing else runs yet: no runtime, no GStreamer, no other thread.
+        unsafe { std::env::set_var("GST_V4L2_FORCE_DRAIN", "1") };
+    }
     init_logging();
     let file = args.config.clone().or_else(|| {
         let default = PathBuf::from(config::CONFIG_PATH);
