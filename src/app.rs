@@ -223,7 +223,6 @@ async fn watchdog(period: Duration, status: Arc<Status>) {
     }
 }
 
-/// Resolves once a usable V4L2 camera is present (polled every 5 s).
 /// Resolves when a capture device appears that was not there when the test pattern
 /// started (`auto` then rescans). Only capabilities are read here, which is cheap; the
 /// full probe of formats and sizes is the rescan's.
@@ -472,12 +471,14 @@ impl CameraRun<'_> {
         };
         let source = match resolved {
             Err(e) => return failed(format!("camera probe failed: {e}"), None),
-            // A configured camera that is not there is waited for, not retried blindly.
-            Ok(Err(crate::capture::CaptureError::Missing(path))) => {
-                let reason = crate::capture::CaptureError::Missing(path.clone()).to_string();
-                return failed(reason, Some(path));
+            Ok(Err(e)) => {
+                // A configured camera that is not there is waited for, not retried blindly.
+                let waiting_for = match &e {
+                    crate::capture::CaptureError::Missing(path) => Some(path.clone()),
+                    _ => None,
+                };
+                return failed(e.to_string(), waiting_for);
             }
-            Ok(Err(e)) => return failed(e.to_string(), None),
             Ok(Ok(source)) => source,
         };
         // v4l2h264enc counts only with an encoder device behind it (the Pi 2-4's

@@ -5,7 +5,6 @@
 
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 use std::ffi::OsStr;
-use std::path::Path;
 use std::time::Duration;
 
 /// Directories whose entries name cameras.
@@ -13,12 +12,10 @@ const DIRS: &[&str] = &["/dev", "/dev/v4l", "/dev/v4l/by-id", "/dev/v4l/by-path"
 /// Without inotify: how often to look again.
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
-/// Whether a name that changed in one of `DIRS` may be a camera (or the directory that
-/// will hold the stable names): `/dev`'s other churn (ttys, disks) is ignored.
-pub fn concerns_cameras(dir: &Path, name: &OsStr) -> bool {
-    if dir != Path::new("/dev") {
-        return true;
-    }
+/// Whether a name that changed in `/dev` may be a camera (or the directory that will hold
+/// the stable names): `/dev`'s other churn (ttys, disks) is ignored. Every change in
+/// `/dev/v4l` and below concerns cameras.
+pub fn concerns_cameras(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
     name.starts_with("video") || name == "v4l"
 }
@@ -81,11 +78,7 @@ impl Watch {
             match stream.next().await {
                 Some(Ok(event)) => {
                     let in_dev = self.dev.as_ref() == Some(&event.wd);
-                    let relevant = !in_dev
-                        || event
-                            .name
-                            .as_deref()
-                            .is_some_and(|n| concerns_cameras(Path::new("/dev"), n));
+                    let relevant = !in_dev || event.name.as_deref().is_some_and(concerns_cameras);
                     if relevant {
                         // A new /dev/v4l/by-* directory: watch it from now on.
                         if event.mask.contains(inotify::EventMask::ISDIR) {
@@ -124,14 +117,9 @@ mod tests {
 
     #[test]
     fn only_camera_names_in_dev_count() {
-        let dev = Path::new("/dev");
-        assert!(concerns_cameras(dev, OsStr::new("video0")));
-        assert!(concerns_cameras(dev, OsStr::new("v4l")));
-        assert!(!concerns_cameras(dev, OsStr::new("ttyS0")));
-        assert!(!concerns_cameras(dev, OsStr::new("sda1")));
-        assert!(concerns_cameras(
-            Path::new("/dev/v4l/by-id"),
-            OsStr::new("usb-046d_HD_Pro_Webcam_C920-video-index0")
-        ));
+        assert!(concerns_cameras(OsStr::new("video0")));
+        assert!(concerns_cameras(OsStr::new("v4l")));
+        assert!(!concerns_cameras(OsStr::new("ttyS0")));
+        assert!(!concerns_cameras(OsStr::new("sda1")));
     }
 }

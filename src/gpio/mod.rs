@@ -43,15 +43,29 @@ pub enum LedMode {
 }
 
 impl LedMode {
+    /// How long a blinking LED stays lit, then dark (None: it does not blink).
+    fn half_period_ms(self) -> Option<u64> {
+        match self {
+            Self::Off | Self::On => None,
+            Self::SlowBlink => Some(500),
+            Self::FastBlink => Some(100),
+        }
+    }
+
     /// Whether the LED is lit at `t` since an arbitrary epoch.
     pub fn lit(self, t: Duration) -> bool {
-        let ms = t.as_millis();
-        match self {
-            Self::Off => false,
-            Self::On => true,
-            Self::SlowBlink => ms % 1000 < 500,
-            Self::FastBlink => ms % 200 < 100,
+        match self.half_period_ms() {
+            Some(half) => (t.as_millis() as u64 / half).is_multiple_of(2),
+            None => self == Self::On,
         }
+    }
+
+    /// The next time after `t` that the LED changes, if it blinks.
+    fn next_change(self, t: Duration) -> Option<Duration> {
+        let half = self.half_period_ms()?;
+        Some(Duration::from_millis(
+            (t.as_millis() as u64 / half + 1) * half,
+        ))
     }
 }
 
@@ -185,17 +199,6 @@ fn auto_candidates(gpiomem_present: bool) -> Vec<GpioBackend> {
 /// change notification); blinks are timed to their exact transitions in between.
 const LED_REFRESH: Duration = Duration::from_millis(100);
 
-/// The next time an LED in `mode` changes, after `t`.
-fn next_blink(mode: LedMode, t: Duration) -> Option<Duration> {
-    let period = match mode {
-        LedMode::SlowBlink => 500,
-        LedMode::FastBlink => 100,
-        LedMode::Off | LedMode::On => return None,
-    };
-    let ms = t.as_millis() as u64;
-    Some(Duration::from_millis((ms / period + 1) * period))
-}
-
 /// Reads the button and drives the LEDs until the daemon stops (then turns them off).
 pub async fn run(
     pins: Arc<dyn Pins>,
@@ -231,6 +234,10 @@ pub async fn run(
             press(button.sample(level, d));
         }
     };
+    let feed = |button: &mut Button, edge: Edge| {
+        catch_up(button, edge.at);
+        press(button.sample(edge.pressed, edge.at));
+    };
     let mut shown: Option<(bool, bool)> = None;
     let mut reported: Option<(LedMode, LedMode)> = None;
     let mut edges_open = config.button.is_some();
@@ -265,28 +272,22 @@ pub async fn run(
             shown = Some(lit);
         }
         let wake = [
-            Some(now + LED_REFRESH),
             button.deadline(),
-            next_blink(modes.0, now),
-            next_blink(modes.1, now),
+            modes.0.next_change(now),
+            modes.1.next_change(now),
         ]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or(now + LED_REFRESH);
+        .fold(now + LED_REFRESH, Duration::min);
         tokio::select! {
             edge = edges.recv(), if edges_open => match edge {
-                Some(edge) => {
-                    catch_up(&mut button, edge.at);
-                    press(button.sample(edge.pressed, edge.at));
-                }
+                Some(edge) => feed(&mut button, edge),
                 None => edges_open = false,
             },
             _ = tokio::time::sleep(wake.saturating_sub(now)) => {
                 // Edges already queued come before a deadline that is now due.
                 while let Ok(edge) = edges.try_recv() {
-                    catch_up(&mut button, edge.at);
-                    press(button.sample(edge.pressed, edge.at));
+                    feed(&mut button, edge);
                 }
                 catch_up(&mut button, monotonic_now());
             }
@@ -341,9 +342,9 @@ mod tests {
     #[test]
     fn blinks_wake_the_loop_at_their_transitions() {
         let ms = Duration::from_millis;
-        assert_eq!(next_blink(LedMode::FastBlink, ms(1234)), Some(ms(1300)));
-        assert_eq!(next_blink(LedMode::SlowBlink, ms(1234)), Some(ms(1500)));
-        assert_eq!(next_blink(LedMode::On, ms(1234)), None);
+        assert_eq!(LedMode::FastBlink.next_change(ms(1234)), Some(ms(1300)));
+        assert_eq!(LedMode::SlowBlink.next_change(ms(1234)), Some(ms(1500)));
+        assert_eq!(LedMode::On.next_change(ms(1234)), None);
         // At a transition the LED really changes.
         let t = ms(1300);
         assert_ne!(LedMode::FastBlink.lit(t), LedMode::FastBlink.lit(t - ms(1)));

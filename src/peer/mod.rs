@@ -391,14 +391,18 @@ pub fn advertised(candidate: &str, nat_ips: &[IpAddr]) -> Vec<String> {
         .collect()
 }
 
+/// A candidate line without its `a=` and `candidate:` prefixes, as browsers send either.
+fn candidate_body(line: &str) -> &str {
+    line.trim()
+        .trim_start_matches("a=")
+        .trim_start_matches("candidate:")
+}
+
 /// Whether a remote candidate is worth pairing. mDNS (`.local`) names are skipped: the
 /// browser's own checks reach us and are learned as peer-reflexive, and resolving them
 /// would mean multicast queries. With loopback-only sockets, only loopback addresses pair.
 pub fn candidate_usable(candidate: &str, loopback_only: bool) -> bool {
-    let body = candidate
-        .trim()
-        .trim_start_matches("a=")
-        .trim_start_matches("candidate:");
+    let body = candidate_body(candidate);
     let Some(address) = body.split_whitespace().nth(4) else {
         return false;
     };
@@ -416,10 +420,7 @@ pub fn candidate_usable(candidate: &str, loopback_only: bool) -> bool {
 /// host is valid (it is merely not used). Anything else that does not parse is refused
 /// with a reason, whether it arrives before the offer or after.
 pub fn check_candidate(line: &str) -> Result<(), PeerError> {
-    let body = line
-        .trim()
-        .trim_start_matches("a=")
-        .trim_start_matches("candidate:");
+    let body = candidate_body(line);
     if body.is_empty() {
         return Ok(());
     }
