@@ -6,8 +6,8 @@
 # survived and that a long press powers off. About 15 minutes (software emulation). See
 # tests/image_boot.rs.
 #
-#   sh image/boot-test.sh [debian|raspios]       the whole test
-#   sh image/boot-test.sh [debian|raspios] --bench N
+#   sh image/boot-test.sh [debian|raspios|bookworm]  the whole test
+#   sh image/boot-test.sh [debian|raspios|bookworm] --bench N
 #                                                N boots timed to the first decoded frame
 set -eu
 cd "$(dirname "$0")/.."
@@ -15,9 +15,9 @@ FLAVOUR=debian
 BENCH=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        debian|raspios) FLAVOUR="$1" ;;
+        debian|raspios|bookworm) FLAVOUR="$1" ;;
         --bench) BENCH="$2"; shift ;;
-        *) echo "usage: $0 [debian|raspios] [--bench N]" >&2; exit 2 ;;
+        *) echo "usage: $0 [debian|raspios|bookworm] [--bench N]" >&2; exit 2 ;;
     esac
     shift
 done

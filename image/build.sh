@@ -5,15 +5,17 @@
 # Both flavours share this recipe and differ only in image/flavours/<name>.sh: package
 # sources, the kernel/firmware packages and the boot files.
 #
-#   sh image/build.sh [debian|raspios]          -> target/image/edgecam-<flavour>.img
-#   sh image/build.sh [debian|raspios] --update-edgecam
+#   sh image/build.sh [debian|raspios|bookworm] -> target/image/edgecam-<flavour>.img
+#   sh image/build.sh [debian|raspios|bookworm] --update-edgecam
 #                                               -> the same, reusing the last root file
 #                                                  system and only replacing the edgecam
 #                                                  package (minutes, for development)
 #
 # debian (the default): Debian's kernel; USB cameras, x264, GPIO through the character
 # device. raspios: Raspberry Pi OS's kernel and firmware on top, for CSI cameras
-# (libcamera) and the hardware encoder. Needs root (mmdebstrap's root mode; arm64
+# (libcamera) and the hardware encoder. bookworm: the debian flavour on Debian 12, whose
+# GStreamer 1.22 is what Raspberry Pi OS bookworm systems run (the image test checks the
+# camera-unplug fixes there). Needs root (mmdebstrap's root mode; arm64
 # maintainer scripts run under qemu-user).
 set -eu
 export OUT FLAVOUR
@@ -25,9 +27,9 @@ FLAVOUR=debian
 UPDATE=0
 for arg in "$@"; do
     case "$arg" in
-        debian|raspios) FLAVOUR="$arg" ;;
+        debian|raspios|bookworm) FLAVOUR="$arg" ;;
         --update-edgecam) UPDATE=1 ;;
-        *) echo "usage: $0 [debian|raspios] [--update-edgecam]" >&2; exit 2 ;;
+        *) echo "usage: $0 [debian|raspios|bookworm] [--update-edgecam]" >&2; exit 2 ;;
     esac
 done
 . "image/flavours/$FLAVOUR.sh"
@@ -83,7 +85,7 @@ else
         --setup-hook=". image/flavours/$FLAVOUR.sh && flavour_setup \"\$1\"" \
         --customize-hook='sh image/customize.sh "$1"' \
         --customize-hook=". image/flavours/$FLAVOUR.sh && flavour_customize \"\$1\"" \
-        trixie "$ROOTFS" - <<SOURCES
+        "$FLAVOUR_SUITE" "$ROOTFS" - <<SOURCES
 $FLAVOUR_SOURCES
 SOURCES
 fi

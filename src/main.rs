@@ -106,9 +106,13 @@ fn run(args: RunArgs) -> ExitCode {
     // buffers), so the camera can neither be reopened nor its driver unloaded. Draining
     // the pool on stop instead closes everything (seen with vivid's disconnect; 1.26 on
     // trixie does not need it). Set before any thread exists, as set_var requires.
-    if std::env::var_os("GST_V4L2_FORCE_DRAIN").is_none() {
-        // SAFETY: nothing else runs yet: no runtime, no GStreamer, no other thread.
-        unsafe { std::env::set_var("GST_V4L2_FORCE_DRAIN", "1") };
+    // GStreamer drains whenever the variable exists, whatever its value, so "0" is taken
+    // here as "GStreamer's default" and removed (the image test's control run uses it).
+    match std::env::var_os("GST_V4L2_FORCE_DRAIN") {
+        // SAFETY (both): nothing else runs yet: no runtime, no GStreamer, no other thread.
+        None => unsafe { std::env::set_var("GST_V4L2_FORCE_DRAIN", "1") },
+        Some(v) if v == "0" => unsafe { std::env::remove_var("GST_V4L2_FORCE_DRAIN") },
+        Some(_) => {}
     }
     init_logging();
     let file = args.config.clone().or_else(|| {

@@ -382,6 +382,58 @@ ssh_authorized_keys = ["{}"]
         v["frames"].as_u64().unwrap_or(0) > 0 && v["pc"] == "connected"
     })
     .await;
+    // The control: without the daemon's drain setting, GStreamer 1.22 (the bookworm
+    // flavour) keeps the unplugged camera open, and the check below sees it. On newer
+    // GStreamer the setting is not needed; the result is reported.
+    let gst = guest.ssh("gst-launch-1.0 --version | sed -n 's/.*GStreamer \\([0-9.]*\\).*/\\1/p'");
+    let gst = gst.trim().to_string();
+    let gst_minor: u32 = gst
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .expect("GStreamer version");
+    guest.ssh(
+        "mkdir -p /etc/systemd/system/edgecam.service.d && \
+         printf '[Service]\\nEnvironment=GST_V4L2_FORCE_DRAIN=0\\n' \
+         > /etc/systemd/system/edgecam.service.d/e2e-drain.conf && \
+         systemctl daemon-reload && systemctl restart edgecam",
+    );
+    // The restarted daemon streaming the camera (then its pool holds buffers).
+    guest
+        .wait_http(120, |s| {
+            s["pipeline"]["state"] == "running"
+                && s["source"].as_str().is_some_and(|x| x.contains("vivid"))
+        })
+        .await;
+    page.wait_for(VIEWER_PROBE, 180, "frames without the drain setting", |v| {
+        v["frames"].as_u64().unwrap_or(0) > 0 && v["pc"] == "connected"
+    })
+    .await;
+    let pid = guest.ssh("pidof edgecam");
+    let out = guest.ssh_ignoring_output(&format!(
+        "python3 /root/vivid_unplug.py {} /dev/video0",
+        pid.trim()
+    ));
+    let control: Value = serde_json::from_str(out.trim()).expect("unplug times");
+    let leaked = control["free_ms"].is_null();
+    eprintln!("GStreamer {gst} without GST_V4L2_FORCE_DRAIN: {control}");
+    if gst_minor < 24 {
+        assert!(
+            leaked,
+            "GStreamer {gst} released the camera without the drain setting ({control}): \
+             the control no longer shows the leak the checks below look for"
+        );
+    }
+    // Stopping the daemon closes whatever it held; then a fresh camera and the default.
+    guest.ssh(
+        "rm /etc/systemd/system/edgecam.service.d/e2e-drain.conf && systemctl daemon-reload && \
+         systemctl stop edgecam && if lsmod | grep -q '^vivid '; then rmmod vivid; fi && \
+         modprobe vivid && udevadm settle && systemctl start edgecam",
+    );
+    page.wait_for(VIEWER_PROBE, 180, "frames with the drain setting", |v| {
+        v["frames"].as_u64().unwrap_or(0) > 0 && v["pc"] == "connected"
+    })
+    .await;
     // Marks this page's peer connection: a reconnect would make a new one.
     page.eval("window.edgecam.pc.e2eMark = 'first'; true").await;
     let mut free_ms = vec![];
@@ -486,9 +538,11 @@ ssh_authorized_keys = ["{}"]
             );
         }
         let fds_after = guest.daemon_fds();
-        assert_eq!(
-            fds_after, fds_before,
-            "{named}: the daemon's open descriptors"
+        assert!(
+            fds_after <= fds_before,
+            "{named}: the daemon holds {fds_after} descriptors after 5 rounds, {fds_before} \
+             before:\n{}",
+            guest.daemon_fd_targets()
         );
         eprintln!(
             "camera {named}: 5 unplug/replug rounds, viewer kept, {fds_after} descriptors \
@@ -718,12 +772,23 @@ impl Guest {
         assert!(child.wait().expect("ssh").success(), "writing {path}");
     }
 
-    /// How many descriptors the daemon holds open.
+    /// The daemon's open descriptors at a quiet moment: the fewest over a few samples,
+    /// so a status request or WebSocket that happens to be open at one sample is not
+    /// counted. A leak stays in every sample.
     fn daemon_fds(&self) -> usize {
-        self.ssh("ls /proc/$(pidof edgecam)/fd | wc -l")
-            .trim()
-            .parse()
-            .expect("fd count")
+        let out = self
+            .ssh("for i in 1 2 3 4 5; do ls /proc/$(pidof edgecam)/fd | wc -l; sleep 0.3; done");
+        out.lines()
+            .map(|l| l.trim().parse::<usize>().expect("fd count"))
+            .min()
+            .expect("five samples")
+    }
+
+    /// What the daemon's descriptors point at, for a failure message.
+    fn daemon_fd_targets(&self) -> String {
+        self.ssh_ignoring_output(
+            "for f in /proc/$(pidof edgecam)/fd/*; do readlink $f; done | sed 's/[0-9]*]$/]/' | sort | uniq -c",
+        )
     }
 
     /// Runs `cmd` as root in the guest over SSH with the provisioned key; its stdout.

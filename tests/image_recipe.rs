@@ -9,6 +9,7 @@ const IMAGE_CONFIG: &str = include_str!("../image/files/edgecam.toml");
 const CLOUD_CFG: &str = include_str!("../image/files/90-edgecam.cfg");
 const DEBIAN: &str = include_str!("../image/flavours/debian.sh");
 const RASPIOS: &str = include_str!("../image/flavours/raspios.sh");
+const BOOKWORM: &str = include_str!("../image/flavours/bookworm.sh");
 
 /// The recipe: the build script and the customize step it runs.
 static BUILD: std::sync::LazyLock<String> =
@@ -16,7 +17,13 @@ static BUILD: std::sync::LazyLock<String> =
 
 #[test]
 fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
-    for (name, flavour) in [("debian", DEBIAN), ("raspios", RASPIOS)] {
+    for (name, flavour, suite) in [
+        ("debian", DEBIAN, "trixie"),
+        ("raspios", RASPIOS, "trixie"),
+        ("bookworm", BOOKWORM, "bookworm"),
+    ] {
+        let suite_line = format!("FLAVOUR_SUITE={suite}\n");
+        assert!(flavour.contains(&suite_line), "{name} is not on {suite}");
         for needed in [
             "FLAVOUR_SOURCES=",
             "FLAVOUR_PACKAGES=",
@@ -24,7 +31,7 @@ fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
             "flavour_setup()",
             "flavour_customize()",
             "flavour_fetch_keyring()",
-            " trixie",
+            &format!(" {suite} "),
         ] {
             assert!(flavour.contains(needed), "{name} lacks {needed}");
         }
@@ -40,10 +47,14 @@ fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
         assert!(RASPIOS.contains(p), "{p}");
     }
     assert!(RASPIOS.contains("root=LABEL=RASPIROOT"));
-    assert!(BUILD_SH.contains("image/flavours/$FLAVOUR.sh") && BUILD_SH.contains("trixie"));
+    assert!(BUILD_SH.contains("image/flavours/$FLAVOUR.sh"));
     assert!(
-        !BUILD_SH.contains("bookworm \"$ROOTFS\""),
-        "the image is trixie"
+        BUILD_SH.contains("\"$FLAVOUR_SUITE\" \"$ROOTFS\""),
+        "each flavour names its Debian release"
+    );
+    // bookworm is the debian flavour on the older release: same kernel and firmware.
+    assert!(
+        BOOKWORM.contains("linux-image-arm64") && BOOKWORM.contains("ROOTPART=LABEL=RASPIROOT")
     );
 }
 

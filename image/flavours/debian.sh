@@ -6,6 +6,7 @@
 # VideoCore codec (bcm2835-codec), so there is no v4l2h264enc and x264 encodes on the
 # CPU. USB cameras, the GPIO header (through the GPIO character device) and Wi-Fi work.
 # For CSI cameras and the hardware encoder build the "raspios" flavour.
+FLAVOUR_SUITE=trixie
 FLAVOUR_SOURCES="deb http://deb.debian.org/debian trixie main non-free-firmware
 deb http://deb.debian.org/debian trixie-updates main non-free-firmware
 deb http://deb.debian.org/debian-security trixie-security main non-free-firmware"

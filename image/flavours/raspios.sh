@@ -10,6 +10,7 @@
 RPI_ARCHIVE="${RPI_ARCHIVE:-http://archive.raspberrypi.com/debian}"
 RPI_KEY_URL="${RPI_KEY_URL:-https://archive.raspberrypi.com/debian/raspberrypi.gpg.key}"
 FLAVOUR_KEYRING="$OUT/raspberrypi-archive.gpg"
+FLAVOUR_SUITE=trixie
 FLAVOUR_SOURCES="deb http://deb.debian.org/debian trixie main non-free-firmware
 deb http://deb.debian.org/debian-security trixie-security main non-free-firmware
 deb $RPI_ARCHIVE trixie main"
