@@ -7,11 +7,12 @@ use crate::control::Control;
 use crate::encode::{self, EncodeSettings, RunStats, pipeline};
 use crate::fanout::Hub;
 use crate::gpio::Pins;
-use crate::media::{KeyframeInbox, KeyframeRequester};
+use crate::admission::{Admission, Presenter, PresenterLease};
+use crate::media::KeyframeRequester;
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
-use crate::status::{Pipeline, Presenter, Status, TlsInfo};
-use crate::supervisor::{Action, Event, Outcome, State, Supervisor};
+use crate::status::{Status, TlsInfo};
+use crate::supervisor::{Action, CameraState, Event, Outcome, Pipeline, State, Supervisor};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,44 +46,52 @@ pub async fn serve_with(
         config.gpio.long_press_action,
     ));
     let (requester, keyframes) = KeyframeRequester::channel();
-    let inbox: KeyframeInbox = Arc::new(tokio::sync::Mutex::new(keyframes));
     let hub = Hub::new(requester);
-    let status = Status::new(hub.clone(), config.viewers.max);
+    let admission = Admission::new(config.viewers.max, keyframes);
+    let peers = PeerFactory::new(config.webrtc.clone());
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
-    if let Ok(text) = std::fs::read_to_string(&provision_error) {
-        tracing::error!(
-            "the boot partition's settings were rejected: {}",
-            text.trim()
-        );
-        *status
-            .config_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(text.trim().to_string());
+    let config_error = std::fs::read_to_string(&provision_error)
+        .ok()
+        .map(|text| text.trim().to_string());
+    if let Some(text) = &config_error {
+        tracing::error!("the boot partition's settings were rejected: {text}");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (camera_tx, camera_state) = watch::channel(CameraState::default());
     let camera = tokio::spawn(supervise_camera(
         config.clone(),
         hub.clone(),
-        inbox.clone(),
-        status.clone(),
+        admission.clone(),
+        camera_tx,
         control.camera_on(),
         control.restarts(),
         stop_rx.clone(),
     ));
+    let (leds_tx, leds) = watch::channel(crate::gpio::Leds::default());
     let gpio = tokio::spawn(crate::gpio::run(
         pins,
         config.gpio.clone(),
         control.clone(),
-        status.clone(),
+        crate::gpio::LedInputs {
+            admission: admission.clone(),
+            camera: camera_state.clone(),
+            config_error: config_error.is_some(),
+            shown: leds_tx,
+        },
+        stop_rx.clone(),
+    ));
+    tokio::spawn(crate::status::feed_channel(
+        admission.clone(),
+        camera_state.clone(),
+        peers.channel().clone(),
         stop_rx.clone(),
     ));
     let tls = tls_or_fallback(&config);
     let signaling = Arc::new(Signaling {
         https: tls.is_some(),
-        hub,
-        peers: PeerFactory::new(config.webrtc.clone()),
-        status: status.clone(),
-        keyframes: inbox,
+        hub: hub.clone(),
+        peers: peers.clone(),
+        admission: admission.clone(),
         control: control.clone(),
         auth: Arc::new(crate::auth::Auth::new(
             config.auth.clone(),
@@ -97,35 +106,45 @@ pub async fn serve_with(
         whip_token: config.whip_token.clone(),
         closing: stop_rx.clone(),
     });
+    let (upstream_tx, upstream_state) = watch::channel(None);
     let upstream = config.upstream.clone().map(|(url, token)| {
         tokio::spawn(crate::upstream::run(
             url,
             token,
-            signaling.peers.clone(),
-            signaling.hub.clone(),
-            status.clone(),
+            peers.clone(),
+            hub.clone(),
+            upstream_tx,
             stop_rx.clone(),
         ))
     });
     let sessions = signaling.clone();
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    status.set_tls(tls.as_ref().map(|(t, error)| TlsInfo {
-        source: t.source,
-        fingerprint_sha256: t.fingerprint.clone(),
-        error: error.clone(),
-    }));
-    let router = crate::web::router(signaling);
+    let status = Arc::new(Status {
+        admission: admission.clone(),
+        camera: camera_state.clone(),
+        leds,
+        links: peers.links().clone(),
+        upstream: upstream_state,
+        hub,
+        tls: tls.as_ref().map(|(t, error)| TlsInfo {
+            source: t.source,
+            fingerprint_sha256: t.fingerprint.clone(),
+            error: error.clone(),
+        }),
+        config_error,
+    });
+    let router = crate::web::router(signaling, status);
     tracing::info!("serving on {scheme}://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {scheme}://{addr}"));
     let watchdog = crate::notify::watchdog_period()
-        .map(|period| tokio::spawn(watchdog(period, status.clone())));
+        .map(|period| tokio::spawn(watchdog(period, camera_state)));
 
     let graceful = async move {
         shutdown.await;
         // Tell viewers the presenter is gone so their pages show offline, then stop media.
-        status.set_presenter(Presenter::None);
+        admission.close();
         control.shutdown();
         let _ = stop_tx.send(true);
     };
@@ -201,13 +220,21 @@ fn tls_or_fallback(config: &Config) -> Option<(crate::web::tls::Tls, Option<Stri
 /// Pings systemd's watchdog only while the media loop is alive: the pipeline runner's
 /// loop ticks, or the supervisor is waiting (stopped, or backing off after an error).
 /// A runner stuck in GStreamer stops the pings, and systemd restarts the daemon.
-async fn watchdog(period: Duration, status: Arc<Status>) {
-    let mut last_ticks = status.run_ticks();
+async fn watchdog(period: Duration, camera: watch::Receiver<CameraState>) {
+    let ticks_now = || {
+        camera
+            .borrow()
+            .run
+            .ticks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut last_ticks = ticks_now();
     let mut every = tokio::time::interval(period / 3);
     loop {
         every.tick().await;
-        let ticks = status.run_ticks();
-        let alive = match status.pipeline() {
+        let ticks = ticks_now();
+        let pipeline = camera.borrow().pipeline.clone();
+        let alive = match pipeline {
             Pipeline::Running | Pipeline::Starting => ticks != last_ticks,
             Pipeline::Stopped | Pipeline::Error(_) => true,
         };
@@ -253,8 +280,8 @@ async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
 async fn supervise_camera(
     config: Config,
     hub: Arc<Hub>,
-    inbox: KeyframeInbox,
-    status: Arc<Status>,
+    admission: Arc<Admission>,
+    state: watch::Sender<CameraState>,
     mut camera_on: watch::Receiver<bool>,
     restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
@@ -276,15 +303,15 @@ async fn supervise_camera(
         want,
         settings,
         hub: &hub,
-        status: &status,
+        state: &state,
     };
-    let mut presenter = status.presenter.subscribe();
+    let mut presenter = admission.watch_presenter();
     let mut machine = Supervisor::new();
-    // Only the live presenter reads keyframe requests: held while presenting.
-    let mut keyframes = None;
+    // The presenter slot while the camera presents; its keyframe requests are read by
+    // the pipeline runs (locked for as long as the camera presents).
+    let mut presenting: Option<(PresenterLease, tokio::sync::OwnedMutexGuard<_>)> = None;
     let mut pause_until = tokio::time::Instant::now();
     let mut pending = std::collections::VecDeque::from([Event::Switched(*camera_on.borrow())]);
-    status.set_pipeline(Pipeline::Stopped, 0);
     while *machine.state() != State::Done {
         let event = match pending.pop_front() {
             Some(e) => e,
@@ -302,30 +329,30 @@ async fn supervise_camera(
         for action in machine.handle(event) {
             match action {
                 Action::Claim => {
-                    let claimed = try_claim(&mut presenter, || {
-                        status.claim_presenter(Presenter::Camera, false)
+                    let lease = try_claim(&mut presenter, || {
+                        admission.present(Presenter::Camera, false).ok()
                     });
-                    if claimed {
-                        keyframes = Some(inbox.lock().await);
+                    let claimed = lease.is_some();
+                    if let Some(lease) = lease {
+                        let inbox = lease.keyframes().lock_owned().await;
+                        presenting = Some((lease, inbox));
                     }
                     pending.push_back(Event::Claimed(claimed));
                 }
                 Action::Release => {
-                    keyframes = None;
-                    status.release_presenter(Presenter::Camera);
+                    presenting = None;
                     tracing::info!("camera stopped");
                 }
-                Action::Report(state, backoff_s) => status.set_pipeline(state, backoff_s),
-                Action::CountRestart => {
-                    status
-                        .pipeline_restarts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+                Action::Report(pipeline, backoff_s) => state.send_modify(|s| {
+                    s.pipeline = pipeline;
+                    s.backoff_s = backoff_s;
+                }),
+                Action::CountRestart => state.send_modify(|s| s.restarts += 1),
                 Action::Sleep(d) => {
                     pause_until = tokio::time::Instant::now() + d;
                 }
                 Action::StartPipeline => {
-                    let Some(inbox) = keyframes.as_mut() else {
+                    let Some((_, inbox)) = presenting.as_mut() else {
                         // Cannot happen: the machine starts only after a claim.
                         pending.push_back(Event::Stop);
                         continue;
@@ -362,7 +389,10 @@ async fn supervise_camera(
 /// Claims the presenter slot with `claim`, having marked the presenter channel seen
 /// first: a presenter that leaves right after a failed claim is then a change the wait
 /// that follows wakes for (marking it after the claim lost that wake-up).
-fn try_claim(presenter: &mut watch::Receiver<Presenter>, claim: impl FnOnce() -> bool) -> bool {
+fn try_claim<L>(
+    presenter: &mut watch::Receiver<Presenter>,
+    claim: impl FnOnce() -> Option<L>,
+) -> Option<L> {
     presenter.borrow_and_update();
     claim()
 }
@@ -422,7 +452,7 @@ struct CameraRun<'a> {
     want: Want,
     settings: EncodeSettings,
     hub: &'a Arc<Hub>,
-    status: &'a Arc<Status>,
+    state: &'a watch::Sender<CameraState>,
 }
 
 impl CameraRun<'_> {
@@ -436,7 +466,7 @@ impl CameraRun<'_> {
         restarts: &watch::Receiver<u64>,
         stop: &watch::Receiver<bool>,
     ) -> Outcome {
-        let (config, want, status) = (self.config, self.want, self.status);
+        let (config, want, state) = (self.config, self.want, self.state);
         let spec = config.camera.source.clone();
         let resolved =
             tokio::task::spawn_blocking(move || Source::resolve(&spec, want, &encode::has_element))
@@ -503,12 +533,21 @@ impl CameraRun<'_> {
             }
             _ => encoder.name().into(),
         };
-        status.set_source(source.describe(), encoder_name, stats.clone());
+        state.send_modify(|s| {
+            s.source = source.describe();
+            s.encoder = encoder_name;
+            s.run = stats.clone();
+        });
         let sink_hub = self.hub.clone();
-        let sink_status = status.clone();
+        let sink_state = state.clone();
         let first_frame = std::sync::Once::new();
         let sink = Arc::new(move |frame| {
-            first_frame.call_once(|| sink_status.set_pipeline(Pipeline::Running, 0));
+            first_frame.call_once(|| {
+                sink_state.send_modify(|s| {
+                    s.pipeline = Pipeline::Running;
+                    s.backoff_s = 0;
+                })
+            });
             sink_hub.publish(frame);
         });
         match encode::run(&desc, sink, keyframes, stats, STALL_AFTER, stop_fut).await {
@@ -536,9 +575,9 @@ mod tests {
         // The race: the browser leaves between the failed claim and the wait.
         let claimed = try_claim(&mut rx, || {
             tx.send_replace(Presenter::None);
-            false
+            None::<()>
         });
-        assert!(!claimed);
+        assert!(claimed.is_none());
         let (_stop_tx, mut stop) = watch::channel(false);
         let (_on_tx, mut on) = watch::channel(true);
         let woken = tokio::time::timeout(

@@ -33,6 +33,7 @@
 //! - Publishing never blocks: a slow viewer loses frames up to its next keyframe.
 //! - Nothing from the network, a file or a device may panic the daemon.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod capture;

@@ -12,9 +12,51 @@
 //!    └──────────────────── off (releases the presenter) ──┘
 //! ```
 
-use crate::status::Pipeline;
+use crate::encode::RunStats;
+use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The camera pipeline's condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
+pub enum Pipeline {
+    Starting,
+    Running,
+    /// Failed; being restarted after the backoff shown.
+    Error(String),
+    Stopped,
+}
+
+/// The camera as its supervisor last reported it (read by the status page, the LEDs and
+/// the watchdog).
+#[derive(Debug, Clone)]
+pub struct CameraState {
+    pub pipeline: Pipeline,
+    /// Seconds of the current pause after a failure (0 otherwise).
+    pub backoff_s: u64,
+    /// Pipeline restarts since the daemon started.
+    pub restarts: u64,
+    /// What the current (or last) run captures from and encodes with.
+    pub source: String,
+    pub encoder: String,
+    /// The current (or last) run's counters.
+    pub run: Arc<RunStats>,
+}
+
+impl Default for CameraState {
+    fn default() -> Self {
+        Self {
+            pipeline: Pipeline::Stopped,
+            backoff_s: 0,
+            restarts: 0,
+            source: String::new(),
+            encoder: String::new(),
+            run: Arc::default(),
+        }
+    }
+}
 
 /// A run that lasted this long resets the backoff.
 pub const HEALTHY_RUN: Duration = Duration::from_secs(30);

@@ -6,8 +6,7 @@
 
 use crate::fanout::Hub;
 use crate::peer::{PeerEvent, PeerFactory, ViewerPeer};
-use crate::signaling::wish::{gather, with_candidates};
-use crate::status::Status;
+use crate::peer::sdp::{gather, with_candidates};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,13 +39,13 @@ pub enum UpstreamState {
     },
 }
 
-/// Publishes until `stop` turns true.
+/// Publishes until `stop` turns true, showing how it goes in `state`.
 pub async fn run(
     url: String,
     token: Option<String>,
     peers: Arc<PeerFactory>,
     hub: Arc<Hub>,
-    status: Arc<Status>,
+    state: watch::Sender<Option<UpstreamState>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_secs(1);
@@ -54,8 +53,8 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        status.set_upstream(Some(UpstreamState::Connecting));
-        let attempt = publish(&url, token.as_deref(), &peers, &hub, &status, stop.clone());
+        state.send_replace(Some(UpstreamState::Connecting));
+        let attempt = publish(&url, token.as_deref(), &peers, &hub, &state, stop.clone());
         tokio::pin!(attempt);
         let result = tokio::select! {
             r = &mut attempt => r,
@@ -76,7 +75,7 @@ pub async fn run(
             Err(e) => e,
         };
         tracing::warn!(url = %url, retry_s = backoff.as_secs(), "upstream: {detail}");
-        status.set_upstream(Some(UpstreamState::Error {
+        state.send_replace(Some(UpstreamState::Error {
             detail,
             retry_s: backoff.as_secs(),
         }));
@@ -95,11 +94,11 @@ async fn publish(
     token: Option<&str>,
     peers: &PeerFactory,
     hub: &Arc<Hub>,
-    status: &Arc<Status>,
+    state: &watch::Sender<Option<UpstreamState>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<bool, String> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (peer, offer) = ViewerPeer::offer(peers, hub, events_tx, status)
+    let (peer, offer) = ViewerPeer::offer(peers, hub, events_tx)
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
@@ -148,7 +147,7 @@ async fn publish(
             return Err("no media connection to the server".into());
         }
         tracing::info!(resource = %resource, "upstream: publishing");
-        status.set_upstream(Some(UpstreamState::Live {
+        state.send_replace(Some(UpstreamState::Live {
             resource: resource.clone(),
         }));
         loop {

@@ -478,9 +478,9 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
 }
 
 /// The `[provisioning]` section of a boot-partition file, each value checked.
-fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisioning> {
+fn read_provisioning(r: &mut Reader<'_>) -> Option<super::provisioning::Provisioning> {
     r.table.get("provisioning")?;
-    let mut p = crate::provision::Provisioning::default();
+    let mut p = super::provisioning::Provisioning::default();
     for name in [
         "hostname",
         "wifi_ssid",
@@ -495,7 +495,7 @@ fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisionin
             continue;
         }
         let Some(value) = r.text(&key) else { continue };
-        if let Some(problem) = crate::provision::check(name, &value) {
+        if let Some(problem) = super::provisioning::check(name, &value) {
             r.fail(&key, problem);
             continue;
         }
@@ -511,7 +511,7 @@ fn read_provisioning(r: &mut Reader<'_>) -> Option<crate::provision::Provisionin
         *slot = Some(value);
     }
     for k in r.list("provisioning.ssh_authorized_keys") {
-        match crate::provision::check("ssh_authorized_keys", &k) {
+        match super::provisioning::check("ssh_authorized_keys", &k) {
             Some(problem) => r.fail("provisioning.ssh_authorized_keys", problem),
             None => p.ssh_authorized_keys.push(k),
         }

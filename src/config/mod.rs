@@ -3,6 +3,7 @@
 //! into typed values; every bad key is reported, not just the first.
 
 mod load;
+pub mod provisioning;
 mod source;
 
 pub use load::{CONFIG_PATH, EXAMPLE, Overrides, load, load_file_only, load_str};
@@ -28,7 +29,7 @@ pub struct Config {
     /// `upstream.whip_url` and `upstream.token`: where to push the stream, if anywhere.
     pub upstream: Option<(String, Option<String>)>,
     /// The boot partition file's `[provisioning]` section, when present.
-    pub provisioning: Option<crate::provision::Provisioning>,
+    pub provisioning: Option<provisioning::Provisioning>,
 }
 
 /// Which GPIO implementation drives the button and LEDs.

@@ -13,15 +13,49 @@ pub mod simulator;
 
 use crate::config::{GpioBackend, GpioConfig};
 use crate::control::{Command, Control};
-use crate::status::{Pipeline, Presenter, Status};
+use crate::admission::{Admission, Presenter};
+use crate::supervisor::{CameraState, Pipeline};
 use button::{Button, ButtonEvent};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use cdev::{ChipListing, list_chips};
 pub use simulator::Simulator;
+
+/// What the LEDs show, as `/api/status` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leds {
+    /// The backend: "gpiochip", "rppal", "simulator" (or "none" before it starts).
+    pub gpio: &'static str,
+    /// The chip(s) the lines are on, with the character device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpio_chip: Option<String>,
+    pub status: LedMode,
+    pub viewers: LedMode,
+}
+
+impl Default for Leds {
+    fn default() -> Self {
+        Self {
+            gpio: "none",
+            gpio_chip: None,
+            status: LedMode::Off,
+            viewers: LedMode::Off,
+        }
+    }
+}
+
+/// What the LEDs follow, and where their modes are shown.
+pub struct LedInputs {
+    pub admission: Arc<Admission>,
+    pub camera: watch::Receiver<CameraState>,
+    /// A rejected boot-partition settings file (known at start, kept until the next
+    /// boot): the status LED blinks fast.
+    pub config_error: bool,
+    pub shown: watch::Sender<Leds>,
+}
 
 /// The two LEDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,8 +238,8 @@ pub async fn run(
     pins: Arc<dyn Pins>,
     config: GpioConfig,
     control: Arc<Control>,
-    status: Arc<Status>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    inputs: LedInputs,
+    mut stop: watch::Receiver<bool>,
 ) {
     let (edge_tx, mut edges) = mpsc::channel::<Edge>(64);
     let mut button = Button::new(config.debounce, config.long_press, monotonic_now());
@@ -241,8 +275,20 @@ pub async fn run(
     let mut shown: Option<(bool, bool)> = None;
     let mut reported: Option<(LedMode, LedMode)> = None;
     let mut edges_open = config.button.is_some();
-    // A rejected settings file is known at start and stays until the next boot.
-    let config_error = status.config_error().is_some();
+    let LedInputs {
+        admission,
+        camera,
+        config_error,
+        shown: leds_shown,
+    } = inputs;
+    let show = |status: LedMode, viewers: LedMode| {
+        leds_shown.send_replace(Leds {
+            gpio: pins.name(),
+            gpio_chip: pins.chip(),
+            status,
+            viewers,
+        });
+    };
     loop {
         let now = monotonic_now();
         let modes = (
@@ -250,15 +296,15 @@ pub async fn run(
                 LedMode::FastBlink
             } else {
                 status_led(
-                    *status.presenter.borrow(),
-                    &status.pipeline(),
+                    admission.presenter(),
+                    &camera.borrow().pipeline,
                     control.is_on(),
                 )
             },
-            viewers_led(status.viewers.load(std::sync::atomic::Ordering::Relaxed)),
+            viewers_led(admission.viewers()),
         );
         if reported != Some(modes) {
-            status.set_leds(modes.0, modes.1, pins.name(), pins.chip());
+            show(modes.0, modes.1);
             reported = Some(modes);
         }
         let lit = (modes.0.lit(now), modes.1.lit(now));
@@ -296,7 +342,7 @@ pub async fn run(
     }
     pins.set_led(Led::Status, false);
     pins.set_led(Led::Viewers, false);
-    status.set_leds(LedMode::Off, LedMode::Off, pins.name(), pins.chip());
+    show(LedMode::Off, LedMode::Off);
 }
 
 #[cfg(test)]

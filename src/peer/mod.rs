@@ -2,18 +2,23 @@
 //! candidates out as events, feeds its own track from the hub, turns PLI/FIR into
 //! keyframe requests, and pushes status over a data channel when the offer has one.
 
+pub mod channel;
 pub mod keyframe_rtcp;
 pub mod link_stats;
+pub mod links;
 pub mod presenter;
 pub mod rtp;
+pub mod sdp;
 mod viewer;
 
 pub use presenter::{PresenterPeer, offer_sends_audio};
+pub use links::ViewerKind;
 pub use viewer::ViewerPeer;
 
 use crate::config::{PortRange, WebRtcConfig};
 use crate::fanout::Hub;
-use crate::status::Status;
+use channel::{ChannelFeed, MAX_TEXT_BYTES};
+use links::Links;
 use keyframe_rtcp::KeyframeRequestForwarder;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
@@ -136,6 +141,10 @@ pub enum PeerEvent {
 /// Media network settings shared by every peer.
 pub struct PeerFactory {
     config: WebRtcConfig,
+    /// Every viewer peer's link, for the status page.
+    links: Arc<Links>,
+    /// What the data channels carry.
+    channel: Arc<ChannelFeed>,
     /// Next port to try within `udp_ports`, so ports are spread rather than retried.
     port_cursor: AtomicUsize,
 }
@@ -144,8 +153,18 @@ impl PeerFactory {
     pub fn new(config: WebRtcConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
+            links: Arc::default(),
+            channel: Arc::default(),
             port_cursor: AtomicUsize::new(0),
         })
+    }
+
+    pub fn links(&self) -> &Arc<Links> {
+        &self.links
+    }
+
+    pub fn channel(&self) -> &Arc<ChannelFeed> {
+        &self.channel
     }
 
     /// Addresses to bind for one peer, for each port to try in turn.
@@ -234,7 +253,7 @@ enum Role {
 struct Handler {
     events: mpsc::UnboundedSender<PeerEvent>,
     connected: watch::Sender<bool>,
-    status: Arc<Status>,
+    channel: Arc<ChannelFeed>,
     /// `webrtc.nat_ips`: host candidates are advertised with these addresses instead.
     nat_ips: Vec<IpAddr>,
     role: Role,
@@ -275,7 +294,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
-        tokio::spawn(serve_channel(dc, self.status.clone(), self.role));
+        tokio::spawn(serve_channel(dc, self.channel.clone(), self.role));
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -285,15 +304,12 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Longest presenter text relayed to viewers, in bytes.
-pub const MAX_TEXT_BYTES: usize = 4096;
-
 /// Serves one data channel until it closes. Everyone gets the status on open and on
 /// every change. Viewers also get the presenter's texts; a presenter's texts go to every
 /// viewer. A viewer's own messages are ignored: they never reach anyone else.
-async fn serve_channel(dc: Arc<dyn DataChannel>, status: Arc<Status>, role: Role) {
-    let mut state = status.channel_json.subscribe();
-    let mut texts = status.texts.subscribe();
+async fn serve_channel(dc: Arc<dyn DataChannel>, feed: Arc<ChannelFeed>, role: Role) {
+    let mut state = feed.watch_status();
+    let mut texts = feed.subscribe_texts();
     let mut open = false;
     loop {
         tokio::select! {
@@ -305,7 +321,7 @@ async fn serve_channel(dc: Arc<dyn DataChannel>, status: Arc<Status>, role: Role
                 }
                 Some(DataChannelEvent::OnMessage(m)) if role == Role::Presenter && m.is_string => {
                     if m.data.len() <= MAX_TEXT_BYTES {
-                        status.broadcast_text(&String::from_utf8_lossy(&m.data));
+                        feed.broadcast_text(&String::from_utf8_lossy(&m.data));
                     }
                 }
                 Some(DataChannelEvent::OnClose) | None => return,

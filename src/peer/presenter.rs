@@ -32,7 +32,6 @@ impl PresenterPeer {
         hub: &Arc<Hub>,
         keyframes: KeyframeInbox,
         events: mpsc::UnboundedSender<PeerEvent>,
-        status: &Arc<Status>,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
         let (connected_tx, _connected_rx) = watch::channel(false);
@@ -40,7 +39,7 @@ impl PresenterPeer {
         let handler = Arc::new(Handler {
             events,
             connected: connected_tx,
-            status: status.clone(),
+            channel: factory.channel.clone(),
             nat_ips: factory.config.nat_ips.clone(),
             role: Role::Presenter,
             tracks: Some(tracks_tx),

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::media::AudioPacket;
-use crate::status::{LinkGuard, ViewerKind};
+use links::{LinkGuard, ViewerKind};
 use link_stats::LinkStats;
 
 /// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
@@ -56,16 +56,13 @@ impl ViewerPeer {
         offer_sdp: &str,
         hub: &Arc<Hub>,
         events: mpsc::UnboundedSender<PeerEvent>,
-        status: &Arc<Status>,
+        presenter_audio: bool,
         kind: ViewerKind,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
         // Audio only when the presenter sends it (a browser presenter with a microphone).
-        let audio = status
-            .presenter_audio
-            .load(std::sync::atomic::Ordering::Acquire)
-            && offer_sdp.contains("m=audio");
-        let (peer, sender) = Self::build(factory, hub, events, status, audio, kind).await?;
+        let audio = presenter_audio && offer_sdp.contains("m=audio");
+        let (peer, sender) = Self::build(factory, hub, events, audio, kind).await?;
         let answer = match negotiate(&peer.conn.pc, offer).await {
             Ok(a) => a,
             Err(e) => {
@@ -86,10 +83,9 @@ impl ViewerPeer {
         factory: &PeerFactory,
         hub: &Arc<Hub>,
         events: mpsc::UnboundedSender<PeerEvent>,
-        status: &Arc<Status>,
     ) -> Result<(Self, String), PeerError> {
         let (peer, _sender) =
-            Self::build(factory, hub, events, status, false, ViewerKind::Upstream).await?;
+            Self::build(factory, hub, events, false, ViewerKind::Upstream).await?;
         let pc = &peer.conn.pc;
         let offer = async {
             let offer = pc.create_offer(None).await.map_err(webrtc_err)?;
@@ -124,7 +120,6 @@ impl ViewerPeer {
         factory: &PeerFactory,
         hub: &Arc<Hub>,
         events: mpsc::UnboundedSender<PeerEvent>,
-        status: &Arc<Status>,
         with_audio: bool,
         kind: ViewerKind,
     ) -> Result<(Self, Arc<dyn webrtc::rtp_transceiver::RtpSender>), PeerError> {
@@ -132,7 +127,7 @@ impl ViewerPeer {
         let handler = Arc::new(Handler {
             events,
             connected: connected_tx,
-            status: status.clone(),
+            channel: factory.channel.clone(),
             nat_ips: factory.config.nat_ips.clone(),
             role: Role::Viewer,
             tracks: None,
@@ -246,7 +241,7 @@ impl ViewerPeer {
         Ok((
             Self {
                 conn: Connection::new(pc, loopback_only, tasks),
-                link: status.register_link(kind, link_stats),
+                link: factory.links.register(kind, link_stats),
             },
             sender,
         ))

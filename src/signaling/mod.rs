@@ -1,23 +1,21 @@
 //! Signaling: the Kurento one2many protocol over WebSocket, and WHEP over HTTP. It
 //! creates and ends peers; it never touches media.
 
+pub mod kurento;
 pub mod protocol;
 pub mod session;
 pub mod wish;
 
 use crate::fanout::Hub;
 use crate::peer::PeerFactory;
-use crate::status::Status;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// What every signaling session shares.
 pub struct Signaling {
     pub hub: Arc<Hub>,
     pub peers: Arc<PeerFactory>,
-    pub status: Arc<Status>,
-    /// Keyframe requests from the hub; a relayed presenter holds the lock while live.
-    pub keyframes: crate::media::KeyframeInbox,
+    /// Who may present and watch: every transport goes through it.
+    pub admission: Arc<crate::admission::Admission>,
     /// Start/stop, shared with the button.
     pub control: Arc<crate::control::Control>,
     /// Who may watch and who may present.
@@ -75,34 +73,5 @@ impl Drop for ConnectionSlot {
                 map.remove(&self.ip);
             }
         }
-    }
-}
-
-/// A reserved place among `viewers.max`; released on drop.
-pub struct ViewerSlot {
-    status: Arc<Status>,
-}
-
-impl Signaling {
-    /// Reserves a viewer place, or `None` when the camera is full.
-    pub fn reserve_viewer(&self) -> Option<ViewerSlot> {
-        let max = self.status.viewers_max;
-        self.status
-            .viewers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        self.status.refresh_channel();
-        Some(ViewerSlot {
-            status: self.status.clone(),
-        })
-    }
-}
-
-impl Drop for ViewerSlot {
-    fn drop(&mut self) {
-        self.status.viewers.fetch_sub(1, Ordering::AcqRel);
-        self.status.refresh_channel();
     }
 }

@@ -1,40 +1,29 @@
-//! One WebSocket client's session: it is a viewer, the presenter, or neither. Candidates
-//! are queued until its peer exists, and the presenter's comings and goings are relayed.
+//! One WebSocket client: carries out the [`kurento`](super::kurento) session's actions
+//! against the admission service, the peer and the socket, and turns the socket, the
+//! peer's events, presenter changes and timers into its events.
 
 use super::Signaling;
-use super::protocol::{self, Candidate, ClientMessage, Response, ServerMessage};
-use crate::peer::presenter::offer_sends_audio;
-use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerPeer};
-use crate::status::{Presenter, ViewerKind};
+use super::kurento::{Action, Event, Session, Want};
+use super::protocol::{Candidate, ServerMessage};
+use crate::admission::{Presenter, PresenterLease, ViewerLease};
+use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerKind, ViewerPeer};
 use axum::extract::ws::{Message, WebSocket};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
-/// Candidates a client may send before its peer exists.
-pub const MAX_PENDING_CANDIDATES: usize = 64;
-
-struct Viewer {
-    peer: ViewerPeer,
-    _slot: super::ViewerSlot,
-    /// The presenter generation it joined under (see `Status::presenter_gone_since`).
-    generation: u64,
+/// What the session holds while it is a viewer or the presenter.
+enum Held {
+    None,
+    Viewer(ViewerLease, Option<ViewerPeer>),
+    Presenter(PresenterLease, Option<PresenterPeer>),
 }
 
-/// What this client currently is.
-enum Role {
-    Idle,
-    Viewer(Viewer),
-    Presenter(PresenterPeer),
-}
-
-struct Session {
+struct Client {
     ctx: Arc<Signaling>,
-    /// What this client's credentials grant (`None`: no credentials).
-    access: Option<crate::auth::Role>,
-    role: Role,
-    pending: Vec<Candidate>,
+    held: Held,
     /// Set until the peer connects; past it the peer is reaped.
     deadline: Option<Instant>,
     /// Events of the current peer only: each peer gets its own channel, so a closing
@@ -42,246 +31,157 @@ struct Session {
     events: Option<mpsc::UnboundedReceiver<PeerEvent>>,
 }
 
-impl Session {
-    /// Ends whatever this client was doing. A presenter leaving releases every viewer.
-    async fn release(&mut self) {
-        self.deadline = None;
-        self.events = None;
-        match std::mem::replace(&mut self.role, Role::Idle) {
-            Role::Idle => {}
-            Role::Viewer(v) => v.peer.close().await,
-            Role::Presenter(p) => {
-                self.ctx.status.release_presenter(Presenter::Browser);
-                p.close().await;
-            }
-        }
-    }
-
-    /// A fresh event channel for a new peer.
-    fn peer_events(&mut self) -> mpsc::UnboundedSender<PeerEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.events = Some(rx);
-        tx
-    }
-
-    fn is_presenter(&self) -> bool {
-        matches!(self.role, Role::Presenter(_))
-    }
-
-    async fn add_candidate(&mut self, c: Candidate) -> Vec<ServerMessage> {
-        if let Err(e) = crate::peer::check_candidate(&c.candidate) {
-            return vec![ServerMessage::Error {
-                message: format!("onIceCandidate: {e}"),
-            }];
-        }
-        let result = match &self.role {
-            Role::Viewer(v) => v.peer.add_candidate(from_wire(c)).await,
-            Role::Presenter(p) => p.add_candidate(from_wire(c)).await,
-            Role::Idle if self.pending.len() < MAX_PENDING_CANDIDATES => {
-                self.pending.push(c);
-                Ok(())
-            }
-            Role::Idle => {
-                return vec![ServerMessage::Error {
-                    message: format!(
-                        "too many ICE candidates before an offer (limit {MAX_PENDING_CANDIDATES})"
-                    ),
-                }];
-            }
-        };
-        match result {
-            Ok(()) => vec![],
-            Err(e) => vec![ServerMessage::Error {
-                message: e.to_string(),
-            }],
-        }
-    }
-
-    /// Applies candidates that arrived before the peer existed.
-    async fn apply_pending(&mut self) -> Vec<ServerMessage> {
+impl Client {
+    /// Carries out `actions` (and those their answers lead to); the messages to send.
+    async fn act(&mut self, machine: &mut Session, actions: Vec<Action>) -> Vec<ServerMessage> {
+        let mut queue = VecDeque::from(actions);
         let mut out = Vec::new();
-        for c in std::mem::take(&mut self.pending) {
-            out.extend(self.add_candidate(c).await);
+        while let Some(action) = queue.pop_front() {
+            let answer = match action {
+                Action::Send(m) => {
+                    out.push(m);
+                    None
+                }
+                Action::Admit { want, audio } => Some(Event::Admitted(self.admit(want, audio))),
+                Action::StartPeer { want, offer } => Some(Event::PeerStarted(self.start(want, &offer).await)),
+                Action::AddCandidate(c) => self.add_candidate(c).await.err().map(Event::CandidateFailed),
+                Action::Release => {
+                    self.release().await;
+                    None
+                }
+                Action::ArmDeadline => {
+                    self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
+                    None
+                }
+                Action::DisarmDeadline => {
+                    self.deadline = None;
+                    None
+                }
+            };
+            if let Some(event) = answer {
+                queue.extend(machine.handle(event));
+            }
         }
         out
     }
 
-    async fn viewer(&mut self, sdp_offer: String) -> Vec<ServerMessage> {
-        // A new offer from the same client replaces what it was doing.
-        self.release().await;
-        let reject = |message: String| {
-            vec![ServerMessage::ViewerResponse(Response::Rejected {
-                message,
-            })]
+    fn admit(&mut self, want: Want, audio: bool) -> Result<(), crate::admission::Refusal> {
+        let admission = &self.ctx.admission;
+        self.held = match want {
+            Want::Viewer => Held::Viewer(admission.join_viewer()?, None),
+            Want::Presenter => Held::Presenter(admission.present(Presenter::Browser, audio)?, None),
         };
-        let generation = self.ctx.status.presenter_generation();
-        if *self.ctx.status.presenter.borrow() == Presenter::None {
-            self.pending.clear();
-            return reject("No active presenter. Try again later...".into());
-        }
-        let Some(slot) = self.ctx.reserve_viewer() else {
-            self.pending.clear();
-            return reject(format!(
-                "Too many viewers: this camera serves at most {} at once. Try again later...",
-                self.ctx.status.viewers_max
-            ));
-        };
-        let events = self.peer_events();
-        match ViewerPeer::start(
-            &self.ctx.peers,
-            &sdp_offer,
-            &self.ctx.hub,
-            events,
-            &self.ctx.status,
-            ViewerKind::WebSocket,
-        )
-        .await
-        {
-            Ok((peer, answer)) => {
-                let viewer_id = Some(peer.id());
-                self.role = Role::Viewer(Viewer {
-                    peer,
-                    _slot: slot,
-                    generation,
-                });
-                self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
-                let mut out = vec![ServerMessage::ViewerResponse(Response::Accepted {
-                    sdp_answer: answer,
-                    viewer_id,
-                })];
-                out.extend(self.apply_pending().await);
-                out
+        Ok(())
+    }
+
+    async fn start(&mut self, want: Want, offer: &str) -> Result<(String, Option<u64>), String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = &self.ctx;
+        let started = match (&mut self.held, want) {
+            (Held::Viewer(_, peer), Want::Viewer) => {
+                ViewerPeer::start(
+                    &ctx.peers,
+                    offer,
+                    &ctx.hub,
+                    tx,
+                    ctx.admission.presenter_audio(),
+                    ViewerKind::WebSocket,
+                )
+                .await
+                .map(|(p, answer)| {
+                    let id = p.id();
+                    *peer = Some(p);
+                    (answer, Some(id))
+                })
             }
-            Err(e) => {
-                self.pending.clear();
-                // The failed peer may have gathered already: its candidates are not sent.
-                self.events = None;
-                reject(e.to_string())
+            (Held::Presenter(lease, peer), Want::Presenter) => {
+                PresenterPeer::start(&ctx.peers, offer, &ctx.hub, lease.keyframes(), tx)
+                    .await
+                    .map(|(p, answer)| {
+                        tracing::info!("a browser is presenting");
+                        *peer = Some(p);
+                        (answer, None)
+                    })
+            }
+            // The machine starts a peer only under the lease it was just granted.
+            _ => return Err("no admission for this peer".into()),
+        };
+        // A failed peer may have gathered already: its candidates are not sent.
+        self.events = started.is_ok().then_some(rx);
+        started.map_err(|e| e.to_string())
+    }
+
+    async fn add_candidate(&self, c: Candidate) -> Result<(), String> {
+        let result = match &self.held {
+            Held::Viewer(_, Some(p)) => p.add_candidate(from_wire(c)).await,
+            Held::Presenter(_, Some(p)) => p.add_candidate(from_wire(c)).await,
+            _ => Ok(()),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Ends whatever this client was doing. A presenter leaving releases every viewer.
+    async fn release(&mut self) {
+        self.deadline = None;
+        self.events = None;
+        match std::mem::replace(&mut self.held, Held::None) {
+            Held::None => {}
+            Held::Viewer(lease, peer) => {
+                if let Some(p) = peer {
+                    p.close().await;
+                }
+                drop(lease);
+            }
+            Held::Presenter(lease, peer) => {
+                // Viewers are told first; then the relay is taken down.
+                drop(lease);
+                if let Some(p) = peer {
+                    p.close().await;
+                }
             }
         }
     }
 
-    async fn presenter(&mut self, sdp_offer: String) -> Vec<ServerMessage> {
-        self.release().await;
-        let reject = |message: String| {
-            vec![ServerMessage::PresenterResponse(Response::Rejected {
-                message,
-            })]
-        };
-        if !self.ctx.auth.grants(self.access, crate::auth::Role::Admin) {
-            self.pending.clear();
-            return reject("Presenting needs the admin password: log in at /login".into());
-        }
-        let status = &self.ctx.status;
-        if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&sdp_offer)) {
-            self.pending.clear();
-            let who = match *status.presenter.borrow() {
-                Presenter::Camera => "the camera is streaming",
-                _ => "a browser is presenting",
-            };
-            return reject(format!(
-                "Another presenter is active ({who}). Try again later..."
-            ));
-        }
-        let events = self.peer_events();
-        let status = &self.ctx.status;
-        let started = PresenterPeer::start(
-            &self.ctx.peers,
-            &sdp_offer,
-            &self.ctx.hub,
-            self.ctx.keyframes.clone(),
-            events,
-            status,
-        )
-        .await;
-        match started {
-            Ok((peer, answer)) => {
-                self.role = Role::Presenter(peer);
-                self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
-                tracing::info!("a browser is presenting");
-                let mut out = vec![ServerMessage::PresenterResponse(Response::Accepted {
-                    sdp_answer: answer,
-                    viewer_id: None,
-                })];
-                out.extend(self.apply_pending().await);
-                out
-            }
-            Err(e) => {
-                status.release_presenter(Presenter::Browser);
-                self.pending.clear();
-                self.events = None;
-                reject(e.to_string())
-            }
-        }
-    }
-
-    async fn handle(&mut self, text: &str) -> Vec<ServerMessage> {
-        match protocol::parse(text) {
-            Err(e) => vec![ServerMessage::Error {
-                message: e.to_string(),
-            }],
-            Ok(ClientMessage::Viewer { sdp_offer }) => self.viewer(sdp_offer).await,
-            Ok(ClientMessage::Presenter { sdp_offer }) => self.presenter(sdp_offer).await,
-            Ok(ClientMessage::OnIceCandidate { candidate }) => self.add_candidate(candidate).await,
-            Ok(ClientMessage::Stop) => {
-                self.release().await;
-                self.pending.clear();
-                vec![]
-            }
-        }
+    /// Whether the presenter this client watches under has gone.
+    fn presenter_gone(&self) -> bool {
+        matches!(&self.held, Held::Viewer(lease, _) if lease.presenter_gone())
     }
 }
 
 /// Runs one client until it closes or the daemon shuts down.
 pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut socket: WebSocket) {
-    let mut presenter = ctx.status.presenter.subscribe();
+    let mut presenter = ctx.admission.watch_presenter();
     presenter.mark_unchanged();
     let mut closing = ctx.closing.clone();
-    let mut s = Session {
+    let mut machine = Session::new(ctx.auth.grants(access, crate::auth::Role::Admin));
+    let mut c = Client {
         ctx,
-        access,
-        role: Role::Idle,
-        pending: Vec::new(),
+        held: Held::None,
         deadline: None,
         events: None,
     };
 
     // A client that goes silent (a laptop closed, a network gone) is pinged, and closed
     // when not even a pong comes back: its peer and viewer place are freed.
-    let mut ping = tokio::time::interval(s.ctx.ping_every);
+    let mut ping = tokio::time::interval(c.ctx.ping_every);
     ping.reset();
     let mut last_heard = Instant::now();
     'session: loop {
-        let deadline = s.deadline;
-        let out: Vec<ServerMessage> = tokio::select! {
+        let deadline = c.deadline;
+        let event = tokio::select! {
             // Presenter news first, so a shutting-down daemon still says stopCommunication.
             biased;
             changed = presenter.changed() => {
                 if changed.is_err() { break; }
                 let now = *presenter.borrow_and_update();
-                match (now, &s.role) {
-                    // Its presenter left, even if another took over at once: released
-                    // like every other viewer, then told who is there now.
-                    (_, Role::Viewer(v)) if s.ctx.status.presenter_gone_since(v.generation) => {
-                        s.release().await;
-                        let mut out = vec![ServerMessage::StopCommunication];
-                        if now != Presenter::None {
-                            out.push(ServerMessage::PresenterAvailable);
-                        }
-                        out
-                    }
-                    (Presenter::None, _) => vec![],
-                    // Our own presenting is no news to us.
-                    (_, Role::Presenter(_)) => vec![],
-                    (_, _) => vec![ServerMessage::PresenterAvailable],
-                }
+                Event::PresenterChanged { now, mine_gone: c.presenter_gone() }
             },
             _ = daemon_closing(&mut closing) => {
                 let _ = socket.send(Message::Close(None)).await;
                 break 'session;
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > s.ctx.silent_limit {
+                if last_heard.elapsed() > c.ctx.silent_limit {
                     tracing::info!("closing a silent signaling connection");
                     let _ = socket.send(Message::Close(None)).await;
                     break 'session;
@@ -289,43 +189,31 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
                 if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                     break 'session;
                 }
-                vec![]
+                continue;
             },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     last_heard = Instant::now();
-                    s.handle(text.as_str()).await
+                    Event::Text(text.as_str().to_owned())
                 }
-                Some(Ok(Message::Binary(_))) => vec![ServerMessage::Error {
-                    message: "binary frames are not part of the protocol; send JSON text".into(),
-                }],
+                Some(Ok(Message::Binary(_))) => Event::Binary,
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {
                     // Pings are answered by axum; pongs and pings show the client lives.
                     last_heard = Instant::now();
-                    vec![]
+                    continue;
                 }
             },
-            Some(event) = next_event(&mut s.events) => match event {
-                PeerEvent::Candidate(c) => vec![ServerMessage::IceCandidate { candidate: to_wire(c) }],
-                PeerEvent::GatheringComplete => vec![],
-                PeerEvent::Connected => {
-                    s.deadline = None;
-                    vec![]
-                }
-                PeerEvent::Gone => {
-                    let was_presenter = s.is_presenter();
-                    s.release().await;
-                    if was_presenter { vec![] } else { vec![ServerMessage::StopCommunication] }
-                }
+            Some(event) = next_event(&mut c.events) => match event {
+                PeerEvent::Candidate(cand) => Event::LocalCandidate(to_wire(cand)),
+                PeerEvent::GatheringComplete => continue,
+                PeerEvent::Connected => Event::Connected,
+                PeerEvent::Gone => Event::PeerGone,
             },
-            _ = sleep_until_opt(deadline) => {
-                let was_viewer = matches!(s.role, Role::Viewer(_));
-                s.release().await;
-                if was_viewer { vec![ServerMessage::StopCommunication] } else { vec![] }
-            }
+            _ = sleep_until_opt(deadline) => Event::DeadlinePassed,
         };
-        for m in out {
+        let actions = machine.handle(event);
+        for m in c.act(&mut machine, actions).await {
             if socket
                 .send(Message::Text(m.to_json().into()))
                 .await
@@ -335,7 +223,7 @@ pub async fn run(ctx: Arc<Signaling>, access: Option<crate::auth::Role>, mut soc
             }
         }
     }
-    s.release().await;
+    c.release().await;
 }
 
 /// Resolves once the daemon shuts down (the guard `wait_for` returns is not Send).

@@ -6,9 +6,10 @@
 //! any other (same hub, keyframe gate, `viewers.max`); a WHIP publisher is a presenter
 //! under the same one-presenter rule, and needs the bearer token `whip.token`.
 
-use super::{Signaling, ViewerSlot};
-use crate::peer::{PeerError, PeerEvent, PresenterPeer, ViewerPeer, offer_sends_audio};
-use crate::status::{Presenter, ViewerKind};
+use super::Signaling;
+use crate::admission::{Presenter, PresenterLease, Refusal, ViewerLease};
+use crate::peer::sdp::{gather, with_candidates};
+use crate::peer::{PeerError, PeerEvent, PresenterPeer, ViewerKind, ViewerPeer, offer_sends_audio};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,8 +22,6 @@ use webrtc::peer_connection::RTCIceCandidateInit;
 
 /// Offers larger than this are refused (a real offer is a few KiB).
 pub const MAX_SDP_BYTES: usize = 64 * 1024;
-/// How long the answer may wait for our own candidates.
-const GATHER_LIMIT: Duration = Duration::from_secs(2);
 /// A session whose peer never connects is ended after this long.
 const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -39,9 +38,9 @@ struct Session {
 
 enum Peer {
     /// A WHEP viewer, holding its place among `viewers.max`.
-    Viewer(ViewerPeer, ViewerSlot),
-    /// The WHIP publisher: it holds the presenter claim until it ends.
-    Presenter(PresenterPeer, Arc<crate::status::Status>),
+    Viewer(ViewerPeer, ViewerLease),
+    /// The WHIP publisher: it holds the presenter slot until it ends.
+    Presenter(PresenterPeer, PresenterLease),
 }
 
 impl Peer {
@@ -54,9 +53,9 @@ impl Peer {
 
     async fn close(self) {
         match self {
-            Peer::Viewer(p, _slot) => p.close().await,
-            Peer::Presenter(p, status) => {
-                status.release_presenter(Presenter::Browser);
+            Peer::Viewer(p, _lease) => p.close().await,
+            Peer::Presenter(p, lease) => {
+                drop(lease);
                 p.close().await;
                 tracing::info!("the WHIP publisher left");
             }
@@ -166,21 +165,9 @@ pub async fn post_whep(
         Err(r) => return r,
     };
     detached(async move {
-        let generation = sig.status.presenter_generation();
-        if *sig.status.presenter.borrow() == Presenter::None {
-            return unavailable(
-                "no presenter: the camera is stopped and nobody presents",
-                "5",
-            );
-        }
-        let Some(slot) = sig.reserve_viewer() else {
-            return unavailable(
-                &format!(
-                    "too many viewers: this camera serves at most {} at once",
-                    sig.status.viewers_max
-                ),
-                "10",
-            );
+        let lease = match sig.admission.join_viewer() {
+            Ok(lease) => lease,
+            Err(refusal) => return refused(&refusal),
         };
         let (events_tx, events) = mpsc::unbounded_channel();
         match ViewerPeer::start(
@@ -188,14 +175,13 @@ pub async fn post_whep(
             &offer,
             &sig.hub,
             events_tx,
-            &sig.status,
+            sig.admission.presenter_audio(),
             ViewerKind::Whep,
         )
         .await
         {
             Ok((peer, answer)) => {
-                let peer = Peer::Viewer(peer, slot);
-                created(&sig, "whep", peer, Some(generation), answer, events).await
+                created(&sig, "whep", Peer::Viewer(peer, lease), answer, events).await
             }
             Err(e) => refused_offer(e),
         }
@@ -214,6 +200,29 @@ async fn detached(setup: impl Future<Output = Response> + Send + 'static) -> Res
             &format!("making the session failed: {e}"),
         )
     })
+}
+
+/// An admission refusal as HTTP: 503 with a retry time while there is nothing to watch
+/// or no room, 409 while someone else presents.
+fn refused(refusal: &Refusal) -> Response {
+    match refusal {
+        Refusal::NoPresenter => unavailable(
+            "no presenter: the camera is stopped and nobody presents",
+            "5",
+        ),
+        Refusal::Full { .. } => unavailable(&refusal.to_string(), "10"),
+        Refusal::Closing => unavailable(&refusal.to_string(), "5"),
+        Refusal::Taken { by } => {
+            let who = match by {
+                Presenter::Camera => "the camera is streaming",
+                _ => "another publisher is presenting",
+            };
+            error(
+                StatusCode::CONFLICT,
+                &format!("another presenter is active ({who})"),
+            )
+        }
+    }
 }
 
 /// The answer to an offer no peer could be made for: the offer's fault (400), a
@@ -243,37 +252,20 @@ pub async fn post_whip(
         Err(r) => return r,
     };
     detached(async move {
-        let status = &sig.status;
-        if !status.claim_presenter(Presenter::Browser, offer_sends_audio(&offer)) {
-            let who = match *status.presenter.borrow() {
-                Presenter::Camera => "the camera is streaming",
-                _ => "another publisher is presenting",
-            };
-            return error(
-                StatusCode::CONFLICT,
-                &format!("another presenter is active ({who})"),
-            );
-        }
+        let lease = match sig.admission.present(Presenter::Browser, offer_sends_audio(&offer)) {
+            Ok(lease) => lease,
+            Err(refusal) => return refused(&refusal),
+        };
         let (events_tx, events) = mpsc::unbounded_channel();
-        let started = PresenterPeer::start(
-            &sig.peers,
-            &offer,
-            &sig.hub,
-            sig.keyframes.clone(),
-            events_tx,
-            status,
-        )
-        .await;
+        let started =
+            PresenterPeer::start(&sig.peers, &offer, &sig.hub, lease.keyframes(), events_tx).await;
         match started {
             Ok((peer, answer)) => {
                 tracing::info!("a WHIP publisher is presenting");
-                let peer = Peer::Presenter(peer, status.clone());
-                created(&sig, "whip", peer, None, answer, events).await
+                created(&sig, "whip", Peer::Presenter(peer, lease), answer, events).await
             }
-            Err(e) => {
-                status.release_presenter(Presenter::Browser);
-                refused_offer(e)
-            }
+            // The lease goes with the error: the slot is free again.
+            Err(e) => refused_offer(e),
         }
     })
     .await
@@ -314,12 +306,10 @@ fn check_bearer(sig: &Signaling, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Registers the session and answers 201 with the answer, `Location` and `Link`s.
-/// `viewer_generation`: for a viewer, the presenter generation it joined under.
 async fn created(
     sig: &Arc<Signaling>,
     kind: &str,
     peer: Peer,
-    viewer_generation: Option<u64>,
     answer: String,
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
 ) -> Response {
@@ -329,13 +319,8 @@ async fn created(
     let session = Arc::new(Session {
         peer: tokio::sync::Mutex::new(Some(peer)),
     });
-    sig.wish.lock().insert(id.clone(), session);
-    tokio::spawn(watch_session(
-        sig.clone(),
-        id.clone(),
-        events,
-        viewer_generation,
-    ));
+    sig.wish.lock().insert(id.clone(), session.clone());
+    tokio::spawn(watch_session(sig.clone(), id.clone(), session.clone(), events));
 
     let mut r = (
         StatusCode::CREATED,
@@ -355,14 +340,15 @@ async fn created(
 }
 
 /// Ends the session when its peer goes away or never connects; a viewer's also when
-/// the presenter leaves.
+/// the presenter it joined under leaves.
 async fn watch_session(
     sig: Arc<Signaling>,
     id: String,
+    session: Arc<Session>,
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
-    viewer_generation: Option<u64>,
 ) {
-    let mut presenter = sig.status.presenter.subscribe();
+    let viewer = matches!(*session.peer.lock().await, Some(Peer::Viewer(..)));
+    let mut presenter = sig.admission.watch_presenter();
     // Checked at once too: the presenter may have left while the answer was made.
     presenter.mark_changed();
     let mut connected = false;
@@ -375,10 +361,12 @@ async fn watch_session(
                 Some(_) => {}
             },
             _ = tokio::time::sleep_until(deadline), if !connected => break,
-            changed = presenter.changed(), if viewer_generation.is_some() => {
+            changed = presenter.changed(), if viewer => {
                 presenter.borrow_and_update();
-                let gone = viewer_generation
-                    .is_some_and(|g| sig.status.presenter_gone_since(g));
+                let gone = match &*session.peer.lock().await {
+                    Some(Peer::Viewer(_, lease)) => lease.presenter_gone(),
+                    _ => true,
+                };
                 if changed.is_err() || gone {
                     break;
                 }
@@ -504,49 +492,7 @@ pub async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> 
     r
 }
 
-/// Our local candidates as they are announced, until gathering completes (bounded).
-pub async fn gather(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Vec<String> {
-    let mut candidates = Vec::new();
-    let _ = tokio::time::timeout(GATHER_LIMIT, async {
-        while let Some(event) = events.recv().await {
-            match event {
-                PeerEvent::Candidate(c) => candidates.push(c.candidate),
-                PeerEvent::GatheringComplete | PeerEvent::Gone => break,
-                PeerEvent::Connected => {}
-            }
-        }
-    })
-    .await;
-    candidates
-}
 
-/// The SDP with our candidates and `a=end-of-candidates` in every media section.
-pub fn with_candidates(sdp: &str, candidates: &[String]) -> String {
-    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let block: String = candidates
-        .iter()
-        .map(|c| format!("a={}{eol}", c.trim_start_matches("a=")))
-        .chain(std::iter::once(format!("a=end-of-candidates{eol}")))
-        .collect();
-    let mut out = String::with_capacity(sdp.len() + block.len() * 2);
-    let mut in_media = false;
-    for line in sdp.split_inclusive('\n') {
-        if line.starts_with("m=") && in_media {
-            out.push_str(&block);
-        }
-        if line.starts_with("m=") {
-            in_media = true;
-        }
-        out.push_str(line);
-    }
-    if in_media {
-        if !out.ends_with('\n') {
-            out.push_str(eol);
-        }
-        out.push_str(&block);
-    }
-    out
-}
 
 /// The candidates of a trickle-ice-sdpfrag, each with the `a=mid` it follows.
 pub fn fragment_candidates(frag: &str) -> Vec<RTCIceCandidateInit> {
@@ -597,26 +543,6 @@ fn session_id() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn candidates_go_into_every_media_section() {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n";
-        let out = with_candidates(
-            sdp,
-            &["candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into()],
-        );
-        assert_eq!(out.matches("a=candidate:1 1 udp").count(), 2, "{out}");
-        assert_eq!(out.matches("a=end-of-candidates\r\n").count(), 2);
-        let video = out.find("m=video").unwrap();
-        let app = out.find("m=application").unwrap();
-        let first = out.find("a=candidate").unwrap();
-        assert!(video < first && first < app, "{out}");
-        assert!(out.ends_with("a=end-of-candidates\r\n"));
-        assert_eq!(
-            with_candidates("v=0\n", &[]),
-            "v=0\n",
-            "no media: unchanged"
-        );
-    }
 
     #[test]
     fn fragment_candidates_keep_their_mid() {

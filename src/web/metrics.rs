@@ -2,7 +2,9 @@
 //! `/api/status`. Counters of the encoder restart with each pipeline run; Prometheus's
 //! `rate()` takes such resets in its stride. The encoder's bitrate is also a gauge, over the last second.
 
-use crate::status::{Pipeline, Presenter, Snapshot};
+use crate::admission::Presenter;
+use crate::status::Snapshot;
+use crate::supervisor::Pipeline;
 use std::fmt::Write;
 
 fn borrowed(v: &[(String, f64)]) -> Vec<(&str, f64)> {

@@ -20,9 +20,10 @@ use std::sync::Arc;
 #[folder = "src/web/static/"]
 struct Assets;
 
-/// Builds the router; `signaling` carries everything handlers need. Routes come in three
-/// groups: open (health, login), viewer (watching) and admin (presenting, control).
-pub fn router(signaling: Arc<Signaling>) -> Router {
+/// Builds the router; `signaling` carries what the handlers act on, `status` what the
+/// status and metrics pages read. Routes come in three groups: open (health, login),
+/// viewer (watching) and admin (presenting, control).
+pub fn router(signaling: Arc<Signaling>, status: Arc<crate::status::Status>) -> Router {
     let gate =
         |need: Role| axum::middleware::from_fn_with_state((signaling.clone(), need), login::gate);
     let viewer = Router::new()
@@ -31,7 +32,7 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route("/style.css", get(|| asset("style.css")))
         .route("/one2many", get(websocket))
         .route("/call", get(websocket))
-        .route("/api/status", get(status))
+        .route("/api/status", get(api_status))
         .route_layer(gate(Role::Viewer));
     // WHEP: watching by HTTP, usable from pages on other origins (CORS).
     let whep = Router::new()
@@ -72,6 +73,7 @@ pub fn router(signaling: Arc<Signaling>) -> Router {
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(Extension(status))
         .with_state(signaling)
 }
 
@@ -226,7 +228,7 @@ async fn stream(
         .into_response()
 }
 
-async fn prometheus(State(sig): State<Arc<Signaling>>) -> Response {
+async fn prometheus(Extension(status): Extension<Arc<crate::status::Status>>) -> Response {
     (
         [
             (
@@ -235,15 +237,15 @@ async fn prometheus(State(sig): State<Arc<Signaling>>) -> Response {
             ),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        metrics::render(&sig.status.snapshot()),
+        metrics::render(&status.snapshot()),
     )
         .into_response()
 }
 
-async fn status(State(sig): State<Arc<Signaling>>) -> Response {
+async fn api_status(Extension(status): Extension<Arc<crate::status::Status>>) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(sig.status.snapshot()),
+        Json(status.snapshot()),
     )
         .into_response()
 }
