@@ -97,7 +97,11 @@ impl Admission {
     }
 
     /// Becomes the presenter if nobody is. `audio`: whether it sends audio.
-    pub fn present(self: &Arc<Self>, who: Presenter, audio: bool) -> Result<PresenterLease, Refusal> {
+    pub fn present(
+        self: &Arc<Self>,
+        who: Presenter,
+        audio: bool,
+    ) -> Result<PresenterLease, Refusal> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Refusal::Closing);
         }
@@ -197,7 +201,9 @@ impl ViewerLease {
 
 impl Drop for ViewerLease {
     fn drop(&mut self) {
-        self.admission.viewers.send_modify(|n| *n = n.saturating_sub(1));
+        self.admission
+            .viewers
+            .send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -247,7 +253,10 @@ mod tests {
         assert!(!a.presenter_audio());
         let _camera = a.present(Presenter::Camera, false).unwrap();
         assert_eq!(
-            a.present(Presenter::Browser, false).err().unwrap().to_string(),
+            a.present(Presenter::Browser, false)
+                .err()
+                .unwrap()
+                .to_string(),
             "another presenter is active (the camera is streaming)"
         );
     }
@@ -280,7 +289,10 @@ mod tests {
         assert!(!rejoined.presenter_gone());
         a.close();
         assert!(rejoined.presenter_gone(), "shutdown ends it too");
-        assert_eq!(a.present(Presenter::Browser, false).err(), Some(Refusal::Closing));
+        assert_eq!(
+            a.present(Presenter::Browser, false).err(),
+            Some(Refusal::Closing)
+        );
     }
 
     #[test]

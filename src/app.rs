@@ -1,13 +1,13 @@
 //! Wiring and supervision: the camera pipeline is kept running (restarted with backoff
 //! when it fails) while the HTTP server, signaling and peers live on independently.
 
+use crate::admission::{Admission, Presenter, PresenterLease};
 use crate::capture::{Source, Want};
 use crate::config::Config;
 use crate::control::Control;
 use crate::encode::{self, EncodeSettings, RunStats, pipeline};
 use crate::fanout::Hub;
 use crate::gpio::Pins;
-use crate::admission::{Admission, Presenter, PresenterLease};
 use crate::media::KeyframeRequester;
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
@@ -139,7 +139,7 @@ pub async fn serve_with(
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {scheme}://{addr}"));
     let watchdog = crate::notify::watchdog_period()
-        .map(|period| tokio::spawn(watchdog(period, camera_state)));
+        .map(|period| crate::task::AbortOnDrop::spawn(watchdog(period, camera_state)));
 
     let graceful = async move {
         shutdown.await;
@@ -167,9 +167,7 @@ pub async fn serve_with(
         }
     })
     .await;
-    if let Some(w) = watchdog {
-        w.abort();
-    }
+    drop(watchdog);
     Ok(())
 }
 

@@ -102,13 +102,8 @@ impl Control {
     /// Written whole or not at all (a temporary file, then a rename): a power cut while
     /// the button is pressed must not leave an empty file behind.
     fn remember(&self, on: bool) {
-        let tmp = self.state_file.with_extension("tmp");
-        let written = self
-            .state_file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(&tmp, if on { "on\n" } else { "off\n" }))
-            .and_then(|_| std::fs::rename(&tmp, &self.state_file));
+        let text: &[u8] = if on { b"on\n" } else { b"off\n" };
+        let written = crate::atomic_file::write(&self.state_file, text, 0o644);
         if let Err(e) = written {
             tracing::warn!(
                 "cannot remember the stream state in {}: {e}",

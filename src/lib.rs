@@ -35,7 +35,9 @@
 
 pub mod admission;
 pub mod app;
+pub mod atomic_file;
 pub mod auth;
+pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod control;
@@ -49,5 +51,6 @@ pub mod provision;
 pub mod signaling;
 pub mod status;
 pub mod supervisor;
+pub mod task;
 pub mod upstream;
 pub mod web;

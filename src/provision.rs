@@ -5,15 +5,14 @@
 //! file dropped later is applied again. An invalid file changes nothing: the device
 //! boots with its previous settings and the error is recorded for the daemon to show.
 
-use crate::config::{self, ConfigError};
 pub use crate::config::provisioning::{Provisioning, check};
+use crate::config::{self, ConfigError};
 use std::path::{Path, PathBuf};
 
 /// Where the boot partition is mounted on Debian's and Raspberry Pi OS's images.
 pub const BOOT_FILE: &str = "/boot/firmware/edgecam.toml";
 /// The recorded error of the last provisioning attempt, under `state.dir`.
 pub const ERROR_FILE: &str = "provision-error";
-
 
 /// Why provisioning failed.
 #[derive(Debug, thiserror::Error)]
@@ -265,36 +264,19 @@ pub fn redact_secrets(text: &str) -> String {
     )
 }
 
-/// `path` (absolute) inside `root`.
 /// cloud-init drop-in written when edgecam.toml sets the hostname.
 pub const CLOUD_INIT_HOSTNAME: &str = "91-edgecam-hostname.cfg";
 
+/// `path` (absolute) inside `root`.
 fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 fn write(path: &Path, text: &str, mode: u32) -> Result<(), ProvisionError> {
-    use std::os::unix::fs::PermissionsExt;
-    let fail = |e: std::io::Error| ProvisionError::Write {
+    crate::atomic_file::write(path, text.as_bytes(), mode).map_err(|e| ProvisionError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    // Write then rename, so a power cut never leaves half a file; the new file keeps the
-    // old one's owner and group (a file replaced must stay readable by whoever read it).
-    let tmp = path.with_extension("edgecam-tmp");
-    std::fs::write(&tmp, text).map_err(fail)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
-    if let Ok(old) = std::fs::metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        let new = std::fs::metadata(&tmp).map_err(fail)?;
-        if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
-            std::os::unix::fs::chown(&tmp, Some(old.uid()), Some(old.gid())).map_err(fail)?;
-        }
-    }
-    std::fs::rename(&tmp, path).map_err(fail)
+    })
 }
 
 /// A group's id from `<root>/etc/group`.
@@ -330,13 +312,12 @@ pub fn wpa_supplicant_conf(ssid: &str, psk: Option<&str>, country: &str) -> Stri
         Some(k) => format!("\tpsk=\"{k}\"\n"),
         None => "\tkey_mgmt=NONE\n".into(),
     };
-    let ssid_hex: String = ssid.bytes().map(|b| format!("{b:02x}")).collect();
+    let ssid_hex = hex::encode(ssid);
     format!(
         "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\nupdate_config=0\ncountry={country}\n\nnetwork={{\n\t# {}\n\tssid={ssid_hex}\n{key}}}\n",
         ssid.escape_debug()
     )
 }
-
 
 #[cfg(test)]
 mod tests {

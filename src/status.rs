@@ -217,8 +217,14 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&channel_line(p, n, &pipe)).unwrap()
         };
         let v = line(Presenter::Browser, 2, Pipeline::Stopped);
-        assert_eq!(v, serde_json::json!({"type": "status", "viewers": 2, "presenter": "browser", "live": true}));
-        assert_eq!(line(Presenter::Camera, 0, Pipeline::Starting)["live"], false);
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "status", "viewers": 2, "presenter": "browser", "live": true})
+        );
+        assert_eq!(
+            line(Presenter::Camera, 0, Pipeline::Starting)["live"],
+            false
+        );
         assert_eq!(line(Presenter::Camera, 0, Pipeline::Running)["live"], true);
         assert_eq!(line(Presenter::None, 0, Pipeline::Running)["live"], false);
     }

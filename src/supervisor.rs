@@ -12,6 +12,7 @@
 //!    └──────────────────── off (releases the presenter) ──┘
 //! ```
 
+use crate::backoff::Backoff;
 use crate::encode::RunStats;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -132,9 +133,9 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Supervisor {
     state: State,
-    /// The next pause after a failure: doubles up to MAX_BACKOFF, back to the first after
-    /// a healthy run or a camera coming back.
-    backoff: Duration,
+    /// The pause after the next failure: doubles up to MAX_BACKOFF, back to the first
+    /// after a healthy run or a camera coming back.
+    backoff: Backoff,
 }
 
 impl Default for Supervisor {
@@ -147,7 +148,7 @@ impl Supervisor {
     pub fn new() -> Self {
         Self {
             state: State::Off,
-            backoff: FIRST_BACKOFF,
+            backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
         }
     }
 
@@ -212,9 +213,9 @@ impl Supervisor {
                     waiting_for,
                 } => {
                     if ran_for >= HEALTHY_RUN {
-                        self.backoff = FIRST_BACKOFF;
+                        self.backoff.reset();
                     }
-                    let pause = self.backoff;
+                    let pause = self.backoff.next_pause();
                     self.state = S::Backoff { waiting_for };
                     vec![
                         Action::CountRestart,
@@ -223,17 +224,14 @@ impl Supervisor {
                     ]
                 }
             },
-            (S::Backoff { .. }, Event::BackoffOver) => {
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                self.start()
-            }
+            (S::Backoff { .. }, Event::BackoffOver) => self.start(),
             (
                 S::Backoff {
                     waiting_for: Some(_),
                 },
                 Event::DeviceBack,
             ) => {
-                self.backoff = FIRST_BACKOFF;
+                self.backoff.reset();
                 self.start()
             }
             (S::Backoff { .. }, Event::Switched(false)) => self.off(true),

@@ -478,6 +478,21 @@ fn read_gpio(r: &mut Reader<'_>) -> Option<GpioConfig> {
 }
 
 /// The `[provisioning]` section of a boot-partition file, each value checked.
+/// `upstream.whip_url`: an http(s) URL with a host and without credentials.
+fn whip_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?} is not an http:// or https:// URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("put credentials in upstream.token, not in the URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok(url)
+}
+
 fn read_provisioning(r: &mut Reader<'_>) -> Option<super::provisioning::Provisioning> {
     r.table.get("provisioning")?;
     let mut p = super::provisioning::Provisioning::default();
@@ -616,8 +631,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     }
     let upstream = match r.text("upstream.whip_url") {
         Some(u) if u.trim().is_empty() => None,
-        Some(u) => match crate::upstream::parse_url(u.trim()) {
-            Ok(_) => Some((u.trim().to_string(), upstream_token)),
+        Some(u) => match whip_url(u.trim()) {
+            Ok(url) => Some((url, upstream_token)),
             Err(msg) => {
                 r.fail("upstream.whip_url", msg);
                 None
@@ -1057,5 +1072,35 @@ mod tests {
     fn top_level_scalar_is_unknown() {
         let f = write_temp("fps = 30\n");
         assert_eq!(keys(load_file_only(f.path()).unwrap_err()), vec!["fps"]);
+    }
+
+    #[test]
+    fn whip_urls_are_http_with_a_host_and_no_credentials() {
+        let u = whip_url("http://[2001:db8::1]:8889/cam/whip").unwrap();
+        assert_eq!(
+            (u.host_str(), u.port(), u.path()),
+            (Some("[2001:db8::1]"), Some(8889), "/cam/whip")
+        );
+        assert_eq!(
+            whip_url("https://live.example.com/whip")
+                .unwrap()
+                .port_or_known_default(),
+            Some(443)
+        );
+        for bad in [
+            "ftp://x/",
+            "http://",
+            "http://h:x/",
+            "http://u:p@h/",
+            "whip",
+            "http://[::1/",
+        ] {
+            assert!(whip_url(bad).is_err(), "{bad}");
+        }
+        let f = write_temp("[upstream]\nwhip_url = \"http://u:p@h/whip\"\n");
+        assert_eq!(
+            keys(load_file_only(f.path()).unwrap_err()),
+            vec!["upstream.whip_url"]
+        );
     }
 }

@@ -27,7 +27,7 @@ pub struct Config {
     /// The bearer token WHIP publishers must send; `None`: WHIP is off.
     pub whip_token: Option<String>,
     /// `upstream.whip_url` and `upstream.token`: where to push the stream, if anywhere.
-    pub upstream: Option<(String, Option<String>)>,
+    pub upstream: Option<(url::Url, Option<String>)>,
     /// The boot partition file's `[provisioning]` section, when present.
     pub provisioning: Option<provisioning::Provisioning>,
 }

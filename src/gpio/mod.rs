@@ -11,9 +11,9 @@ pub mod lines;
 mod rppal_pins;
 pub mod simulator;
 
+use crate::admission::{Admission, Presenter};
 use crate::config::{GpioBackend, GpioConfig};
 use crate::control::{Command, Control};
-use crate::admission::{Admission, Presenter};
 use crate::supervisor::{CameraState, Pipeline};
 use button::{Button, ButtonEvent};
 use serde::Serialize;

@@ -61,7 +61,10 @@ mod tests {
         let mut rx = feed.subscribe_texts();
         feed.broadcast_text("hello \"all\"");
         let v: serde_json::Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "text", "text": "hello \"all\""}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "text", "text": "hello \"all\""})
+        );
     }
 
     #[test]

@@ -11,15 +11,15 @@ pub mod rtp;
 pub mod sdp;
 mod viewer;
 
-pub use presenter::{PresenterPeer, offer_sends_audio};
 pub use links::ViewerKind;
+pub use presenter::{PresenterPeer, offer_sends_audio};
 pub use viewer::ViewerPeer;
 
 use crate::config::{PortRange, WebRtcConfig};
 use crate::fanout::Hub;
 use channel::{ChannelFeed, MAX_TEXT_BYTES};
-use links::Links;
 use keyframe_rtcp::KeyframeRequestForwarder;
+use links::Links;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -484,7 +484,7 @@ struct Connection {
     pc: Arc<dyn PeerConnection>,
     /// Media sockets are bound to loopback only, so only loopback candidates can pair.
     loopback_only: bool,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<crate::task::AbortOnDrop>,
     /// Remote candidates offered so far: a flood is refused, not stored.
     candidates: AtomicUsize,
 }
@@ -496,7 +496,7 @@ impl Connection {
     fn new(
         pc: Arc<dyn PeerConnection>,
         loopback_only: bool,
-        tasks: Vec<tokio::task::JoinHandle<()>>,
+        tasks: Vec<crate::task::AbortOnDrop>,
     ) -> Self {
         Self {
             pc,
@@ -515,19 +515,15 @@ impl Connection {
         add_remote_candidate(&self.pc, self.loopback_only, candidate).await
     }
 
-    async fn close(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+    async fn close(&mut self) {
+        self.tasks.clear();
         let _ = self.pc.close().await;
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        // (The tasks end with their guards.)
         let pc = self.pc.clone();
         // Closing is async; if dropped without close(), finish it in the background.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {

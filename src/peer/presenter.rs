@@ -6,6 +6,7 @@
 use super::*;
 use crate::encode::pacer::{KeyframePacer, MIN_GAP, sleep_until_due};
 use crate::media::{AudioPacket, EncodedFrame, KeyframeInbox, nal, nal_types};
+use crate::task::AbortOnDrop;
 use bytes::{Bytes, BytesMut};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
@@ -62,30 +63,27 @@ impl PresenterPeer {
         let mut tasks = Vec::new();
         let relay_hub = hub.clone();
         let relay_count = keyframe_count.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(AbortOnDrop::spawn(async move {
             let mut relays = Vec::new();
             while let Some(track) = tracks_rx.recv().await {
                 let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
                 match track.kind().await {
                     RtpCodecKind::Video => {
                         let _ = video_tx.send(Some((track.clone(), ssrc)));
-                        relays.push(AbortOnDrop(tokio::spawn(relay_video(
+                        relays.push(AbortOnDrop::spawn(relay_video(
                             track,
                             relay_hub.clone(),
                             relay_count.clone(),
-                        ))));
+                        )));
                     }
                     RtpCodecKind::Audio => {
-                        relays.push(AbortOnDrop(tokio::spawn(relay_audio(
-                            track,
-                            relay_hub.clone(),
-                        ))));
+                        relays.push(AbortOnDrop::spawn(relay_audio(track, relay_hub.clone())));
                     }
                     _ => {}
                 }
             }
         }));
-        tasks.push(tokio::spawn(forward_keyframe_requests(
+        tasks.push(AbortOnDrop::spawn(forward_keyframe_requests(
             keyframes,
             video_rx,
             keyframe_count,
@@ -105,16 +103,8 @@ impl PresenterPeer {
     }
 
     /// Ends the session.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.conn.close().await;
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

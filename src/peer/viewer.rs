@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::media::AudioPacket;
-use links::{LinkGuard, ViewerKind};
+use crate::task::AbortOnDrop;
 use link_stats::LinkStats;
+use links::{LinkGuard, ViewerKind};
 
 /// A viewer's WebRTC session. Closing it (or dropping it) leaves the hub.
 pub struct ViewerPeer {
@@ -167,7 +168,7 @@ impl ViewerPeer {
         let writer_track = track.clone();
         let writer_sender = sender.clone();
         let mut connected = connected_rx.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(AbortOnDrop::spawn(async move {
             if connected.wait_for(|c| *c).await.is_err() {
                 return;
             }
@@ -188,7 +189,7 @@ impl ViewerPeer {
         if let Some((atrack, asender, assrc)) = audio {
             let mut rx = hub.audio.subscribe();
             let mut connected = connected_rx.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(AbortOnDrop::spawn(async move {
                 if connected.wait_for(|c| *c).await.is_err() {
                     return;
                 }
@@ -224,7 +225,7 @@ impl ViewerPeer {
         // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests.
         let rtcp_hub = hub.clone();
         let mut connected = connected_rx;
-        tasks.push(tokio::spawn(async move {
+        tasks.push(AbortOnDrop::spawn(async move {
             if connected.wait_for(|c| *c).await.is_err() {
                 return;
             }
@@ -258,7 +259,7 @@ impl ViewerPeer {
     }
 
     /// Ends the session and releases its hub slot.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.conn.close().await;
     }
 }

@@ -55,10 +55,16 @@ pub enum Action {
     Send(ServerMessage),
     /// Ask the admission service (`audio`: whether a presenter's offer sends audio);
     /// answer with [`Event::Admitted`].
-    Admit { want: Want, audio: bool },
+    Admit {
+        want: Want,
+        audio: bool,
+    },
     /// Make the peer for the offer under the lease just granted; answer with
     /// [`Event::PeerStarted`].
-    StartPeer { want: Want, offer: String },
+    StartPeer {
+        want: Want,
+        offer: String,
+    },
     AddCandidate(Candidate),
     /// Close the peer and drop the lease.
     Release,
@@ -71,7 +77,10 @@ pub enum Action {
 enum Role {
     Idle,
     /// Asked admission for `want`, with this offer.
-    Admitting { want: Want, offer: String },
+    Admitting {
+        want: Want,
+        offer: String,
+    },
     /// Holding the lease; the peer is being made.
     Starting(Want),
     /// A peer exists (connected or connecting).
@@ -132,11 +141,15 @@ impl Session {
         match event {
             Event::Text(text) => match protocol::parse(&text) {
                 Err(e) => out.push(error(e.to_string())),
-                Ok(ClientMessage::Viewer { sdp_offer }) => self.offer(Want::Viewer, sdp_offer, &mut out),
+                Ok(ClientMessage::Viewer { sdp_offer }) => {
+                    self.offer(Want::Viewer, sdp_offer, &mut out)
+                }
                 Ok(ClientMessage::Presenter { sdp_offer }) => {
                     self.offer(Want::Presenter, sdp_offer, &mut out)
                 }
-                Ok(ClientMessage::OnIceCandidate { candidate }) => self.candidate(candidate, &mut out),
+                Ok(ClientMessage::OnIceCandidate { candidate }) => {
+                    self.candidate(candidate, &mut out)
+                }
                 Ok(ClientMessage::Stop) => {
                     self.release(&mut out);
                     self.pending.clear();
@@ -261,7 +274,9 @@ fn refusal_text(want: Want, refusal: &Refusal) -> String {
     match (want, refusal) {
         (_, Refusal::NoPresenter) => "No active presenter. Try again later...".into(),
         (_, Refusal::Full { max }) => {
-            format!("Too many viewers: this camera serves at most {max} at once. Try again later...")
+            format!(
+                "Too many viewers: this camera serves at most {max} at once. Try again later..."
+            )
         }
         (Want::Presenter, Refusal::Taken { .. }) => {
             let mut text = refusal.to_string();
@@ -294,7 +309,9 @@ mod tests {
     }
 
     fn candidate(line: &str) -> Event {
-        text(json!({"id": "onIceCandidate", "candidate": {"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}}))
+        text(
+            json!({"id": "onIceCandidate", "candidate": {"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}}),
+        )
     }
 
     fn sent(actions: &[Action]) -> Vec<serde_json::Value> {
@@ -310,7 +327,13 @@ mod tests {
     /// A viewer admitted and its peer up.
     fn live_viewer() -> Session {
         let mut s = Session::new(false);
-        assert_eq!(s.handle(viewer()), vec![Action::Admit { want: Want::Viewer, audio: false }]);
+        assert_eq!(
+            s.handle(viewer()),
+            vec![Action::Admit {
+                want: Want::Viewer,
+                audio: false
+            }]
+        );
         s.handle(Event::Admitted(Ok(())));
         s.handle(Event::PeerStarted(Ok(("v=0 answer".into(), Some(7)))));
         s
@@ -319,7 +342,13 @@ mod tests {
     #[test]
     fn a_viewer_is_admitted_then_answered() {
         let mut s = Session::new(false);
-        assert_eq!(s.handle(viewer()), vec![Action::Admit { want: Want::Viewer, audio: false }]);
+        assert_eq!(
+            s.handle(viewer()),
+            vec![Action::Admit {
+                want: Want::Viewer,
+                audio: false
+            }]
+        );
         assert_eq!(
             s.handle(Event::Admitted(Ok(()))),
             vec![Action::StartPeer {
@@ -331,7 +360,9 @@ mod tests {
         assert_eq!(out[0], Action::ArmDeadline);
         assert_eq!(
             sent(&out),
-            vec![json!({"id": "viewerResponse", "response": "accepted", "sdpAnswer": "v=0 answer", "viewerId": 7})]
+            vec![
+                json!({"id": "viewerResponse", "response": "accepted", "sdpAnswer": "v=0 answer", "viewerId": 7})
+            ]
         );
         assert_eq!(s.handle(Event::Connected), vec![Action::DisarmDeadline]);
     }
@@ -344,7 +375,9 @@ mod tests {
         let out = s.handle(Event::Admitted(Err(Refusal::NoPresenter)));
         assert_eq!(
             sent(&out),
-            vec![json!({"id": "viewerResponse", "response": "rejected", "message": "No active presenter. Try again later..."})]
+            vec![
+                json!({"id": "viewerResponse", "response": "rejected", "message": "No active presenter. Try again later..."})
+            ]
         );
         assert!(!s.holds_peer());
         // Its early candidates went with the refusal.
@@ -357,13 +390,21 @@ mod tests {
     #[test]
     fn one_presenter_a_second_is_rejected_with_who_presents() {
         let mut s = Session::new(true);
-        assert_eq!(s.handle(presenter()), vec![Action::Admit { want: Want::Presenter, audio: false }]);
+        assert_eq!(
+            s.handle(presenter()),
+            vec![Action::Admit {
+                want: Want::Presenter,
+                audio: false
+            }]
+        );
         let out = s.handle(Event::Admitted(Err(Refusal::Taken {
             by: Presenter::Camera,
         })));
         assert_eq!(
             sent(&out),
-            vec![json!({"id": "presenterResponse", "response": "rejected", "message": "Another presenter is active (the camera is streaming). Try again later..."})]
+            vec![
+                json!({"id": "presenterResponse", "response": "rejected", "message": "Another presenter is active (the camera is streaming). Try again later..."})
+            ]
         );
         assert!(!s.holds_peer());
     }
@@ -372,15 +413,28 @@ mod tests {
     fn presenting_needs_the_admin_password() {
         let mut s = Session::new(false);
         let out = s.handle(presenter());
-        assert!(!out.contains(&Action::Admit { want: Want::Presenter, audio: false }), "admission not asked");
+        assert!(
+            !out.contains(&Action::Admit {
+                want: Want::Presenter,
+                audio: false
+            }),
+            "admission not asked"
+        );
         assert_eq!(sent(&out)[0]["response"], "rejected");
-        assert!(sent(&out)[0]["message"].as_str().unwrap().contains("admin password"));
+        assert!(
+            sent(&out)[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("admin password")
+        );
     }
 
     #[test]
     fn candidates_before_the_offer_are_queued_and_applied_in_order() {
         let mut s = Session::new(false);
-        let lines: Vec<String> = (0..3).map(|i| HOST.replace("50000", &format!("5000{i}"))).collect();
+        let lines: Vec<String> = (0..3)
+            .map(|i| HOST.replace("50000", &format!("5000{i}")))
+            .collect();
         for l in &lines {
             assert!(s.handle(candidate(l)).is_empty());
         }
@@ -394,9 +448,15 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(applied, lines.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            applied,
+            lines.iter().map(String::as_str).collect::<Vec<_>>()
+        );
         // After the answer, candidates go straight to the peer.
-        assert!(matches!(&s.handle(candidate(HOST))[..], [Action::AddCandidate(_)]));
+        assert!(matches!(
+            &s.handle(candidate(HOST))[..],
+            [Action::AddCandidate(_)]
+        ));
     }
 
     #[test]
@@ -412,18 +472,29 @@ mod tests {
 
     #[test]
     fn malformed_candidates_are_answered_with_an_error_before_and_after_the_offer() {
-        for bad in ["garbage", "candidate:1 1 udp 2122260223 not-an-address 50000 typ host"] {
+        for bad in [
+            "garbage",
+            "candidate:1 1 udp 2122260223 not-an-address 50000 typ host",
+        ] {
             let mut s = Session::new(false);
             let out = sent(&s.handle(candidate(bad)));
             assert_eq!(out[0]["id"], "error", "{bad} before the offer");
-            assert!(out[0]["message"].as_str().unwrap().starts_with("onIceCandidate: "));
+            assert!(
+                out[0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("onIceCandidate: ")
+            );
             let mut s = live_viewer();
             let out = s.handle(candidate(bad));
             assert!(!out.iter().any(|a| matches!(a, Action::AddCandidate(_))));
             assert_eq!(sent(&out)[0]["id"], "error", "{bad} after the offer");
         }
         // An empty candidate (end of candidates) is fine.
-        assert!(matches!(&live_viewer().handle(candidate(""))[..], [Action::AddCandidate(_)]));
+        assert!(matches!(
+            &live_viewer().handle(candidate(""))[..],
+            [Action::AddCandidate(_)]
+        ));
     }
 
     #[test]
@@ -431,7 +502,10 @@ mod tests {
         let mut s = live_viewer();
         let out = s.handle(text(json!({"id": "stop"})));
         assert!(out.contains(&Action::Release));
-        assert!(sent(&out).is_empty(), "stop: no stopCommunication to the one who asked");
+        assert!(
+            sent(&out).is_empty(),
+            "stop: no stopCommunication to the one who asked"
+        );
         let mut s = live_viewer();
         let out = s.handle(Event::PeerGone);
         assert!(out.contains(&Action::Release));
@@ -460,7 +534,10 @@ mod tests {
         assert!(out.contains(&Action::Release));
         assert_eq!(
             sent(&out),
-            vec![json!({"id": "stopCommunication"}), json!({"id": "presenterAvailable"})]
+            vec![
+                json!({"id": "stopCommunication"}),
+                json!({"id": "presenterAvailable"})
+            ]
         );
         // The presenter just gone, nobody after it: only stopCommunication.
         let mut s = live_viewer();
@@ -480,12 +557,13 @@ mod tests {
         p.handle(presenter());
         p.handle(Event::Admitted(Ok(())));
         p.handle(Event::PeerStarted(Ok(("a".into(), None))));
-        assert!(p
-            .handle(Event::PresenterChanged {
+        assert!(
+            p.handle(Event::PresenterChanged {
                 now: Presenter::Browser,
                 mine_gone: false
             })
-            .is_empty());
+            .is_empty()
+        );
     }
 
     #[test]
@@ -497,17 +575,21 @@ mod tests {
         assert!(out.contains(&Action::Release), "the lease goes back");
         assert_eq!(
             sent(&out),
-            vec![json!({"id": "viewerResponse", "response": "rejected", "message": "no video section"})]
+            vec![
+                json!({"id": "viewerResponse", "response": "rejected", "message": "no video section"})
+            ]
         );
         assert!(!s.holds_peer());
         // Its gathered candidates are not passed on.
-        assert!(s.handle(Event::LocalCandidate(protocol::Candidate {
-            candidate: HOST.into(),
-            sdp_mid: None,
-            sdp_mline_index: None,
-            username_fragment: None
-        }))
-        .is_empty());
+        assert!(
+            s.handle(Event::LocalCandidate(protocol::Candidate {
+                candidate: HOST.into(),
+                sdp_mid: None,
+                sdp_mline_index: None,
+                username_fragment: None
+            }))
+            .is_empty()
+        );
     }
 
     #[test]
@@ -516,7 +598,14 @@ mod tests {
         let out = s.handle(viewer());
         assert_eq!(
             out,
-            vec![Action::DisarmDeadline, Action::Release, Action::Admit { want: Want::Viewer, audio: false }]
+            vec![
+                Action::DisarmDeadline,
+                Action::Release,
+                Action::Admit {
+                    want: Want::Viewer,
+                    audio: false
+                }
+            ]
         );
         let out = sent(&s.handle(Event::Text("{not json".into())));
         assert_eq!(out[0]["id"], "error");

@@ -43,8 +43,14 @@ impl Client {
                     None
                 }
                 Action::Admit { want, audio } => Some(Event::Admitted(self.admit(want, audio))),
-                Action::StartPeer { want, offer } => Some(Event::PeerStarted(self.start(want, &offer).await)),
-                Action::AddCandidate(c) => self.add_candidate(c).await.err().map(Event::CandidateFailed),
+                Action::StartPeer { want, offer } => {
+                    Some(Event::PeerStarted(self.start(want, &offer).await))
+                }
+                Action::AddCandidate(c) => self
+                    .add_candidate(c)
+                    .await
+                    .err()
+                    .map(Event::CandidateFailed),
                 Action::Release => {
                     self.release().await;
                     None
@@ -78,22 +84,20 @@ impl Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = &self.ctx;
         let started = match (&mut self.held, want) {
-            (Held::Viewer(_, peer), Want::Viewer) => {
-                ViewerPeer::start(
-                    &ctx.peers,
-                    offer,
-                    &ctx.hub,
-                    tx,
-                    ctx.admission.presenter_audio(),
-                    ViewerKind::WebSocket,
-                )
-                .await
-                .map(|(p, answer)| {
-                    let id = p.id();
-                    *peer = Some(p);
-                    (answer, Some(id))
-                })
-            }
+            (Held::Viewer(_, peer), Want::Viewer) => ViewerPeer::start(
+                &ctx.peers,
+                offer,
+                &ctx.hub,
+                tx,
+                ctx.admission.presenter_audio(),
+                ViewerKind::WebSocket,
+            )
+            .await
+            .map(|(p, answer)| {
+                let id = p.id();
+                *peer = Some(p);
+                (answer, Some(id))
+            }),
             (Held::Presenter(lease, peer), Want::Presenter) => {
                 PresenterPeer::start(&ctx.peers, offer, &ctx.hub, lease.keyframes(), tx)
                     .await

@@ -252,7 +252,10 @@ pub async fn post_whip(
         Err(r) => return r,
     };
     detached(async move {
-        let lease = match sig.admission.present(Presenter::Browser, offer_sends_audio(&offer)) {
+        let lease = match sig
+            .admission
+            .present(Presenter::Browser, offer_sends_audio(&offer))
+        {
             Ok(lease) => lease,
             Err(refusal) => return refused(&refusal),
         };
@@ -320,7 +323,12 @@ async fn created(
         peer: tokio::sync::Mutex::new(Some(peer)),
     });
     sig.wish.lock().insert(id.clone(), session.clone());
-    tokio::spawn(watch_session(sig.clone(), id.clone(), session.clone(), events));
+    tokio::spawn(watch_session(
+        sig.clone(),
+        id.clone(),
+        session.clone(),
+        events,
+    ));
 
     let mut r = (
         StatusCode::CREATED,
@@ -492,8 +500,6 @@ pub async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> 
     r
 }
 
-
-
 /// The candidates of a trickle-ice-sdpfrag, each with the `a=mid` it follows.
 pub fn fragment_candidates(frag: &str) -> Vec<RTCIceCandidateInit> {
     let mut mid: Option<String> = None;
@@ -536,13 +542,12 @@ fn session_id() -> String {
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn fragment_candidates_keep_their_mid() {

@@ -185,7 +185,8 @@ fn generate(dir: &Path, cert: &Path, key: &Path, subjects: Vec<String>) -> Resul
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
-    accept_task: tokio::task::JoinHandle<()>,
+    /// Ends with the listener.
+    _accept_task: crate::task::AbortOnDrop,
 }
 
 impl TlsListener {
@@ -194,7 +195,7 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-        let accept_task = tokio::spawn(async move {
+        let accept_task = crate::task::AbortOnDrop::spawn(async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
                     Ok(c) => c,
@@ -225,14 +226,8 @@ impl TlsListener {
         Ok(Self {
             ready,
             local,
-            accept_task,
+            _accept_task: accept_task,
         })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accept_task.abort();
     }
 }
 
