@@ -23,10 +23,27 @@
 //! - [`control`]: start/stop commands shared by the button and the API; remembered.
 //! - [`gpio`]: button and LEDs (GPIO character device, rppal, or a simulator).
 //! - [`provision`]: applies the boot partition's settings file at boot.
-//! - [`status`]: live state behind `/api/status` and the data channels.
 //! - [`upstream`]: pushes the stream to a bigger server over WHIP.
 //! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
+//!
+//! - [`admission`]: who may present and watch; leases every transport goes through.
+//! - [`status`]: the read-only telemetry view behind `/api/status` and the data channels.
+//! - [`atomic_file`], [`backoff`], [`task`]: the one atomic write, retry backoff and task
+//!   guard.
+//!
+//! Dependency rule: a module imports only modules below it in this order, and the
+//! daemon's state lives with the stage that produces it (presenter and viewers in
+//! `admission`, the pipeline in `supervisor`, LEDs in `gpio`, links and data-channel
+//! feed in `peer`, the push in `upstream`):
+//!
+//! ```text
+//! media, atomic_file, backoff, task, notify  (leaves)
+//!   → auth, config → capture → encode → fanout → peer → admission, supervisor, control
+//!   → gpio, signaling, upstream, provision → status → web → app
+//! ```
+//! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
+//! No module cycles (`python3 ../shared/tools/modcycles.py src`).
 //!
 //! Architecture invariants:
 //! - Data flows one way; the only upstream signal is a keyframe request over a channel.

@@ -30,6 +30,8 @@ fn session_cookie(head: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_guard_watching_and_control() {
+    let _bound =
+        crate::common::time_bound("auth_password::passwords_guard_watching_and_control", None);
     let viewer_hash = edgecam::auth::hash_password(VIEWER).unwrap();
     let daemon = Daemon::start_with_admin(
         &[("EDGECAM_AUTH__VIEWER_PASSWORD_HASH", &viewer_hash)],
@@ -193,6 +195,7 @@ async fn passwords_guard_watching_and_control() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_logs_in_and_watches() {
+    let _bound = crate::common::time_bound("auth_password::a_browser_logs_in_and_watches", None);
     let viewer_hash = edgecam::auth::hash_password(VIEWER).unwrap();
     let daemon = Daemon::start_with_admin(
         &[("EDGECAM_AUTH__VIEWER_PASSWORD_HASH", &viewer_hash)],

@@ -10,6 +10,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_and_the_live_viewer_keeps_watching() {
+    let _bound = crate::common::time_bound(
+        "bad_input_keeps_serving::bad_input_is_answered_and_the_live_viewer_keeps_watching",
+        None,
+    );
     let daemon = Daemon::start(&[]).await;
     let viewer = RustViewer::join(&daemon.ws_url()).await;
     assert!(viewer.wait_frames(10, 20).await >= 10);

@@ -17,6 +17,10 @@ const AUDIO_PROBE: &str = r#"(async () => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_presenter_is_relayed_to_two_viewers() {
+    let _bound = crate::common::time_bound(
+        "browser_presenter_relay::browser_presenter_is_relayed_to_two_viewers",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_CAMERA__AUTOSTART", "false")]).await;
     assert_eq!(daemon.status().await["presenter"], "none");
     let Some(browser) = Browser::launch_or_skip(

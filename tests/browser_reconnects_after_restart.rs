@@ -10,6 +10,10 @@ use common::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_rejoins_after_a_daemon_restart() {
+    let _bound = crate::common::time_bound(
+        "browser_reconnects_after_restart::page_rejoins_after_a_daemon_restart",
+        None,
+    );
     let first = Daemon::start(&[]).await;
     let addr = first.addr;
     let Some(browser) = Browser::launch_or_skip("browser_reconnects_after_restart", &[]).await

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_chromium_viewers_decode_frames() {
+    let _bound = crate::common::time_bound(
+        "browser_three_viewers::three_chromium_viewers_decode_frames",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
     let Some(browser) = Browser::launch_or_skip("browser_three_viewers", &[]).await else {
         return;

@@ -8,6 +8,10 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_flood_is_refused_and_media_goes_on() {
+    let _bound = crate::common::time_bound(
+        "candidate_flood_refused::a_candidate_flood_is_refused_and_media_goes_on",
+        None,
+    );
     let daemon = Daemon::start(&[]).await;
     let viewer = RustViewer::join(&daemon.ws_url()).await;
     assert!(viewer.wait_frames(10, 20).await >= 10);

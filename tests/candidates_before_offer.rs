@@ -8,6 +8,10 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_candidates_are_applied_and_aborted_joins_leave_nothing() {
+    let _bound = crate::common::time_bound(
+        "candidates_before_offer::queued_candidates_are_applied_and_aborted_joins_leave_nothing",
+        None,
+    );
     let daemon = Daemon::start(&[]).await;
 
     // All of the client's candidates go first, and the server's are ignored: media can

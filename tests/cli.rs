@@ -1,5 +1,7 @@
 //! The command line: --version, devices, check-config exit codes and messages.
 
+mod common;
+
 use std::io::Write;
 use std::process::Command;
 
@@ -12,6 +14,7 @@ fn edgecam(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn version_prints_the_crate_version() {
+    let _bound = crate::common::time_bound("cli::version_prints_the_crate_version", None);
     let out = edgecam(&["--version"]);
     assert!(out.status.success());
     assert_eq!(
@@ -22,6 +25,7 @@ fn version_prints_the_crate_version() {
 
 #[test]
 fn devices_exits_zero_with_or_without_cameras() {
+    let _bound = crate::common::time_bound("cli::devices_exits_zero_with_or_without_cameras", None);
     let out = edgecam(&["devices"]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -39,6 +43,7 @@ fn devices_exits_zero_with_or_without_cameras() {
 
 #[test]
 fn check_config_accepts_the_shipped_example() {
+    let _bound = crate::common::time_bound("cli::check_config_accepts_the_shipped_example", None);
     let out = edgecam(&[
         "check-config",
         concat!(
@@ -52,6 +57,7 @@ fn check_config_accepts_the_shipped_example() {
 
 #[test]
 fn check_config_exits_2_naming_every_bad_key() {
+    let _bound = crate::common::time_bound("cli::check_config_exits_2_naming_every_bad_key", None);
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(
         f,
@@ -73,6 +79,8 @@ fn check_config_exits_2_naming_every_bad_key() {
 
 #[test]
 fn check_config_exits_2_on_missing_or_broken_files() {
+    let _bound =
+        crate::common::time_bound("cli::check_config_exits_2_on_missing_or_broken_files", None);
     let out = edgecam(&["check-config", "/nonexistent/edgecam.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
@@ -84,6 +92,8 @@ fn check_config_exits_2_on_missing_or_broken_files() {
 
 #[test]
 fn check_config_reads_the_tls_certificate_files() {
+    let _bound =
+        crate::common::time_bound("cli::check_config_reads_the_tls_certificate_files", None);
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(
         f,
@@ -101,6 +111,7 @@ fn check_config_reads_the_tls_certificate_files() {
 
 #[test]
 fn run_refuses_a_bad_source_with_exit_2() {
+    let _bound = crate::common::time_bound("cli::run_refuses_a_bad_source_with_exit_2", None);
     let out = edgecam(&["run", "--source", "webcam", "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("camera.source"));
@@ -108,6 +119,10 @@ fn run_refuses_a_bad_source_with_exit_2() {
 
 #[test]
 fn hash_password_prints_an_argon2_hash_that_check_config_accepts() {
+    let _bound = crate::common::time_bound(
+        "cli::hash_password_prints_an_argon2_hash_that_check_config_accepts",
+        None,
+    );
     use std::io::Write;
     let hash_of = |input: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_gets_its_share_and_no_more() {
+    let _bound = crate::common::time_bound(
+        "connections_per_address::an_address_gets_its_share_and_no_more",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "3")]).await;
     let url = daemon.ws_url();
     let mut open = Vec::new();

@@ -9,6 +9,10 @@ use common::{Daemon, Ws, http_full};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_own_and_listed_origins_drive_the_camera() {
+    let _bound = crate::common::time_bound(
+        "cross_origin_check::only_own_and_listed_origins_drive_the_camera",
+        None,
+    );
     let daemon =
         Daemon::start(&[("EDGECAM_HTTP__ALLOWED_ORIGINS", "https://tutorial.example")]).await;
     let url = daemon.ws_url();

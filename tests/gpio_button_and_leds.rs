@@ -21,6 +21,10 @@ async fn led_eventually(d: &Daemon, led: Led, lit: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn button_leds_api_and_remembered_state() {
+    let _bound = crate::common::time_bound(
+        "gpio_button_and_leds::button_leds_api_and_remembered_state",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_GPIO__LONG_PRESS_S", "1")]).await;
     let s = daemon.wait_status(5, |s| s["leds"]["status"] == "on").await;
     assert_eq!(s["leds"]["gpio"], "simulator");

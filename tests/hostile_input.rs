@@ -918,6 +918,10 @@ async fn check_ws(ws: &mut Ws, expect: &Expect) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_documented_errors_while_a_viewer_watches() {
+    let _bound = crate::common::time_bound(
+        "hostile_input::hostile_input_gets_documented_errors_while_a_viewer_watches",
+        None,
+    );
     let hash = |p: &str| edgecam::auth::hash_password(p).expect("hash");
     let (viewer_hash, admin_hash) = (hash(VIEWER_PASSWORD), hash(ADMIN_PASSWORD));
     let daemon = DaemonProcess::spawn(&[

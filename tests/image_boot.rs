@@ -52,6 +52,10 @@ const VIEWERS_LED_LINE: u32 = 5;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs target/image from image/build.sh and ~10 minutes of emulation: sh image/boot-test.sh"]
 async fn image_boots_provisions_and_streams_a_v4l2_camera() {
+    let _bound = crate::common::time_bound(
+        "image_boot::image_boots_provisions_and_streams_a_v4l2_camera",
+        Some(std::time::Duration::from_secs(1800)),
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image");
     let image = root.join(format!("edgecam-{}.img", flavour()));
     assert!(

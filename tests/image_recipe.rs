@@ -1,6 +1,8 @@
 //! The SD-card image recipe hangs together: partition labels match fstab and the
 //! firmware's root setting, first-boot units call the real commands, HTTP is on port 80.
 
+mod common;
+
 const BUILD_SH: &str = include_str!("../image/build.sh");
 const CUSTOMIZE: &str = include_str!("../image/customize.sh");
 const GENIMAGE: &str = include_str!("../image/genimage.cfg");
@@ -17,6 +19,10 @@ static BUILD: std::sync::LazyLock<String> =
 
 #[test]
 fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
+    let _bound = crate::common::time_bound(
+        "image_recipe::both_flavours_share_one_recipe_and_differ_in_sources_and_packages",
+        None,
+    );
     for (name, flavour, suite) in [
         ("debian", DEBIAN, "trixie"),
         ("raspios", RASPIOS, "trixie"),
@@ -60,6 +66,10 @@ fn both_flavours_share_one_recipe_and_differ_in_sources_and_packages() {
 
 #[test]
 fn imagers_cloud_init_files_are_read_from_the_boot_partition() {
+    let _bound = crate::common::time_bound(
+        "image_recipe::imagers_cloud_init_files_are_read_from_the_boot_partition",
+        None,
+    );
     assert!(BUILD_SH.contains("cloud-init") && BUILD_SH.contains("netplan.io"));
     assert!(CUSTOMIZE.contains("90-edgecam.cfg"));
     assert!(CLOUD_CFG.contains("fs_label: RASPIFIRM"), "{CLOUD_CFG}");
@@ -74,6 +84,7 @@ fn imagers_cloud_init_files_are_read_from_the_boot_partition() {
 
 #[test]
 fn partition_labels_agree() {
+    let _bound = crate::common::time_bound("image_recipe::partition_labels_agree", None);
     for label in ["RASPIFIRM", "RASPIROOT"] {
         assert!(
             GENIMAGE.contains(&format!("label = \"{label}\"")),
@@ -94,6 +105,10 @@ fn partition_labels_agree() {
 
 #[test]
 fn first_boot_applies_the_boot_partition_file_before_the_daemon() {
+    let _bound = crate::common::time_bound(
+        "image_recipe::first_boot_applies_the_boot_partition_file_before_the_daemon",
+        None,
+    );
     assert!(
         PROVISION_UNIT
             .contains("ExecStart=-/usr/bin/edgecam provision --boot /boot/firmware/edgecam.toml")
@@ -108,6 +123,10 @@ fn first_boot_applies_the_boot_partition_file_before_the_daemon() {
 
 #[test]
 fn the_image_config_is_valid_and_serves_on_port_80() {
+    let _bound = crate::common::time_bound(
+        "image_recipe::the_image_config_is_valid_and_serves_on_port_80",
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edgecam.toml");
     std::fs::write(&path, IMAGE_CONFIG).unwrap();
@@ -117,6 +136,10 @@ fn the_image_config_is_valid_and_serves_on_port_80() {
 
 #[test]
 fn ssh_host_keys_are_made_before_debians_config_check() {
+    let _bound = crate::common::time_bound(
+        "image_recipe::ssh_host_keys_are_made_before_debians_config_check",
+        None,
+    );
     // Debian's ssh.service runs `sshd -t` first, which fails without host keys; the
     // drop-in resets the list so the keys come first.
     assert!(CUSTOMIZE.contains(

@@ -10,6 +10,10 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kurento_client_presents_and_views() {
+    let _bound = crate::common::time_bound(
+        "kurento_protocol_client::kurento_client_presents_and_views",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_CAMERA__AUTOSTART", "false")]).await;
 
     // No presenter yet: a viewer is rejected with a message.

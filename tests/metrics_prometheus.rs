@@ -26,6 +26,8 @@ fn parse(text: &str) -> HashMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_tell_what_is_happening() {
+    let _bound =
+        crate::common::time_bound("metrics_prometheus::metrics_tell_what_is_happening", None);
     let daemon = Daemon::start_with_admin(&[], "only-me-please").await;
     assert_eq!(
         http_full(daemon.addr, "GET", "/metrics", &[], "").await.0,

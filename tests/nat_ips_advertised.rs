@@ -8,6 +8,10 @@ use common::{Daemon, rust_viewer::RustViewer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_candidates_carry_the_nat_address() {
+    let _bound = crate::common::time_bound(
+        "nat_ips_advertised::host_candidates_carry_the_nat_address",
+        None,
+    );
     let daemon = Daemon::start(&[
         ("EDGECAM_WEBRTC__NAT_IPS", "198.51.100.7"),
         ("EDGECAM_WEBRTC__UDP_PORTS", "47000-47009"),

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_survives_pipeline_failures() {
+    let _bound = crate::common::time_bound(
+        "pipeline_fault_recovery::viewer_survives_pipeline_failures",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_CAMERA__SOURCE", "test:frames=45")]).await;
     let viewer = RustViewer::join(&daemon.ws_url()).await;
     assert!(viewer.wait_frames(5, 20).await >= 5);

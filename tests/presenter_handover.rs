@@ -11,6 +11,10 @@ const VIEWERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_are_released_when_the_camera_takes_over() {
+    let _bound = crate::common::time_bound(
+        "presenter_handover::viewers_are_released_when_the_camera_takes_over",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_CAMERA__AUTOSTART", "false")]).await;
     let mut presenter = RustPresenter::present(&daemon.ws_url()).await;
     assert_eq!(presenter.response["response"], "accepted");

@@ -37,6 +37,10 @@ admin_password = "only-me-please"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boot_file_is_applied_kept_and_errors_are_reported() {
+    let _bound = crate::common::time_bound(
+        "provisioning::boot_file_is_applied_kept_and_errors_are_reported",
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let boot = dir.path().join("boot");
     let root = dir.path().join("root");

@@ -8,6 +8,10 @@ use edgecam::media::{nal, nal_types};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_viewer_receives_h264_starting_with_an_idr() {
+    let _bound = crate::common::time_bound(
+        "rust_viewer_receives_h264::rust_viewer_receives_h264_starting_with_an_idr",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
     let viewer = RustViewer::join(&daemon.ws_url()).await;
     assert_eq!(viewer.answer["id"], "viewerResponse");

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_closed() {
+    let _bound =
+        crate::common::time_bound("silent_websocket_closed::a_silent_client_is_closed", None);
     let daemon = Daemon::start(&[
         ("EDGECAM_HTTP__PING_INTERVAL_S", "1"),
         ("EDGECAM_HTTP__SILENCE_TIMEOUT_S", "3"),

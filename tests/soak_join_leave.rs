@@ -77,6 +77,10 @@ async fn cycle(daemon: &DaemonProcess, n: usize, offer: &str) -> Result<(), Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_joins_and_leaves_leave_nothing_behind() {
+    let _bound = crate::common::time_bound(
+        "soak_join_leave::a_thousand_joins_and_leaves_leave_nothing_behind",
+        None,
+    );
     let daemon = DaemonProcess::spawn(&[("EDGECAM_VIEWERS__MAX", "64")]);
     let watcher = RustViewer::join(&daemon.ws_url()).await;
     assert!(watcher.wait_frames(10, 30).await >= 10);

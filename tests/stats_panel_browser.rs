@@ -17,6 +17,10 @@ const PANEL: &str = r#"(() => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_panel_shows_both_ends_of_the_link() {
+    let _bound = crate::common::time_bound(
+        "stats_panel_browser::stats_panel_shows_both_ends_of_the_link",
+        None,
+    );
     let daemon = Daemon::start(&[]).await;
     let Some(browser) = Browser::launch_or_skip("stats_panel_browser", &[]).await else {
         return;

@@ -28,6 +28,10 @@ fn recv_until(sock: &UnixDatagram, want: &str, secs: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_watchdog_and_clean_sigterm() {
+    let _bound = crate::common::time_bound(
+        "systemd_notify_and_sigterm::ready_watchdog_and_clean_sigterm",
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();

@@ -1,6 +1,8 @@
 //! The shipped systemd unit has what the appliance relies on, and its hardening keeps
 //! `systemd-analyze security` exposure low while still reaching cameras and GPIO.
 
+mod common;
+
 use std::process::Command;
 
 const UNIT: &str = include_str!("../systemd/edgecam.service");
@@ -11,6 +13,7 @@ fn has(line: &str) -> bool {
 
 #[test]
 fn unit_has_the_service_contract() {
+    let _bound = crate::common::time_bound("systemd_unit::unit_has_the_service_contract", None);
     for line in [
         "Type=notify",
         "WatchdogSec=30",
@@ -34,6 +37,7 @@ fn unit_has_the_service_contract() {
 
 #[test]
 fn exposure_is_at_most_2_5() {
+    let _bound = crate::common::time_bound("systemd_unit::exposure_is_at_most_2_5", None);
     // systemd-analyze comes with systemd, on every Debian machine this project targets.
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--threshold=25"])
@@ -63,6 +67,8 @@ fn exposure_is_at_most_2_5() {
 /// well-formed.
 #[test]
 fn power_requests_reach_the_root_unit() {
+    let _bound =
+        crate::common::time_bound("systemd_unit::power_requests_reach_the_root_unit", None);
     assert!(has("RuntimeDirectory=edgecam"));
     let path_unit = include_str!("../systemd/edgecam-power.path");
     let request = format!("/run/edgecam/{}", edgecam::control::POWER_REQUEST);

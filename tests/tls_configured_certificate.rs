@@ -14,6 +14,10 @@ const CAMERA_OFF: (&str, &str) = ("EDGECAM_CAMERA__AUTOSTART", "false");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_certificate_chain_then_a_broken_renewal() {
+    let _bound = crate::common::time_bound(
+        "tls_configured_certificate::operator_certificate_chain_then_a_broken_renewal",
+        None,
+    );
     // A private CA, and a leaf for this camera issued by it.
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

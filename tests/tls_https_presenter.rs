@@ -37,6 +37,10 @@ async fn https_get(daemon: &Daemon, cert: &CertificateDer<'static>, path: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_a_kept_self_signed_certificate() {
+    let _bound = crate::common::time_bound(
+        "tls_https_presenter::https_with_a_kept_self_signed_certificate",
+        None,
+    );
     let daemon = Daemon::start(&[TLS_ON, CAMERA_OFF]).await;
     let pem = certificate(&daemon).await;
     let cert = CertificateDer::from_pem_slice(&pem).expect("PEM certificate");

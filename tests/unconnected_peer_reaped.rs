@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_that_never_connect_are_reaped_after_30_s() {
+    let _bound = crate::common::time_bound(
+        "unconnected_peer_reaped::peers_that_never_connect_are_reaped_after_30_s",
+        None,
+    );
     let daemon = Daemon::start(&[]).await;
     // Offers from throwaway peers carry no candidates and their peers are gone: ICE can
     // never complete.

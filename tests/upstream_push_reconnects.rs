@@ -10,6 +10,10 @@ const TOKEN: &str = "upstream-token-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushes_to_b_and_reconnects_after_b_restarts() {
+    let _bound = crate::common::time_bound(
+        "upstream_push_reconnects::a_pushes_to_b_and_reconnects_after_b_restarts",
+        None,
+    );
     let b_extra = [
         ("EDGECAM_CAMERA__AUTOSTART", "false"),
         ("EDGECAM_WHIP__TOKEN", TOKEN),

@@ -7,6 +7,10 @@ use common::{Daemon, rust_viewer::RustViewer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_beyond_the_limit_is_rejected_until_a_place_frees() {
+    let _bound = crate::common::time_bound(
+        "viewer_limit::the_viewer_beyond_the_limit_is_rejected_until_a_place_frees",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_VIEWERS__MAX", "2")]).await;
     let a = RustViewer::join(&daemon.ws_url()).await;
     let b = RustViewer::join(&daemon.ws_url()).await;

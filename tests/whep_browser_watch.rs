@@ -8,6 +8,10 @@ use common::browser::{Browser, WHEP_PROBE as PROBE, WHEP_WATCH as WATCH};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_watches_over_whep_with_fetch() {
+    let _bound = crate::common::time_bound(
+        "whep_browser_watch::chromium_watches_over_whep_with_fetch",
+        None,
+    );
     let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
     let Some(browser) = Browser::launch_or_skip("whep_browser_watch", &[]).await else {
         return;

@@ -12,6 +12,7 @@ const FRAG: (&str, &str) = ("Content-Type", "application/trickle-ice-sdpfrag");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_status_codes() {
+    let _bound = crate::common::time_bound("whep_errors::whep_status_codes", None);
     let daemon = Daemon::start(&[(
         "EDGECAM_WEBRTC__ICE_SERVERS",
         "stun:stun.example.net,turn:user:secret@turn.example.net:3478",

@@ -29,6 +29,10 @@ const PUBLISH: &str = r#"(async (token) => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_presents_over_whip_and_a_viewer_decodes() {
+    let _bound = crate::common::time_bound(
+        "whip_browser_present::chromium_presents_over_whip_and_a_viewer_decodes",
+        None,
+    );
     let daemon = Daemon::start(&[
         ("EDGECAM_CAMERA__AUTOSTART", "false"),
         ("EDGECAM_WHIP__TOKEN", TOKEN),

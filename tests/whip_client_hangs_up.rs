@@ -32,6 +32,10 @@ async fn post_and_hang_up(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_whip_and_whep_requests_free_their_places() {
+    let _bound = crate::common::time_bound(
+        "whip_client_hangs_up::abandoned_whip_and_whep_requests_free_their_places",
+        None,
+    );
     // A STUN server that never answers keeps each answer gathering for its full 2 s, so
     // the hang-up below lands while the daemon is still making the session.
     let silent_stun = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = edgecam::peer::section_flows(&offer, "video", &["a=inactive", "a=sendonly"]);
         let _ = edgecam::peer::offer_sends_audio(&offer);
-        let _ = wish::with_candidates(&offer, &["candidate:1 1 udp 1 127.0.0.1 9 typ host".into()]);
+        let _ = edgecam::peer::sdp::with_candidates(&offer, &["candidate:1 1 udp 1 127.0.0.1 9 typ host".into()]);
     }
     if let Ok(text) = std::str::from_utf8(body) {
         let _ = wish::fragment_candidates(text);

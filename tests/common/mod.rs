@@ -2,12 +2,14 @@
 //! WebSocket client, a Rust WebRTC viewer, and headless Chromium over CDP.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod bound;
 pub mod browser;
 pub mod process;
 pub mod rust_presenter;
 pub mod rust_viewer;
 pub mod tls;
 
+pub use bound::time_bound;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
