@@ -6,11 +6,18 @@ mod common;
 use common::{Daemon, http_full, rust_viewer::RustViewer};
 use std::collections::HashMap;
 
-/// `name{labels}` → value, every sample line checked for form.
+/// `name{labels}` → value, every sample line checked for form; and the whole text read
+/// by a Prometheus exposition parser (prometheus-parse): every sample parses, with the
+/// labels it was written with, and every family has its HELP and TYPE.
 fn parse(text: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
+    let mut families = 0;
     for line in text.lines() {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+        if line.starts_with("# HELP ") {
+            families += 1;
+            continue;
+        }
+        if line.starts_with("# TYPE ") {
             continue;
         }
         let (key, value) = line.rsplit_once(' ').expect("sample line: name value");
@@ -20,6 +27,47 @@ fn parse(text: &str) -> HashMap<String, f64> {
             "{line}"
         );
         out.insert(key.to_string(), value.parse::<f64>().expect("a number"));
+    }
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text format");
+    assert_eq!(
+        scrape.samples.len(),
+        out.len(),
+        "every sample parsed:\n{text}"
+    );
+    assert_eq!(
+        scrape.docs.len(),
+        families,
+        "every family has HELP:\n{text}"
+    );
+    for sample in &scrape.samples {
+        assert!(
+            scrape.docs.contains_key(&sample.metric),
+            "{} has no HELP",
+            sample.metric
+        );
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        labels.sort();
+        let same = out.keys().any(|key| {
+            let (name, rest) = key.split_once('{').unwrap_or((key, ""));
+            let mut written: Vec<String> = rest
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            written.sort();
+            name == sample.metric && written == labels
+        });
+        assert!(
+            same,
+            "{} {labels:?} as parsed is not as written",
+            sample.metric
+        );
     }
     out
 }

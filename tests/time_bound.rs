@@ -21,7 +21,9 @@ fn every_scenario_runs_under_the_time_bound() {
                 j += 1;
             }
             assert!(
-                lines[j + 1].contains("common::time_bound("),
+                lines[j + 1..(j + 3).min(lines.len())]
+                    .join(" ")
+                    .contains("common::time_bound("),
                 "{}: {} does not start the time bound",
                 path.display(),
                 lines[j]

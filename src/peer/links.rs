@@ -18,6 +18,17 @@ pub enum ViewerKind {
     Upstream,
 }
 
+impl ViewerKind {
+    /// As `/api/status` and `/metrics` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Whep => "whep",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
 struct Entry {
     kind: ViewerKind,
     since: Instant,
@@ -105,6 +116,7 @@ mod tests {
         assert_eq!(list[0].kind, ViewerKind::Whep);
         let json = serde_json::to_value(&list[0]).unwrap();
         assert_eq!(json["kind"], "whep");
+        assert_eq!(json["kind"], ViewerKind::Whep.name());
         assert!(json["rtt_ms"].is_null(), "flattened quality: {json}");
     }
 }

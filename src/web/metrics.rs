@@ -144,8 +144,7 @@ pub fn render(s: &Snapshot) -> String {
         s.viewer_links
             .iter()
             .filter_map(|l| {
-                let kind = serde_json::to_value(l.kind).ok()?;
-                let labels = format!("viewer=\"{}\",kind={}", l.id, kind);
+                let labels = format!("viewer=\"{}\",kind=\"{}\"", l.id, l.kind.name());
                 Some((labels, value(&l.quality)?))
             })
             .collect::<Vec<(String, f64)>>()

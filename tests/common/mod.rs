@@ -9,6 +9,7 @@ pub mod rust_presenter;
 pub mod rust_viewer;
 pub mod tls;
 
+#[allow(unused_imports)] // the benches share this harness and have no bound
 pub use bound::time_bound;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
