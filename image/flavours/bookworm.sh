@@ -2,23 +2,10 @@
 # Raspberry Pi OS bookworm, with its GStreamer 1.22. Kept so the image test runs the
 # camera on the GStreamer that most Raspberry Pi systems in the field still have: 1.22's
 # V4L2 source orphans an unplugged camera's buffer pool unless GST_V4L2_FORCE_DRAIN is
-# set (tests/image_boot.rs checks both). Sourced by image/build.sh.
+# set (tests/image_boot.rs checks both). Sourced by image/build.sh; everything but the
+# release is the debian flavour's.
+. image/flavours/debian.sh
 FLAVOUR_SUITE=bookworm
 FLAVOUR_SOURCES="deb http://deb.debian.org/debian bookworm main non-free-firmware
 deb http://deb.debian.org/debian bookworm-updates main non-free-firmware
 deb http://deb.debian.org/debian-security bookworm-security main non-free-firmware"
-FLAVOUR_PACKAGES="linux-image-arm64,raspi-firmware"
-FLAVOUR_KEYRING=""
-
-# As in the debian flavour: raspi-firmware writes cmdline.txt and config.txt from this.
-flavour_setup() {
-    mkdir -p "$1/etc/default"
-    echo "ROOTPART=LABEL=RASPIROOT" > "$1/etc/default/raspi-firmware"
-}
-
-flavour_customize() {
-    :
-}
-flavour_fetch_keyring() {
-    :
-}

@@ -339,6 +339,15 @@ mod tests {
         s
     }
 
+    /// The presenter admitted and its peer up.
+    fn live_presenter() -> Session {
+        let mut p = Session::new(true);
+        p.handle(presenter());
+        p.handle(Event::Admitted(Ok(())));
+        p.handle(Event::PeerStarted(Ok(("a".into(), None))));
+        p
+    }
+
     #[test]
     fn a_viewer_is_admitted_then_answered() {
         let mut s = Session::new(false);
@@ -516,10 +525,7 @@ mod tests {
         assert!(out.contains(&Action::Release));
         assert_eq!(sent(&out), vec![json!({"id": "stopCommunication"})]);
         // A presenter whose peer goes is not told stopCommunication.
-        let mut p = Session::new(true);
-        p.handle(presenter());
-        p.handle(Event::Admitted(Ok(())));
-        p.handle(Event::PeerStarted(Ok(("a".into(), None))));
+        let mut p = live_presenter();
         let out = p.handle(Event::PeerGone);
         assert!(out.contains(&Action::Release) && sent(&out).is_empty());
     }
@@ -553,10 +559,7 @@ mod tests {
             mine_gone: false,
         });
         assert_eq!(sent(&out), vec![json!({"id": "presenterAvailable"})]);
-        let mut p = Session::new(true);
-        p.handle(presenter());
-        p.handle(Event::Admitted(Ok(())));
-        p.handle(Event::PeerStarted(Ok(("a".into(), None))));
+        let mut p = live_presenter();
         assert!(
             p.handle(Event::PresenterChanged {
                 now: Presenter::Browser,
