@@ -323,50 +323,60 @@ impl Auth {
     }
 }
 
+/// Why a password or a password hash cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters")]
+    Length,
+    #[error("a password cannot contain control characters")]
+    Control,
+    #[error("hashing failed: {0}")]
+    Hashing(String),
+    #[error(
+        "asks more of the board than a login may take (at most {} MiB, {MAX_HASH_PASSES} \
+         passes, {MAX_HASH_LANES} lanes): make one with `edgecam hash-password`",
+        MAX_HASH_KIB / 1024
+    )]
+    CostlyHash,
+    #[error(
+        "is not an argon2 hash: make one with `edgecam hash-password`, or put the plain \
+         password in the boot partition's [provisioning] section"
+    )]
+    NotAHash,
+}
+
 /// Hashes a password for `[auth]` (argon2id, random salt, the crate's default cost).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     check_password_text(password)?;
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| PasswordError::Hashing(e.to_string()))
 }
 
 /// Whether a plain password is acceptable to set.
-pub fn check_password_text(password: &str) -> Result<(), String> {
+pub fn check_password_text(password: &str) -> Result<(), PasswordError> {
     let n = password.chars().count();
     if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
-        return Err(format!(
-            "a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
-        ));
+        return Err(PasswordError::Length);
     }
     if password.chars().any(char::is_control) {
-        return Err("a password cannot contain control characters".into());
+        return Err(PasswordError::Control);
     }
     Ok(())
 }
 
 /// Whether `text` is an argon2 hash as `[auth]` needs it.
-pub fn check_hash(text: &str) -> Result<(), String> {
+pub fn check_hash(text: &str) -> Result<(), PasswordError> {
     match PasswordHash::new(text) {
         Ok(h) if h.algorithm.as_str().starts_with("argon2") && h.hash.is_some() => {
             match argon2::Params::try_from(&h) {
                 Ok(params) if affordable(&params) => Ok(()),
-                _ => Err(format!(
-                    "asks more of the board than a login may take (at most {} MiB, {} passes, \
-                     {} lanes): make one with `edgecam hash-password`",
-                    MAX_HASH_KIB / 1024,
-                    MAX_HASH_PASSES,
-                    MAX_HASH_LANES
-                )),
+                _ => Err(PasswordError::CostlyHash),
             }
         }
-        _ => Err(
-            "is not an argon2 hash: make one with `edgecam hash-password`, or put the \
-                  plain password in the boot partition's [provisioning] section"
-                .into(),
-        ),
+        _ => Err(PasswordError::NotAHash),
     }
 }
 
@@ -772,7 +782,12 @@ mod tests {
         // Valid argon2, but 4 GiB per check: refused, and never run.
         let greedy = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI";
         assert!(PasswordHash::new(greedy).is_ok());
-        assert!(check_hash(greedy).unwrap_err().contains("64 MiB"));
+        assert!(
+            check_hash(greedy)
+                .unwrap_err()
+                .to_string()
+                .contains("64 MiB")
+        );
         assert!(!verify_in("x", greedy, &mut Vec::new()));
         assert!(check_hash("$2b$12$abcdefghijklmnopqrstuv").is_err());
         assert!(hash_password("short").is_err());

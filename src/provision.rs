@@ -22,7 +22,7 @@ pub enum ProvisionError {
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
     #[error("cannot hash the password: {0}")]
-    Hash(String),
+    Hash(#[from] crate::auth::PasswordError),
 }
 
 /// What happened.
@@ -80,7 +80,7 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         let hash = if plain.is_empty() {
             String::new()
         } else {
-            crate::auth::hash_password(plain).map_err(ProvisionError::Hash)?
+            crate::auth::hash_password(plain)?
         };
         if !table.contains_key("auth") {
             table.insert("auth".into(), toml::Value::Table(toml::Table::new()));
@@ -93,17 +93,15 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
     // value (the image's port 80, passwords an earlier file set), so a later file that
     // only changes the Wi-Fi does not reset the camera or open it to the LAN.
     let config_path = under(root, Path::new(config::CONFIG_PATH));
-    let mut settings = match std::fs::read_to_string(&config_path) {
-        Ok(current) => current.parse::<toml::Table>().unwrap_or_else(|e| {
-            tracing::warn!(
-                "{} does not parse ({e}); replacing it",
-                config_path.display()
-            );
-            toml::Table::new()
-        }),
-        Err(_) => toml::Table::new(),
-    };
-    merge(&mut settings, table);
+    let current_name = config_path.display().to_string();
+    let current = std::fs::read_to_string(&config_path).unwrap_or_default();
+    let over = toml::to_string(&table).unwrap_or_default();
+    let over_name = boot_file.display().to_string();
+    let settings =
+        config::layer(&[(&current, &current_name), (&over, &over_name)]).or_else(|e| {
+            tracing::warn!("{current_name} cannot be read as settings ({e}); replacing it");
+            config::layer(&[(&over, &over_name)])
+        })?;
     let merged = toml::to_string(&settings).unwrap_or_default();
     // What the daemon will load must be valid as a whole, not just the file.
     config::load_str(&merged)?;
@@ -210,18 +208,6 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         })?;
     }
     Ok(Outcome::Applied { kept_as })
-}
-
-/// Lays `over` onto `base`: tables merge key by key, any other value replaces.
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
 }
 
 /// Keys whose values never stay on the boot partition once applied.
@@ -355,23 +341,6 @@ mod tests {
             assert_eq!(kept["camera"]["fps"].as_integer(), Some(5), "{out}");
             assert!(!kept.contains_key("provisioning"));
         }
-    }
-
-    #[test]
-    fn settings_are_layered_onto_the_current_ones() {
-        let mut base: toml::Table =
-            "[http]\nlisten = \"0.0.0.0:80\"\n[auth]\nadmin_password_hash = \"h\"\n[camera]\nfps = 30\nwidth = 1280\n"
-                .parse()
-                .unwrap();
-        let over: toml::Table = "[camera]\nfps = 15\n[tls]\nenabled = true\n"
-            .parse()
-            .unwrap();
-        merge(&mut base, over);
-        assert_eq!(base["http"]["listen"].as_str(), Some("0.0.0.0:80"));
-        assert_eq!(base["auth"]["admin_password_hash"].as_str(), Some("h"));
-        assert_eq!(base["camera"]["fps"].as_integer(), Some(15));
-        assert_eq!(base["camera"]["width"].as_integer(), Some(1280));
-        assert_eq!(base["tls"]["enabled"].as_bool(), Some(true));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
             let shown = e.to_string();
             assert!(shown.len() < 512, "error text grows with the input: {}", shown.len());
         }
-        let _ = edgecam::peer::section_flows(&offer, "video", &["a=inactive", "a=sendonly"]);
+        let _ = edgecam::peer::section_flows(&offer, "video", &["inactive", "sendonly"]);
         let _ = edgecam::peer::offer_sends_audio(&offer);
         let _ = edgecam::peer::sdp::with_candidates(&offer, &["candidate:1 1 udp 1 127.0.0.1 9 typ host".into()]);
     }

@@ -44,7 +44,10 @@ pub enum CaptureError {
     #[error("waiting for {0} (not present)")]
     Missing(PathBuf),
     #[error("cannot open camera {device}: {reason}")]
-    Open { device: PathBuf, reason: String },
+    Open {
+        device: PathBuf,
+        reason: v4l2::ProbeError,
+    },
     #[error("camera {0} offers no format edgecam can use (H.264, MJPEG or raw YUV)")]
     NoUsableFormat(PathBuf),
     #[error("libcamera is not installed (GStreamer element libcamerasrc is missing)")]

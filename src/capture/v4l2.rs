@@ -208,15 +208,24 @@ pub fn list_devices() -> Vec<DeviceInfo> {
         .collect()
 }
 
+/// Why a device could not be probed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a video capture device")]
+    NotCapture,
+}
+
 /// Opens one device and reads its capabilities, formats, sizes and rates.
-pub fn probe(path: &Path) -> Result<DeviceInfo, String> {
-    let dev = v4l::Device::with_path(path).map_err(|e| e.to_string())?;
-    let caps = dev.query_caps().map_err(|e| e.to_string())?;
+pub fn probe(path: &Path) -> Result<DeviceInfo, ProbeError> {
+    let dev = v4l::Device::with_path(path)?;
+    let caps = dev.query_caps()?;
     if !is_capture(caps.capabilities) {
-        return Err("not a video capture device".into());
+        return Err(ProbeError::NotCapture);
     }
     let mut formats = Vec::new();
-    for desc in dev.enum_formats().map_err(|e| e.to_string())? {
+    for desc in dev.enum_formats()? {
         let fourcc = desc.fourcc.str().unwrap_or("????").to_string();
         let mut sizes = Vec::new();
         for fs in dev.enum_framesizes(desc.fourcc).unwrap_or_default() {

@@ -17,57 +17,6 @@ pub const CONFIG_PATH: &str = "/etc/edgecam/edgecam.toml";
 /// The shipped, fully commented example; its values are also the built-in defaults.
 pub const EXAMPLE: &str = include_str!("edgecam.example.toml");
 
-/// Every key this version understands, so typos are reported instead of ignored.
-const KNOWN_KEYS: &[&str] = &[
-    "http.listen",
-    "http.allowed_origins",
-    "http.max_connections_per_address",
-    "http.ping_interval_s",
-    "http.silence_timeout_s",
-    "tls.enabled",
-    "tls.cert_file",
-    "tls.key_file",
-    "camera.source",
-    "camera.width",
-    "camera.height",
-    "camera.fps",
-    "camera.autostart",
-    "encoder.kind",
-    "encoder.bitrate_kbps",
-    "encoder.keyframe_interval_s",
-    "webrtc.ice_servers",
-    "webrtc.udp_ports",
-    "webrtc.nat_ips",
-    "webrtc.bind_ips",
-    "viewers.max",
-    "gpio.backend",
-    "gpio.chip",
-    "gpio.button_pin",
-    "gpio.button_active_low",
-    "gpio.button_pull_up",
-    "gpio.debounce_ms",
-    "gpio.long_press_s",
-    "gpio.long_press_action",
-    "gpio.status_led_pin",
-    "gpio.status_led_active_high",
-    "gpio.viewers_led_pin",
-    "gpio.viewers_led_active_high",
-    "state.dir",
-    "auth.viewer_password_hash",
-    "auth.admin_password_hash",
-    "whip.token",
-    "upstream.whip_url",
-    "upstream.token",
-    "provisioning.hostname",
-    "provisioning.wifi_ssid",
-    "provisioning.wifi_psk",
-    "provisioning.wifi_country",
-    "provisioning.ssh_authorized_keys",
-    "provisioning.timezone",
-    "provisioning.viewer_password",
-    "provisioning.admin_password",
-];
-
 /// Command-line overrides, applied last.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -111,16 +60,9 @@ fn load_text(
     env: Option<HashMap<String, String>>,
     overrides: &Overrides,
 ) -> Result<Config, ConfigError> {
-    let mut builder =
-        config::Config::builder().add_source(File::from_str(EXAMPLE, FileFormat::Toml));
-    if let Some((text, path)) = file {
-        // Parse once ourselves so a syntax error names the file rather than "string".
-        toml_check(text).map_err(|reason| ConfigError::Syntax {
-            path: path.to_string(),
-            reason,
-        })?;
-        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
-    }
+    let mut files = vec![(EXAMPLE, "(defaults)")];
+    files.extend(file);
+    let mut builder = files_layered(&files)?;
     // Values stay text (the reader parses numbers and booleans itself): the crate's own
     // parsing would turn a token like "0000123456789012" into the number 123456789012.
     // List keys are split on ',' by the reader.
@@ -155,6 +97,36 @@ fn load_text(
     validate(&table)
 }
 
+/// The files laid over each other in order (tables merge key by key, any other value
+/// replaces), each checked first so a syntax error names its file.
+fn files_layered(
+    files: &[(&str, &str)],
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    let mut builder = config::Config::builder();
+    for (text, path) in files {
+        // Parse once ourselves so a syntax error names the file rather than "string".
+        toml_check(text).map_err(|reason| ConfigError::Syntax {
+            path: path.to_string(),
+            reason,
+        })?;
+        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+    }
+    Ok(builder)
+}
+
+/// Settings files (text, name for errors) laid over each other exactly as the daemon
+/// lays its file over the defaults: the one layering path, which provisioning uses to
+/// lay a boot-partition file onto the device's settings.
+pub fn layer(files: &[(&str, &str)]) -> Result<toml::Table, ConfigError> {
+    files_layered(files)?
+        .build()
+        .and_then(|merged| merged.try_deserialize::<toml::Table>())
+        .map_err(|e| ConfigError::Syntax {
+            path: "(layered settings)".into(),
+            reason: e.to_string(),
+        })
+}
+
 /// Loads exactly one file on top of the defaults, ignoring the environment
 /// (what `edgecam check-config FILE` judges).
 pub fn load_file_only(file: &Path) -> Result<Config, ConfigError> {
@@ -176,16 +148,21 @@ fn toml_check(text: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Reads typed values out of the merged table, collecting every problem.
+/// Reads typed values out of the merged table, collecting every problem, and records
+/// which keys it read: whatever else the table holds is a key this version does not
+/// know (a typo, reported instead of ignored), with no second list to keep in step.
 struct Reader<'a> {
     table: &'a Map<String, Value>,
     errors: Vec<KeyError>,
+    read: std::collections::HashSet<String>,
 }
 
-impl Reader<'_> {
-    fn raw(&self, key: &str) -> Option<&Value> {
+impl<'a> Reader<'a> {
+    fn raw(&mut self, key: &str) -> Option<&'a Value> {
+        self.read.insert(key.to_owned());
+        let table = self.table;
         let (section, name) = key.split_once('.')?;
-        match &self.table.get(section)?.kind {
+        match &table.get(section)?.kind {
             ValueKind::Table(t) => t.get(name),
             _ => None,
         }
@@ -343,14 +320,18 @@ impl Reader<'_> {
     }
 }
 
-fn unknown_keys(table: &Map<String, Value>) -> Vec<KeyError> {
+/// Every key of `table` that is not in `read`.
+fn unknown_keys(
+    table: &Map<String, Value>,
+    read: &std::collections::HashSet<String>,
+) -> Vec<KeyError> {
     let mut errors = Vec::new();
     for (section, value) in table {
         match &value.kind {
             ValueKind::Table(inner) => {
                 for name in inner.keys() {
                     let key = format!("{section}.{name}");
-                    if !KNOWN_KEYS.contains(&key.as_str()) {
+                    if !read.contains(&key) {
                         errors.push(KeyError {
                             key,
                             message: "unknown key".into(),
@@ -543,7 +524,8 @@ fn read_provisioning(r: &mut Reader<'_>) -> Option<super::provisioning::Provisio
 fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let mut r = Reader {
         table,
-        errors: unknown_keys(table),
+        errors: Vec::new(),
+        read: Default::default(),
     };
 
     let listen = r.text("http.listen").and_then(|s| match s.trim().parse() {
@@ -660,8 +642,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
         Some(h) if h.trim().is_empty() => None,
         Some(h) => match crate::auth::check_hash(h.trim()) {
             Ok(()) => Some(h.trim().to_string()),
-            Err(msg) => {
-                r.fail(key, msg);
+            Err(e) => {
+                r.fail(key, e.to_string());
                 None
             }
         },
@@ -690,6 +672,9 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
         }
     }
 
+    // Unknown keys first, as a reader of the file meets them.
+    let unknown = unknown_keys(table, &r.read);
+    r.errors.splice(0..0, unknown);
     if !r.errors.is_empty() {
         return Err(ConfigError::Invalid(r.errors));
     }
@@ -1102,5 +1087,21 @@ mod tests {
             keys(load_file_only(f.path()).unwrap_err()),
             vec!["upstream.whip_url"]
         );
+    }
+
+    #[test]
+    fn settings_are_layered_onto_the_current_ones() {
+        let base = "[http]\nlisten = \"0.0.0.0:80\"\n[auth]\nadmin_password_hash = \"h\"\n[camera]\nfps = 30\nwidth = 1280\n";
+        let over = "[camera]\nfps = 15\n[tls]\nenabled = true\n";
+        let t = layer(&[(base, "base"), (over, "over")]).unwrap();
+        assert_eq!(t["http"]["listen"].as_str(), Some("0.0.0.0:80"));
+        assert_eq!(t["auth"]["admin_password_hash"].as_str(), Some("h"));
+        assert_eq!(t["camera"]["fps"].as_integer(), Some(15));
+        assert_eq!(t["camera"]["width"].as_integer(), Some(1280));
+        assert_eq!(t["tls"]["enabled"].as_bool(), Some(true));
+        match layer(&[(base, "base"), ("[camera\n", "the boot file")]) {
+            Err(ConfigError::Syntax { path, .. }) => assert_eq!(path, "the boot file"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -6,7 +6,7 @@ mod load;
 pub mod provisioning;
 mod source;
 
-pub use load::{CONFIG_PATH, EXAMPLE, Overrides, load, load_file_only, load_str};
+pub use load::{CONFIG_PATH, EXAMPLE, Overrides, layer, load, load_file_only, load_str};
 pub use source::{EncoderKind, PortRange, SourceSpec};
 
 use std::net::{IpAddr, SocketAddr};

@@ -75,7 +75,11 @@ pub fn check(key: &str, value: &str) -> Option<String> {
         "viewer_password" | "admin_password" => {
             // Empty removes the password (the camera's page is then open).
             (!value.is_empty())
-                .then(|| crate::auth::check_password_text(value).err())
+                .then(|| {
+                    crate::auth::check_password_text(value)
+                        .err()
+                        .map(|e| e.to_string())
+                })
                 .flatten()
         }
         "ssh_authorized_keys" => {

@@ -236,9 +236,12 @@ fn to_error(msg: &gst::Message) -> Option<EncodeError> {
 }
 
 /// Takes the pipeline to NULL, which releases the camera. Stopping a misbehaving device
-/// joins its streaming thread and can take seconds, so it happens on the blocking pool:
-/// awaited on the normal way out (the next start may need the device), and left to
-/// finish by itself when `run` is dropped mid-way.
+/// joins its streaming thread and can take seconds, so it happens off the async threads:
+/// on the blocking pool, awaited, on the normal way out (the next start may need the
+/// device); on a thread of its own when `run` is dropped mid-way. Not the blocking pool
+/// then: a runtime that is shutting down drops what is spawned on it unrun, and a
+/// pipeline disposed while PLAYING crashes GStreamer (its streaming thread still holds
+/// the element's lock).
 struct NullOnDrop(Option<gst::Pipeline>);
 
 impl NullOnDrop {
@@ -252,9 +255,16 @@ impl NullOnDrop {
 impl Drop for NullOnDrop {
     fn drop(&mut self) {
         let Some(p) = self.0.take() else { return };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(move || p.set_state(gst::State::Null))),
-            Err(_) => drop(p.set_state(gst::State::Null)),
+        let here = p.clone();
+        let stopping = std::thread::Builder::new()
+            .name("edgecam-null".into())
+            .spawn(move || {
+                let _ = p.set_state(gst::State::Null);
+            });
+        if let Err(e) = stopping {
+            // No thread to be had: stop it here rather than dispose of it playing.
+            tracing::warn!("stopping the pipeline inline: {e}");
+            let _ = here.set_state(gst::State::Null);
         }
     }
 }

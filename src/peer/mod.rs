@@ -46,8 +46,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
 /// The H.264 format we send: Constrained Baseline 3.1, packetization-mode 1, which every
@@ -453,30 +453,23 @@ pub fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, PeerError> {
     RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| PeerError::BadOffer(brief(e)))
 }
 
-/// Whether some active `m=<kind>` section of `sdp` carries media in our direction:
-/// not rejected (port 0) and not marked with any of `blocked` (e.g. `a=inactive`).
+/// Whether some active `m=<kind>` section of `sdp` carries media in our direction: not
+/// rejected (port 0) and not marked with any of the `blocked` direction attributes
+/// (e.g. `inactive`). Read with the rtc crate's SDP parser; an SDP it cannot parse
+/// carries nothing.
 pub fn section_flows(sdp: &str, kind: &str, blocked: &[&str]) -> bool {
-    let prefix = format!("{kind} ");
-    let rejected = format!("{kind} 0 ");
-    let mut current = false;
-    let mut flows = false;
-    for line in sdp.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            if current && flows {
-                return true;
-            }
-            current = m.starts_with(&prefix) && !m.starts_with(&rejected);
-            flows = current;
-        } else if current && blocked.contains(&line) {
-            flows = false;
-        }
-    }
-    current && flows
+    sdp::parse(sdp).is_some_and(|session| {
+        session.media_descriptions.iter().any(|m| {
+            m.media_name.media == kind
+                && m.media_name.port.value != 0
+                && !blocked.iter().any(|b| m.has_attribute(b))
+        })
+    })
 }
 
 /// Whether the answer actually sends video (a rejected m-line has port 0 or inactive).
 fn answer_sends_video(sdp: &str) -> bool {
-    section_flows(sdp, "video", &["a=inactive", "a=recvonly"])
+    section_flows(sdp, "video", &["inactive", "recvonly"])
 }
 
 /// One peer connection and the tasks that serve it; what viewers and presenters share.
@@ -590,24 +583,15 @@ async fn build_pc(
         let loopback = addrs.iter().any(|a| a.ip().is_loopback());
         // ICE checks every 25 ms rather than 200 ms: on a LAN the round trip is ~1 ms, and
         // the default interval alone added ~200 ms to the time to first picture.
-        let mut settings = SettingEngineBuilder::new()
+        // (`webrtc.nat_ips` is applied to our candidates as they are announced, see
+        // `advertised`: the setting engine's 1:1 NAT option is not used by the crate.)
+        let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(loopback)
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             // As DTLS server we let the browser send ClientHello as soon as its own ICE
             // check succeeds, instead of waiting for our side to see the nomination.
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_CHECKS));
-        if !factory.config.nat_ips.is_empty() {
-            settings = settings.with_nat_1to1_ips(
-                factory
-                    .config
-                    .nat_ips
-                    .iter()
-                    .map(|ip| ip.to_string())
-                    .collect(),
-                RTCIceCandidateType::Host,
-            );
-        }
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(factory.ice_servers())
             .build();
@@ -755,15 +739,22 @@ mod tests {
 
     #[test]
     fn recognises_answers_that_send_video() {
-        assert!(answer_sends_video(
-            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\n"
-        ));
-        assert!(!answer_sends_video("v=0\nm=video 0 UDP/TLS/RTP/SAVPF 0\n"));
-        assert!(!answer_sends_video(
-            "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 102\na=inactive\n"
-        ));
-        assert!(!answer_sends_video(
-            "v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\n"
-        ));
+        let sdp = |media: &str| format!("{}{media}", sdp::tests::HEAD);
+        assert!(answer_sends_video(&sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\n"
+        )));
+        assert!(!answer_sends_video(&sdp(
+            "m=video 0 UDP/TLS/RTP/SAVPF 0\r\n"
+        )));
+        assert!(!answer_sends_video(&sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=inactive\r\n"
+        )));
+        assert!(!answer_sends_video(&sdp(
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+        )));
+        assert!(
+            !answer_sends_video("v=0\r\nm=video 9 x 102\r\n"),
+            "not a whole SDP"
+        );
     }
 }

@@ -22,7 +22,7 @@ pub struct PresenterPeer {
 
 /// Whether an offer sends audio (an `m=audio` section with a port and not receive-only).
 pub fn offer_sends_audio(sdp: &str) -> bool {
-    section_flows(sdp, "audio", &["a=recvonly", "a=inactive"])
+    section_flows(sdp, "audio", &["recvonly", "inactive"])
 }
 
 impl PresenterPeer {
@@ -110,7 +110,7 @@ impl PresenterPeer {
 
 /// Whether our answer receives video from the presenter.
 fn answer_receives_video(sdp: &str) -> bool {
-    section_flows(sdp, "video", &["a=inactive", "a=sendonly"])
+    section_flows(sdp, "video", &["inactive", "sendonly"])
 }
 
 /// Holds the keyframe inbox while presenting: viewers' requests become PLIs to the
@@ -410,16 +410,21 @@ mod tests {
 
     #[test]
     fn detects_audio_in_offers() {
-        assert!(offer_sends_audio(
-            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 x 96\r\n"
-        ));
-        assert!(offer_sends_audio(
-            "v=0\nm=video 9 x 96\nm=audio 9 x 111\na=sendrecv\n"
-        ));
-        assert!(!offer_sends_audio(
-            "v=0\nm=audio 9 x 111\na=recvonly\nm=video 9 x 96\n"
-        ));
-        assert!(!offer_sends_audio("v=0\nm=video 9 x 96\n"));
-        assert!(!offer_sends_audio("v=0\nm=audio 0 x 111\n"));
+        let sdp = |media: &str| format!("{}{media}", super::super::sdp::tests::HEAD);
+        assert!(offer_sends_audio(&sdp(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        )));
+        assert!(offer_sends_audio(&sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
+        )));
+        assert!(!offer_sends_audio(&sdp(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        )));
+        assert!(!offer_sends_audio(&sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        )));
+        assert!(!offer_sends_audio(&sdp(
+            "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\n"
+        )));
     }
 }

@@ -1,7 +1,9 @@
-//! SDP as the WHIP/WHEP exchanges need it: our candidates gathered and written into an
-//! offer or answer, for clients and servers that take no trickle.
+//! SDP through the rtc crate's parser: what an offer or answer carries, and our
+//! candidates gathered and written into it for WHIP/WHEP peers that take no trickle.
 
 use super::PeerEvent;
+use rtc::sdp::SessionDescription;
+use rtc::sdp::description::common::Attribute;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -24,41 +26,43 @@ pub async fn gather(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Vec<Stri
     candidates
 }
 
-/// The SDP with our candidates and `a=end-of-candidates` in every media section.
+/// An SDP read with the rtc crate's parser (`None`: not SDP it can read).
+pub fn parse(sdp: &str) -> Option<SessionDescription> {
+    SessionDescription::unmarshal(&mut std::io::Cursor::new(sdp.as_bytes())).ok()
+}
+
+/// The SDP with our candidates and `a=end-of-candidates` in every media section; an SDP
+/// that does not parse is returned as it is.
 pub fn with_candidates(sdp: &str, candidates: &[String]) -> String {
-    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let block: String = candidates
-        .iter()
-        .map(|c| format!("a={}{eol}", c.trim_start_matches("a=")))
-        .chain(std::iter::once(format!("a=end-of-candidates{eol}")))
-        .collect();
-    let mut out = String::with_capacity(sdp.len() + block.len() * 2);
-    let mut in_media = false;
-    for line in sdp.split_inclusive('\n') {
-        if line.starts_with("m=") && in_media {
-            out.push_str(&block);
+    let Some(mut session) = parse(sdp) else {
+        return sdp.to_owned();
+    };
+    for media in &mut session.media_descriptions {
+        for c in candidates {
+            let value = c.trim_start_matches("a=").trim_start_matches("candidate:");
+            media
+                .attributes
+                .push(Attribute::new("candidate".into(), Some(value.into())));
         }
-        if line.starts_with("m=") {
-            in_media = true;
-        }
-        out.push_str(line);
+        media
+            .attributes
+            .push(Attribute::new("end-of-candidates".into(), None));
     }
-    if in_media {
-        if !out.ends_with('\n') {
-            out.push_str(eol);
-        }
-        out.push_str(&block);
-    }
-    out
+    session.marshal()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The session part of an SDP, for tests that write media sections after it.
+    pub(crate) const HEAD: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
 
     #[test]
     fn candidates_go_into_every_media_section() {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n";
+        let sdp = &format!(
+            "{HEAD}m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n"
+        );
         let out = with_candidates(
             sdp,
             &["candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into()],
@@ -70,10 +74,10 @@ mod tests {
         let first = out.find("a=candidate").unwrap();
         assert!(video < first && first < app, "{out}");
         assert!(out.ends_with("a=end-of-candidates\r\n"));
-        assert_eq!(
-            with_candidates("v=0\n", &[]),
-            "v=0\n",
-            "no media: unchanged"
+        assert_eq!(with_candidates("v=0\n", &[]), "v=0\n", "not SDP: unchanged");
+        assert!(
+            with_candidates(&format!("{HEAD}m=video 9 UDP/TLS/RTP/SAVPF 102\r\n"), &[])
+                .ends_with("m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=end-of-candidates\r\n")
         );
     }
 }
