@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench browser` (loopback only; bounded: about a minute).
 //! Results go to stdout as Markdown tables for BENCHMARKS.md.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

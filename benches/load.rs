@@ -13,7 +13,7 @@
 //! `cargo bench --bench load -- edgecam janus 10 100`. Loopback only; every loop is
 //! bounded in count and time. Needs Debian's `janus` package for the Janus runs.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

@@ -4,7 +4,7 @@
 # the vivid camera, watches it from headless Chromium on the host, presses the board's
 # button (QEMU's PL061 power-button line), then checks that a bad provisioning file is
 # survived and that a long press powers off. About 15 minutes (software emulation). See
-# tests/image_boot.rs.
+# tests/it/image_boot.rs.
 #
 #   sh image/boot-test.sh [debian|raspios|bookworm]  the whole test
 #   sh image/boot-test.sh [debian|raspios|bookworm] --bench N
@@ -35,7 +35,7 @@ fi
 # forwarded ports and Chromium all use 127.0.0.1, which qemu maps to the guest's view of
 # the host (10.0.2.2) in both directions; with a LAN address on the host, Chromium's
 # checks would come from an address the guest's answers cannot reach.
-cargo test --locked --test image_boot --no-run
+cargo test --locked --test it --no-run
 NS=edgecam-e2e
 ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
@@ -46,9 +46,9 @@ if [ "$BENCH" -gt 0 ]; then
     i=0
     while [ "$i" -lt "$BENCH" ]; do
         i=$((i + 1))
-        EDGECAM_BOOT_BENCH=1 ip netns exec "$NS" cargo test --locked --offline --test image_boot \
-            -- --ignored --nocapture 2>&1 | grep -E "^(boot to|guest:)|test result" | sed "s/^/run $i: /"
+        EDGECAM_BOOT_BENCH=1 ip netns exec "$NS" cargo test --locked --offline --test it \
+            -- image_boot --ignored --nocapture 2>&1 | grep -E "^(boot to|guest:)|test result" | sed "s/^/run $i: /"
     done
 else
-    ip netns exec "$NS" cargo test --locked --offline --test image_boot -- --ignored --nocapture
+    ip netns exec "$NS" cargo test --locked --offline --test it -- image_boot --ignored --nocapture
 fi

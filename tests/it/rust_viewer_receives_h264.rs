@@ -1,0 +1,63 @@
+//! A Rust WebRTC client speaking the Kurento protocol receives whole H.264 access units
+//! from the daemon's test pattern, starting with an IDR that carries SPS and PPS.
+
+use crate::common;
+
+use common::{Daemon, rust_viewer::RustViewer};
+use edgecam::media::{nal, nal_types};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_viewer_receives_h264_starting_with_an_idr() {
+    let _bound = crate::common::time_bound(
+        "rust_viewer_receives_h264::rust_viewer_receives_h264_starting_with_an_idr",
+        None,
+    );
+    let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
+    let viewer = RustViewer::join(&daemon.ws_url()).await;
+    assert_eq!(viewer.answer["id"], "viewerResponse");
+    assert_eq!(viewer.answer["response"], "accepted", "{}", viewer.answer);
+    let sdp = viewer.answer["sdpAnswer"].as_str().unwrap();
+    assert!(sdp.contains("H264"), "answer offers H.264: {sdp}");
+    assert!(sdp.contains("packetization-mode=1"));
+
+    let got = viewer.wait_frames(30, 20).await;
+    assert!(got >= 30, "received {got} access units");
+    let received = viewer.received.lock().unwrap();
+    let first = nal_types(&received.access_units[0]);
+    assert!(first.contains(&nal::SPS), "first AU has SPS: {first:?}");
+    assert!(first.contains(&nal::PPS), "first AU has PPS: {first:?}");
+    assert!(first.contains(&nal::IDR), "first AU is an IDR: {first:?}");
+    // Every later AU is a whole picture: it has at least one slice NAL (1 or 5).
+    for au in received.access_units.iter() {
+        let t = nal_types(au);
+        assert!(
+            t.iter().any(|&n| n == 1 || n == nal::IDR),
+            "AU without a slice: {t:?}"
+        );
+    }
+    // The data channel brought status with the viewer counted.
+    let status_msgs: Vec<serde_json::Value> = received
+        .channel
+        .iter()
+        .filter_map(|t| serde_json::from_str(t).ok())
+        .collect();
+    assert!(
+        status_msgs
+            .iter()
+            .any(|m| m["type"] == "status" && m["viewers"] == 1),
+        "status on data channel: {:?}",
+        received.channel
+    );
+    drop(received);
+    let s = daemon.status().await;
+    assert_eq!(s["viewers"], 1);
+    assert!(
+        s["forced_idrs"].as_u64().unwrap() >= 1,
+        "join forced an IDR with a 10 s GOP: {s}"
+    );
+    viewer.close().await;
+    daemon
+        .wait_status(10, |s| s["viewers"] == 0 && s["fanout"]["subscribed"] == 0)
+        .await;
+    daemon.stop().await;
+}
