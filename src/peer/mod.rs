@@ -391,11 +391,13 @@ async fn add_remote_candidate(
 /// the local socket and are answered as usual. (The webrtc crate has a setting for this
 /// but does not apply it.)
 pub fn advertised(candidate: &str, nat_ips: &[IpAddr]) -> Vec<String> {
-    let fields: Vec<&str> = candidate.split(' ').collect();
-    let is_host = fields.get(6) == Some(&"typ") && fields.get(7) == Some(&"host");
+    let is_host = rtc::ice::candidate::unmarshal_candidate(candidate_body(candidate))
+        .is_ok_and(|c| c.candidate_type() == rtc::ice::candidate::CandidateType::Host);
     if nat_ips.is_empty() || !is_host {
         return vec![candidate.to_string()];
     }
+    // The address is the fifth field of the grammar (RFC 8839): only it changes.
+    let fields: Vec<&str> = candidate.split(' ').collect();
     nat_ips
         .iter()
         .map(|ip| {
@@ -418,14 +420,13 @@ fn candidate_body(line: &str) -> &str {
 /// browser's own checks reach us and are learned as peer-reflexive, and resolving them
 /// would mean multicast queries. With loopback-only sockets, only loopback addresses pair.
 pub fn candidate_usable(candidate: &str, loopback_only: bool) -> bool {
-    let body = candidate_body(candidate);
-    let Some(address) = body.split_whitespace().nth(4) else {
+    let Ok(c) = rtc::ice::candidate::unmarshal_candidate(candidate_body(candidate)) else {
         return false;
     };
-    if address.ends_with(".local") {
+    if c.address().ends_with(".local") {
         return false;
     }
-    match address.parse::<IpAddr>() {
+    match c.address().parse::<IpAddr>() {
         Ok(ip) => !loopback_only || ip.is_loopback(),
         Err(_) => false,
     }
