@@ -155,6 +155,9 @@ pub struct WebRtcConfig {
     pub nat_ips: Vec<IpAddr>,
     /// Local addresses to bind media sockets to; empty means every non-loopback interface.
     pub bind_ips: Vec<IpAddr>,
+    /// `webrtc.connect_timeout_s`: a peer that has not connected by then is ended (its
+    /// viewer place or the presenter slot freed).
+    pub connect_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -195,6 +195,11 @@ impl PeerFactory {
         !self.config.bind_ips.is_empty() && self.config.bind_ips.iter().all(|ip| ip.is_loopback())
     }
 
+    /// How long a peer may take to connect (`webrtc.connect_timeout_s`).
+    pub fn connect_timeout(&self) -> Duration {
+        self.config.connect_timeout
+    }
+
     /// The configured STUN/TURN URLs with their credentials (for WHEP's `Link` headers).
     pub fn ice_server_urls(&self) -> Vec<(String, Option<(String, String)>)> {
         self.ice_servers()
@@ -618,9 +623,6 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(25);
 /// Checks per candidate pair: 25 ms x 80 = 2 s before a pair is given up.
 const ICE_MAX_CHECKS: u16 = 80;
 
-/// How long a peer may take to connect before its session gives up on it.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +658,7 @@ mod tests {
             udp_ports,
             nat_ips: vec![],
             bind_ips,
+            connect_timeout: Duration::from_secs(30),
         })
     }
 

@@ -6,7 +6,7 @@ use super::Signaling;
 use super::kurento::{Action, Event, Session, Want};
 use super::protocol::{Candidate, ServerMessage};
 use crate::admission::{Presenter, PresenterLease, ViewerLease};
-use crate::peer::{CONNECT_TIMEOUT, PeerEvent, PresenterPeer, ViewerKind, ViewerPeer};
+use crate::peer::{PeerEvent, PresenterPeer, ViewerKind, ViewerPeer};
 use axum::extract::ws::{Message, WebSocket};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ impl Client {
                     None
                 }
                 Action::ArmDeadline => {
-                    self.deadline = Some(Instant::now() + CONNECT_TIMEOUT);
+                    self.deadline = Some(Instant::now() + self.ctx.peers.connect_timeout());
                     None
                 }
                 Action::DisarmDeadline => {

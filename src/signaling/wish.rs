@@ -16,14 +16,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
 /// Offers larger than this are refused (a real offer is a few KiB).
 pub const MAX_SDP_BYTES: usize = 64 * 1024;
-/// A session whose peer never connects is ended after this long.
-const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Live WHIP and WHEP sessions by id.
 #[derive(Default)]
@@ -360,7 +357,7 @@ async fn watch_session(
     // Checked at once too: the presenter may have left while the answer was made.
     presenter.mark_changed();
     let mut connected = false;
-    let deadline = tokio::time::Instant::now() + CONNECT_LIMIT;
+    let deadline = tokio::time::Instant::now() + sig.peers.connect_timeout();
     loop {
         tokio::select! {
             event = events.recv() => match event {

@@ -45,6 +45,7 @@ async fn abandoned_whip_and_whep_requests_free_their_places() {
         ("EDGECAM_WEBRTC__ICE_SERVERS", &stun),
         ("EDGECAM_WHIP__TOKEN", TOKEN),
         ("EDGECAM_VIEWERS__MAX", "1"),
+        ("EDGECAM_WEBRTC__CONNECT_TIMEOUT_S", "3"),
     ])
     .await;
     let watch_offer = RustViewer::offer_sdp().await;
@@ -58,9 +59,10 @@ async fn abandoned_whip_and_whep_requests_free_their_places() {
     })
     .await;
     post_and_hang_up(&daemon, "/whep", &watch_offer, |s| s["viewers"] == 1).await;
-    // Neither ever connects: both are reaped (30 s), and neither keeps its place.
+    // Neither ever connects: both are reaped (after webrtc.connect_timeout_s, 3 s here),
+    // and neither keeps its place.
     daemon
-        .wait_status(45, |s| s["presenter"] == "none" && s["viewers"] == 0)
+        .wait_status(15, |s| s["presenter"] == "none" && s["viewers"] == 0)
         .await;
 
     // The next publisher is let in (201), not refused as a second presenter (409).
