@@ -124,9 +124,11 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref())
-        .iter()
-        .map(|b| format!("{b:02X}"))
+    // The colon-separated upper-case form browsers show.
+    let hex = hex::encode_upper(Sha256::digest(cert.as_ref()));
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair))
         .collect::<Vec<_>>()
         .join(":")
 }
