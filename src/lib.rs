@@ -43,7 +43,8 @@
 //!   → gpio, signaling, upstream, provision → status → web → app
 //! ```
 //! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
-//! No module cycles (`python3 ../shared/tools/modcycles.py src`).
+//! No module cycles (`python3 ../shared/tools/modcycles.py src`); tests/it/dependency_rule.rs
+//! checks every `crate::` path against these layers.
 //!
 //! Architecture invariants:
 //! - Data flows one way; the only upstream signal is a keyframe request over a channel.

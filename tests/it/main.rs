@@ -15,6 +15,7 @@ mod candidates_before_offer;
 mod cli;
 mod connections_per_address;
 mod cross_origin_check;
+mod dependency_rule;
 mod gpio_button_and_leds;
 mod hostile_input;
 mod image_boot;
