@@ -1,11 +1,12 @@
-//! Loading: layer the sources with the `config` crate, then validate every key.
+//! Loading: each file parsed once (toml), the layers merged by the `config` crate, then
+//! every key validated by one reader that records what it read.
 
 use super::{
     ButtonPin, CameraConfig, Config, ConfigError, EncoderConfig, GpioBackend, GpioConfig,
     HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, TlsMode, ViewersConfig,
     WebRtcConfig,
 };
-use config::{Environment, File, FileFormat, Map, Value, ValueKind};
+use config::{Environment, Map, Value, ValueKind};
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -104,12 +105,7 @@ fn files_layered(
 ) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
     let mut builder = config::Config::builder();
     for (text, path) in files {
-        // Parse once ourselves so a syntax error names the file rather than "string".
-        toml_check(text).map_err(|reason| ConfigError::Syntax {
-            path: path.to_string(),
-            reason,
-        })?;
-        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+        builder = builder.add_source(TomlFile::parse(text, path)?);
     }
     Ok(builder)
 }
@@ -140,12 +136,57 @@ fn invalid(key: &str, message: String) -> ConfigError {
     }])
 }
 
-fn toml_check(text: &str) -> Result<(), String> {
-    config::Config::builder()
-        .add_source(File::from_str(text, FileFormat::Toml))
-        .build()
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// A settings file parsed once (by the toml crate, so a syntax error names its file and
+/// line) and handed to the config crate as one of its layers.
+#[derive(Debug, Clone)]
+struct TomlFile {
+    name: String,
+    table: toml::Table,
+}
+
+impl TomlFile {
+    fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            name: name.to_string(),
+            table,
+        })
+    }
+
+    fn value(&self, v: &toml::Value) -> Value {
+        let origin = Some(&self.name);
+        match v {
+            toml::Value::String(s) => Value::new(origin, s.as_str()),
+            toml::Value::Integer(n) => Value::new(origin, *n),
+            toml::Value::Float(f) => Value::new(origin, *f),
+            toml::Value::Boolean(b) => Value::new(origin, *b),
+            toml::Value::Datetime(d) => Value::new(origin, d.to_string()),
+            toml::Value::Array(items) => Value::new(
+                origin,
+                items.iter().map(|i| self.value(i)).collect::<Vec<_>>(),
+            ),
+            toml::Value::Table(t) => Value::new(origin, self.map(t)),
+        }
+    }
+
+    fn map(&self, t: &toml::Table) -> Map<String, Value> {
+        t.iter().map(|(k, v)| (k.clone(), self.value(v))).collect()
+    }
+}
+
+impl config::Source for TomlFile {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, config::ConfigError> {
+        Ok(self.map(&self.table))
+    }
 }
 
 /// Reads typed values out of the merged table, collecting every problem, and records
