@@ -135,7 +135,8 @@ pub fn read_offer(headers: &HeaderMap, body: &Bytes) -> Result<String, Response>
             "malformed SDP: not UTF-8 text",
         ));
     };
-    if !offer.trim_start().starts_with("v=0") || !offer.contains("\nm=") {
+    let parsed = crate::peer::sdp::parse(offer);
+    if parsed.is_none_or(|sdp| sdp.media_descriptions.is_empty()) {
         return Err(error(
             StatusCode::BAD_REQUEST,
             "malformed SDP: an offer starts with v=0 and has a media section",
