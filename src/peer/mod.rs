@@ -105,7 +105,26 @@ pub enum PeerError {
         "the offer has no video the camera can send (it must accept H.264 with packetization-mode=1)"
     )]
     NoVideo,
-    #[error("the offer cannot be answered: {0}")]
+    /// The offer's video has no codec the camera sends (a Firefox without its OpenH264
+    /// plugin offers VP8, VP9 and AV1 only): said in words a viewer can act on.
+    #[error(
+        "this browser's WebRTC cannot play H.264, the only video the camera sends (it offers {}). \
+         In Firefox, enable the OpenH264 plugin (Add-ons and themes → Plugins; it is downloaded \
+         from the internet once), or watch in Chromium, Chrome, Edge or Safari",
+        list_or_none(.offered)
+    )]
+    NoCommonCodec { offered: Vec<String> },
+    /// The same for a presenter, whose video the camera relays as H.264 only.
+    #[error(
+        "this browser can send only {} video; the camera relays H.264. In Firefox, enable the \
+         OpenH264 plugin (Add-ons and themes → Plugins), or present from Chromium, Chrome, Edge \
+         or Safari",
+        list_or_none(.offered)
+    )]
+    PresenterCodec { offered: Vec<String> },
+    /// The webrtc crate could not answer an offer that passed our checks; its own text
+    /// goes to the log, not to the client.
+    #[error("the offer cannot be answered: it has no media the camera can use")]
     Unanswerable(String),
     #[error("no free UDP port for media: {0}")]
     NoPort(String),
@@ -113,6 +132,37 @@ pub enum PeerError {
     WebRtc(String),
     #[error("bad ICE candidate: {0}")]
     BadCandidate(String),
+}
+
+/// "VP8, VP9 and AV1", or "no video codec".
+fn list_or_none(names: &[String]) -> String {
+    match names {
+        [] => "no video codec".into(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The offer's video codecs, checked before the webrtc crate sees it: an offer whose
+/// video has codecs but no H.264 the camera can send is refused in words (`presenter`:
+/// for the presenter's message).
+fn check_video_codecs(offer_sdp: &str, presenter: bool) -> Result<(), PeerError> {
+    let codecs = sdp::video_codecs(offer_sdp);
+    if codecs.is_empty() || codecs.iter().any(|c| c.is_h264_mode1()) {
+        // No video at all is the answer check's to report (NoVideo).
+        return Ok(());
+    }
+    let mut offered: Vec<String> = Vec::new();
+    for c in codecs {
+        if !offered.contains(&c.name) && !matches!(c.name.as_str(), "RTX" | "RED" | "ULPFEC") {
+            offered.push(c.name);
+        }
+    }
+    Err(if presenter {
+        PeerError::PresenterCodec { offered }
+    } else {
+        PeerError::NoCommonCodec { offered }
+    })
 }
 
 fn webrtc_err(e: impl std::fmt::Display) -> PeerError {
@@ -360,10 +410,10 @@ async fn negotiate(
             .await
             .map_err(|e| PeerError::BadOffer(brief(e)))?;
         // A parsed offer that cannot be answered (no media we know) is the offer's fault.
-        let answer = pc
-            .create_answer(None)
-            .await
-            .map_err(|e| PeerError::Unanswerable(brief(e)))?;
+        let answer = pc.create_answer(None).await.map_err(|e| {
+            tracing::debug!("the webrtc crate cannot answer an offer: {e}");
+            PeerError::Unanswerable(brief(e))
+        })?;
         pc.set_local_description(answer.clone())
             .await
             .map_err(webrtc_err)?;
@@ -733,6 +783,36 @@ mod tests {
             false
         ));
         assert!(candidate_usable("candidate:1 1 udp 1 ::1 5 typ host", true));
+    }
+
+    #[test]
+    fn an_offer_without_h264_is_refused_in_words() {
+        let sdp = |media: &str| format!("{}{media}", sdp::tests::HEAD);
+        let firefox = sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 99\r\na=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=rtpmap:121 VP9/90000\r\na=rtpmap:99 AV1/90000\r\n",
+        );
+        let e = check_video_codecs(&firefox, false).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("cannot play H.264") && text.contains("offers VP8, VP9 and AV1"),
+            "{text}"
+        );
+        assert!(text.contains("OpenH264"), "what to do: {text}");
+        let e = check_video_codecs(&firefox, true).unwrap_err().to_string();
+        assert!(e.contains("send only VP8, VP9 and AV1"), "{e}");
+        let h264 = sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n",
+        );
+        assert!(check_video_codecs(&h264, false).is_ok());
+        let mode0 = h264.replace("packetization-mode=1", "packetization-mode=0");
+        assert!(
+            check_video_codecs(&mode0, false)
+                .unwrap_err()
+                .to_string()
+                .contains("offers H264")
+        );
+        // No video at all is for the answer check to say.
+        assert!(check_video_codecs(&sdp("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"), false).is_ok());
     }
 
     #[test]

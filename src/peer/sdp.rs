@@ -26,6 +26,50 @@ pub async fn gather(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Vec<Stri
     candidates
 }
 
+/// One video codec an SDP offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoCodec {
+    /// As in `a=rtpmap`, upper-cased: "H264", "VP8", "VP9", "AV1", "RTX"...
+    pub name: String,
+    pub fmtp: String,
+}
+
+impl VideoCodec {
+    /// H.264 the camera can send: packetization-mode 1 (every browser's; the camera's
+    /// stream is Constrained Baseline, which every H.264 decoder plays).
+    pub fn is_h264_mode1(&self) -> bool {
+        self.name == "H264"
+            && self
+                .fmtp
+                .split(';')
+                .any(|p| p.trim().eq_ignore_ascii_case("packetization-mode=1"))
+    }
+}
+
+/// The codecs of every active video section (port not 0), in offer order.
+pub fn video_codecs(sdp: &str) -> Vec<VideoCodec> {
+    let Some(session) = parse(sdp) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for m in &session.media_descriptions {
+        if m.media_name.media != "video" || m.media_name.port.value == 0 {
+            continue;
+        }
+        let codecs = m.codecs();
+        for format in &m.media_name.formats {
+            let Some(c) = format.parse::<u8>().ok().and_then(|pt| codecs.get(&pt)) else {
+                continue;
+            };
+            out.push(VideoCodec {
+                name: c.name.to_ascii_uppercase(),
+                fmtp: c.fmtp.clone(),
+            });
+        }
+    }
+    out
+}
+
 /// An SDP read with the rtc crate's parser (`None`: not SDP it can read).
 pub fn parse(sdp: &str) -> Option<SessionDescription> {
     SessionDescription::unmarshal(&mut std::io::Cursor::new(sdp.as_bytes())).ok()
@@ -57,6 +101,23 @@ pub(crate) mod tests {
 
     /// The session part of an SDP, for tests that write media sections after it.
     pub(crate) const HEAD: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+
+    /// Firefox without OpenH264 (VP8, VP9, AV1 and their RTX) and Chromium (H.264 too).
+    const FIREFOX_VIDEO: &str = "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 125 99\r\na=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=fmtp:124 apt=120\r\na=rtpmap:121 VP9/90000\r\na=rtpmap:125 rtx/90000\r\na=rtpmap:99 AV1/90000\r\na=recvonly\r\n";
+    const CHROMIUM_VIDEO: &str = "m=video 9 UDP/TLS/RTP/SAVPF 96 102 103\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\na=rtpmap:103 H264/90000\r\na=fmtp:103 packetization-mode=0;profile-level-id=42001f\r\n";
+
+    #[test]
+    fn video_codecs_are_read_from_active_sections() {
+        let ff = video_codecs(&format!("{HEAD}{FIREFOX_VIDEO}"));
+        let names: Vec<&str> = ff.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["VP8", "RTX", "VP9", "RTX", "AV1"]);
+        assert!(!ff.iter().any(VideoCodec::is_h264_mode1));
+        let cr = video_codecs(&format!("{HEAD}{CHROMIUM_VIDEO}"));
+        assert_eq!(cr.iter().filter(|c| c.is_h264_mode1()).count(), 1, "{cr:?}");
+        let rejected = FIREFOX_VIDEO.replace("m=video 9", "m=video 0");
+        assert!(video_codecs(&format!("{HEAD}{rejected}")).is_empty());
+        assert!(video_codecs("garbage").is_empty());
+    }
 
     #[test]
     fn candidates_go_into_every_media_section() {

@@ -61,6 +61,7 @@ impl ViewerPeer {
         kind: ViewerKind,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
+        check_video_codecs(offer_sdp, false)?;
         // Audio only when the presenter sends it (a browser presenter with a microphone).
         let audio = presenter_audio && offer_sdp.contains("m=audio");
         let (peer, sender) = Self::build(factory, hub, events, audio, kind).await?;

@@ -228,9 +228,11 @@ fn refused(refusal: &Refusal) -> Response {
 fn refused_offer(e: PeerError) -> Response {
     match e {
         PeerError::BadOffer(_) => error(StatusCode::BAD_REQUEST, &format!("malformed SDP: {e}")),
-        PeerError::NoVideo | PeerError::Unanswerable(_) | PeerError::BadCandidate(_) => {
-            error(StatusCode::BAD_REQUEST, &e.to_string())
-        }
+        PeerError::NoVideo
+        | PeerError::NoCommonCodec { .. }
+        | PeerError::PresenterCodec { .. }
+        | PeerError::Unanswerable(_)
+        | PeerError::BadCandidate(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         PeerError::NoPort(_) => unavailable(&e.to_string(), "5"),
         PeerError::WebRtc(_) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }

@@ -16,6 +16,7 @@ mod cli;
 mod connections_per_address;
 mod cross_origin_check;
 mod dependency_rule;
+mod firefox_without_h264;
 mod gpio_button_and_leds;
 mod hostile_input;
 mod image_boot;

@@ -46,6 +46,10 @@
     if (pc) { pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null; pc.close(); pc = null; }
   }
 
+  // Why the camera last refused this page (shown while it tries again), e.g. a browser
+  // whose WebRTC has none of the camera's codecs: the reason stays readable.
+  let refusedWith = null;
+
   function retryViewer(ms) {
     clearTimeout(retryTimer);
     retryTimer = setTimeout(startViewer, ms);
@@ -55,7 +59,7 @@
     clearTimeout(retryTimer);
     closePeer();
     outbox = [];
-    setState('connecting');
+    setState('connecting', refusedWith || undefined);
     const peer = new RTCPeerConnection();
     pc = peer;
     peer.addTransceiver('video', { direction: 'recvonly' });
@@ -115,11 +119,13 @@
       case 'viewerResponse':
         if (msg.response === 'accepted' && pc) {
           mark('answer');
+          refusedWith = null;
           viewerId = typeof msg.viewerId === 'number' ? msg.viewerId : null;
           await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdpAnswer });
         } else {
           closePeer();
-          setState('offline', msg.message || 'Rejected');
+          refusedWith = msg.message || 'Rejected';
+          setState('offline', refusedWith);
           retryViewer(3000);
         }
         break;
