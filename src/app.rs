@@ -47,6 +47,9 @@ pub async fn serve_with(
     ));
     let (requester, keyframes) = KeyframeRequester::channel();
     let hub = Hub::new(requester);
+    // The second, VP8 stream: its own hub and keyframe requests, read by the camera runs.
+    let (vp8_requester, vp8_keyframes) = KeyframeRequester::channel();
+    let vp8 = crate::fanout::SecondStream::new(Hub::new(vp8_requester));
     let admission = Admission::new(config.viewers.max, keyframes);
     let peers = PeerFactory::new(config.webrtc.clone());
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
@@ -61,6 +64,8 @@ pub async fn serve_with(
     let camera = tokio::spawn(supervise_camera(
         config.clone(),
         hub.clone(),
+        vp8.clone(),
+        vp8_keyframes,
         admission.clone(),
         camera_tx,
         control.camera_on(),
@@ -90,6 +95,7 @@ pub async fn serve_with(
     let signaling = Arc::new(Signaling {
         https: tls.is_some(),
         hub: hub.clone(),
+        vp8: vp8.clone(),
         peers: peers.clone(),
         admission: admission.clone(),
         control: control.clone(),
@@ -125,6 +131,7 @@ pub async fn serve_with(
         camera: camera_state.clone(),
         leds,
         links: peers.links().clone(),
+        vp8: vp8.clone(),
         upstream: upstream_state,
         hub,
         tls: tls.as_ref().map(|(t, error)| TlsInfo {
@@ -278,6 +285,8 @@ async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
 async fn supervise_camera(
     config: Config,
     hub: Arc<Hub>,
+    vp8: Arc<crate::fanout::SecondStream>,
+    mut vp8_keyframes: tokio::sync::mpsc::Receiver<()>,
     admission: Arc<Admission>,
     state: watch::Sender<CameraState>,
     mut camera_on: watch::Receiver<bool>,
@@ -296,11 +305,18 @@ async fn supervise_camera(
         bitrate_kbps: config.encoder.bitrate_kbps,
         keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
     };
+    let fallback = config.fallback.enabled.then_some(pipeline::Vp8Settings {
+        width: config.fallback.width,
+        height: config.fallback.height,
+        bitrate_kbps: config.fallback.bitrate_kbps,
+    });
     let run = CameraRun {
         config: &config,
         want,
         settings,
+        fallback,
         hub: &hub,
+        vp8: &vp8,
         state: &state,
     };
     let mut presenter = admission.watch_presenter();
@@ -356,7 +372,9 @@ async fn supervise_camera(
                         continue;
                     };
                     let started = Instant::now();
-                    let outcome = run.once(inbox, &camera_on, &restarts, &stop).await;
+                    let outcome = run
+                        .once(inbox, &mut vp8_keyframes, &camera_on, &restarts, &stop)
+                        .await;
                     let event = if *stop.borrow() {
                         Event::Stop
                     } else if !*camera_on.borrow() {
@@ -449,7 +467,10 @@ struct CameraRun<'a> {
     config: &'a Config,
     want: Want,
     settings: EncodeSettings,
+    /// `[fallback]`: the VP8 branch, when enabled.
+    fallback: Option<pipeline::Vp8Settings>,
     hub: &'a Arc<Hub>,
+    vp8: &'a Arc<crate::fanout::SecondStream>,
     state: &'a watch::Sender<CameraState>,
 }
 
@@ -460,6 +481,7 @@ impl CameraRun<'_> {
     async fn once(
         &self,
         keyframes: &mut tokio::sync::mpsc::Receiver<()>,
+        vp8_keyframes: &mut tokio::sync::mpsc::Receiver<()>,
         camera_on: &watch::Receiver<bool>,
         restarts: &watch::Receiver<u64>,
         stop: &watch::Receiver<bool>,
@@ -521,7 +543,16 @@ impl CameraRun<'_> {
             Ok(encoder) => encoder,
             Err(e) => return failed(e.to_string(), None),
         };
-        let desc = pipeline::describe(&source.fragment(want), encoder, &self.settings);
+        // A camera that delivers H.264 is passed through: no raw frames for VP8.
+        let fallback = self
+            .fallback
+            .filter(|_| encoder != pipeline::Encoder::Passthrough);
+        let desc = pipeline::describe(
+            &source.fragment(want),
+            encoder,
+            &self.settings,
+            fallback.as_ref(),
+        );
         tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
         tracing::debug!(pipeline = %desc);
         let stats = Arc::new(RunStats::default());
@@ -548,7 +579,31 @@ impl CameraRun<'_> {
             });
             sink_hub.publish(frame);
         });
-        match encode::run(&desc, sink, keyframes, stats, STALL_AFTER, stop_fut).await {
+        let vp8_stats = Arc::new(RunStats::default());
+        let vp8_out = fallback.map(|_| {
+            let hub = self.vp8.hub.clone();
+            let watched_hub = hub.clone();
+            encode::Vp8Output {
+                sink: Arc::new(move |frame| hub.publish(frame)),
+                keyframes: vp8_keyframes,
+                watched: Arc::new(move || watched_hub.viewers() > 0),
+                stats: vp8_stats.clone(),
+            }
+        });
+        state.send_modify(|s| s.vp8_run = fallback.map(|_| vp8_stats.clone()));
+        self.vp8.set_available(fallback.is_some());
+        let result = encode::run(
+            &desc,
+            sink,
+            keyframes,
+            stats,
+            STALL_AFTER,
+            stop_fut,
+            vp8_out,
+        )
+        .await;
+        self.vp8.set_available(false);
+        match result {
             Ok(()) => Outcome::Restart,
             Err(e) => failed(e.to_string(), None),
         }

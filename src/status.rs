@@ -23,6 +23,8 @@ pub struct Status {
     pub links: Arc<Links>,
     pub upstream: watch::Receiver<Option<UpstreamState>>,
     pub hub: Arc<Hub>,
+    /// The VP8 stream for browsers without H.264.
+    pub vp8: Arc<crate::fanout::SecondStream>,
     /// HTTPS certificate in use (None: plain HTTP).
     pub tls: Option<TlsInfo>,
     /// A rejected boot-partition settings file: shown on the page, the status LED blinks.
@@ -58,6 +60,8 @@ pub struct Snapshot {
     /// Encoded bits per second over the last second (0 when the camera is not running).
     pub bitrate_bps: u64,
     pub fanout: FanoutSnapshot,
+    /// The second, VP8 stream: encoded only while one of its viewers watches.
+    pub vp8: Vp8Snapshot,
     pub leds: Leds,
     /// Why the last provisioning file was rejected, if it was.
     pub config_error: Option<String>,
@@ -103,6 +107,18 @@ impl ProcessSnapshot {
     }
 }
 
+/// The VP8 stream in `/api/status`.
+#[derive(Debug, Serialize)]
+pub struct Vp8Snapshot {
+    /// The running pipeline has a VP8 branch (a camera giving raw frames, `fallback.enabled`).
+    pub available: bool,
+    /// Viewers on it; the encode runs while there is one.
+    pub viewers: usize,
+    pub running: bool,
+    /// Frames it encoded in this pipeline run.
+    pub frames_encoded: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct FanoutSnapshot {
     pub subscribed: usize,
@@ -137,6 +153,19 @@ impl Status {
                 run.bitrate_bps.load(Ordering::Relaxed)
             } else {
                 0
+            },
+            vp8: {
+                let viewers = self.vp8.hub.viewers();
+                let available = self.vp8.get().is_some();
+                Vp8Snapshot {
+                    available,
+                    viewers,
+                    running: available && viewers > 0,
+                    frames_encoded: camera
+                        .vp8_run
+                        .as_ref()
+                        .map_or(0, |r| r.frames.load(Ordering::Relaxed)),
+                }
             },
             pipeline: camera.pipeline,
             leds: self.leds.borrow().clone(),

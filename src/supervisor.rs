@@ -44,6 +44,8 @@ pub struct CameraState {
     pub encoder: String,
     /// The current (or last) run's counters.
     pub run: Arc<RunStats>,
+    /// Its VP8 branch's counters, when it has one.
+    pub vp8_run: Option<Arc<RunStats>>,
 }
 
 impl Default for CameraState {
@@ -55,6 +57,7 @@ impl Default for CameraState {
             source: String::new(),
             encoder: String::new(),
             run: Arc::default(),
+            vp8_run: None,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! every key validated by one reader that records what it read.
 
 use super::{
-    ButtonPin, CameraConfig, Config, ConfigError, EncoderConfig, GpioBackend, GpioConfig,
-    HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, TlsMode, ViewersConfig,
+    ButtonPin, CameraConfig, Config, ConfigError, EncoderConfig, FallbackConfig, GpioBackend,
+    GpioConfig, HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, TlsMode, ViewersConfig,
     WebRtcConfig,
 };
 use config::{Environment, Map, Value, ValueKind};
@@ -613,6 +613,15 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let autostart = r.boolean("camera.autostart");
     let kind = r.parse("encoder.kind");
     let bitrate = r.number("encoder.bitrate_kbps", 100, 50_000);
+    let fallback = FallbackConfig {
+        enabled: r.boolean("fallback.enabled").unwrap_or(true),
+        // Even sizes: the encoder's 4:2:0 frames need them.
+        width: r.number("fallback.width", 64, 3840).unwrap_or(640) as u32 & !1,
+        height: r.number("fallback.height", 64, 2160).unwrap_or(360) as u32 & !1,
+        bitrate_kbps: r
+            .number("fallback.bitrate_kbps", 100, 20_000)
+            .unwrap_or(800) as u32,
+    };
     let gop = r.number("encoder.keyframe_interval_s", 1, 60);
     let ice_servers = r.list("webrtc.ice_servers");
     for url in &ice_servers {
@@ -760,6 +769,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 fps: fps as u32,
                 autostart,
             },
+            fallback,
             encoder: EncoderConfig {
                 kind,
                 bitrate_kbps: bitrate as u32,

@@ -18,6 +18,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub camera: CameraConfig,
     pub encoder: EncoderConfig,
+    pub fallback: FallbackConfig,
     pub webrtc: WebRtcConfig,
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,
@@ -124,6 +125,15 @@ pub enum TlsMode {
         cert: std::path::PathBuf,
         key: std::path::PathBuf,
     },
+}
+
+/// `[fallback]`: the VP8 stream for browsers without H.264.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FallbackConfig {
+    pub enabled: bool,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

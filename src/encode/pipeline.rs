@@ -1,6 +1,11 @@
 //! Pure pipeline-description builder: source fragment + encoder choice + settings ->
 //! a gst-launch string ending in an appsink named `sink` that yields byte-stream H.264
-//! access units with SPS/PPS before every IDR.
+//! access units with SPS/PPS before every IDR; and, from the same raw frames, a second
+//! branch to an appsink named `vp8sink` (VP8, for browsers without H.264) behind a valve
+//! named `vp8gate` that stays shut, so costs nothing, while nobody watches it. The shut
+//! valve still passes caps (the branch is negotiated from the start) and its sink takes
+//! no part in the start-up preroll (`async=false`): it would wait for a frame forever
+//! and hold the whole pipeline in PAUSED.
 
 use crate::config::EncoderKind;
 
@@ -34,6 +39,14 @@ pub struct EncodeSettings {
     pub fps: u32,
     pub bitrate_kbps: u32,
     pub keyframe_interval_s: u32,
+}
+
+/// The VP8 branch's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Settings {
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
 }
 
 /// No encoder that fits the request is installed.
@@ -99,8 +112,14 @@ pub fn h264_level(width: u32, height: u32, fps: u32) -> &'static str {
         .map_or("5.2", |(name, _, _)| name)
 }
 
-/// The full pipeline description.
-pub fn describe(source_fragment: &str, encoder: Encoder, s: &EncodeSettings) -> String {
+/// The full pipeline description. `vp8`: add the VP8 branch (only where the source gives
+/// raw frames; a camera that delivers H.264 is passed through without one).
+pub fn describe(
+    source_fragment: &str,
+    encoder: Encoder,
+    s: &EncodeSettings,
+    vp8: Option<&Vp8Settings>,
+) -> String {
     let gop_frames = s.keyframe_interval_s.saturating_mul(s.fps).max(1);
     let bps = u64::from(s.bitrate_kbps) * 1000;
     // A leaky queue decouples capture from encoding: if the encoder falls behind, old
@@ -127,11 +146,27 @@ pub fn describe(source_fragment: &str, encoder: Encoder, s: &EncodeSettings) -> 
             h264_level(s.width, s.height, s.fps)
         ),
     };
-    format!(
-        "{source_fragment} ! {encode}h264parse config-interval=-1 \
+    let h264 = format!(
+        "{encode}h264parse config-interval=-1 \
          ! video/x-h264,stream-format=byte-stream,alignment=au \
          ! appsink name=sink sync=false max-buffers=8 drop=true"
-    )
+    );
+    match vp8 {
+        Some(v) if encoder != Encoder::Passthrough => format!(
+            "{source_fragment} ! tee name=raw raw. ! {h264} \
+             raw. ! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 \
+             ! valve name=vp8gate drop=true drop-mode=forward-sticky-events \
+             ! videoscale ! videoconvert \
+             ! video/x-raw,format=I420,width={},height={},pixel-aspect-ratio=1/1 \
+             ! vp8enc name=vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} \
+             keyframe-max-dist={gop_frames} lag-in-frames=0 threads=2 error-resilient=default \
+             ! appsink name=vp8sink sync=false async=false max-buffers=8 drop=true",
+            v.width,
+            v.height,
+            u64::from(v.bitrate_kbps) * 1000
+        ),
+        _ => format!("{source_fragment} ! {h264}"),
+    }
 }
 
 #[cfg(test)]
@@ -181,14 +216,15 @@ mod tests {
             "v4l2src ! video/x-h264 ! h264parse",
             Encoder::Passthrough,
             &S,
+            Some(&V),
         );
-        assert!(!d.contains("enc"), "{d}");
+        assert!(!d.contains("enc"), "no encoder and no VP8 branch: {d}");
         assert!(d.contains("h264parse config-interval=-1"));
     }
 
     #[test]
     fn x264_is_zero_latency_constrained_baseline() {
-        let d = describe("videotestsrc", Encoder::X264, &S);
+        let d = describe("videotestsrc", Encoder::X264, &S, None);
         assert!(d.starts_with("videotestsrc ! queue leaky=downstream"));
         assert!(d.contains("tune=zerolatency"));
         assert!(d.contains("bframes=0"));
@@ -202,7 +238,7 @@ mod tests {
 
     #[test]
     fn hardware_states_level_and_repeats_headers() {
-        let d = describe("libcamerasrc", Encoder::Hardware, &S);
+        let d = describe("libcamerasrc", Encoder::Hardware, &S, None);
         assert!(d.contains("repeat_sequence_header=1"));
         assert!(d.contains("video_bitrate=2000000"));
         assert!(d.contains("level=(string)3.1"));
@@ -210,8 +246,44 @@ mod tests {
 
     #[test]
     fn openh264_uses_bits_per_second() {
-        let d = describe("videotestsrc", Encoder::OpenH264, &S);
+        let d = describe("videotestsrc", Encoder::OpenH264, &S, None);
         assert!(d.contains("openh264enc name=enc bitrate=2000000 gop-size=60"));
+    }
+
+    const V: Vp8Settings = Vp8Settings {
+        width: 640,
+        height: 360,
+        bitrate_kbps: 800,
+    };
+
+    #[test]
+    fn the_vp8_branch_shares_the_raw_frames_behind_a_shut_valve() {
+        let d = describe("videotestsrc", Encoder::X264, &S, Some(&V));
+        assert!(
+            d.starts_with("videotestsrc ! tee name=raw raw. ! queue"),
+            "{d}"
+        );
+        let (h264, vp8) = d.rsplit_once(" raw. ! ").expect("two branches");
+        assert!(
+            h264.contains("x264enc") && h264.contains("appsink name=sink "),
+            "{h264}"
+        );
+        assert!(
+            vp8.contains("valve name=vp8gate drop=true"),
+            "shut until watched: {vp8}"
+        );
+        assert!(vp8.contains("width=640,height=360"));
+        assert!(
+            vp8.contains("vp8enc name=vp8enc deadline=1"),
+            "realtime: {vp8}"
+        );
+        assert!(vp8.contains("target-bitrate=800000") && vp8.contains("keyframe-max-dist=60"));
+        // Its sink never holds up the pipeline's start (it gets nothing while shut), and
+        // caps pass the shut valve so the branch is negotiated before it opens.
+        assert!(
+            vp8.ends_with("appsink name=vp8sink sync=false async=false max-buffers=8 drop=true")
+        );
+        assert!(vp8.contains("drop-mode=forward-sticky-events"));
     }
 
     #[test]

@@ -59,6 +59,16 @@ pub fn has_element(name: &str) -> bool {
     init().is_ok() && gst::ElementFactory::find(name).is_some()
 }
 
+/// Where a pipeline's VP8 branch (`vp8sink`, behind the `vp8gate` valve) goes.
+pub struct Vp8Output<'a> {
+    pub sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+    /// Keyframe requests from its viewers.
+    pub keyframes: &'a mut mpsc::Receiver<()>,
+    /// Whether anyone watches it now: the valve opens and shuts with this.
+    pub watched: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub stats: Arc<RunStats>,
+}
+
 /// Runs `description` until an error or until `stop` resolves (then returns Ok).
 /// Every access unit goes to `sink`. Keyframe requests arriving on `keyframes` are
 /// coalesced and turned into upstream force-key-unit events.
@@ -69,6 +79,7 @@ pub async fn run(
     stats: Arc<RunStats>,
     stall_after: Duration,
     stop: impl std::future::Future<Output = ()>,
+    vp8: Option<Vp8Output<'_>>,
 ) -> Result<(), EncodeError> {
     init()?;
     // GStreamer calls that may wait on a device (loading, opening, stopping it) run on
@@ -83,7 +94,7 @@ pub async fn run(
     .await?;
     // Whatever happens below, the pipeline goes to NULL so the camera is released.
     let guard = NullOnDrop(Some(pipeline.clone()));
-    let result = play(&pipeline, sink, keyframes, stats, stall_after, stop).await;
+    let result = play(&pipeline, sink, keyframes, stats, stall_after, stop, vp8).await;
     guard.release().await;
     result
 }
@@ -105,6 +116,7 @@ async fn play(
     stats: Arc<RunStats>,
     stall_after: Duration,
     stop: impl std::future::Future<Output = ()>,
+    vp8: Option<Vp8Output<'_>>,
 ) -> Result<(), EncodeError> {
     // A stamping test source names its last element `stamp` (see capture::stamp).
     if let Some(stamp) = pipeline.by_name("stamp") {
@@ -115,37 +127,16 @@ async fn play(
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or(EncodeError::NoSink)?;
 
-    let cb_stats = stats.clone();
-    appsink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let Ok(map) = buffer.map_readable() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let pts = buffer
-                    .pts()
-                    .map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
-                cb_stats.frames.fetch_add(1, Ordering::Relaxed);
-                cb_stats
-                    .bytes
-                    .fetch_add(map.len() as u64, Ordering::Relaxed);
-                if keyframe {
-                    cb_stats.keyframes.fetch_add(1, Ordering::Relaxed);
-                }
-                sink(EncodedFrame {
-                    data: Bytes::copy_from_slice(&map),
-                    pts,
-                    keyframe,
-                });
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
+    appsink.set_callbacks(frame_callbacks(sink, stats.clone()));
+    // The VP8 branch, when the pipeline has one and someone may want it.
+    let vp8 = vp8.and_then(|out| {
+        let appsink = pipeline
+            .by_name("vp8sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())?;
+        let gate = pipeline.by_name("vp8gate")?;
+        appsink.set_callbacks(frame_callbacks(out.sink.clone(), out.stats.clone()));
+        Some((out, appsink, gate))
+    });
 
     let bus = pipeline.bus().ok_or(EncodeError::Start)?;
     let mut messages = bus.stream();
@@ -171,6 +162,21 @@ async fn play(
     }
 
     let mut pacer = KeyframePacer::new(MIN_GAP);
+    // The VP8 branch: its requests apart (read in their own branch below), the rest for
+    // the tick and the forced keyframes.
+    let (mut vp8_requests, vp8) = match vp8 {
+        Some((out, appsink, gate)) => (
+            Some(out.keyframes),
+            Some((out.watched, out.stats, appsink, gate)),
+        ),
+        None => (None, None),
+    };
+    let mut vp8_pacer = KeyframePacer::new(MIN_GAP);
+    let mut vp8_open = false;
+    let vp8_keyframes = || {
+        vp8.as_ref()
+            .map_or(0, |(_, s, _, _)| s.keyframes.load(Ordering::Relaxed))
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_frames = 0;
     let mut last_progress = Instant::now();
@@ -178,6 +184,7 @@ async fn play(
     let mut rate_mark = (Instant::now(), stats.bytes.load(Ordering::Relaxed));
     loop {
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
+        let vp8_due = vp8_pacer.due(vp8_keyframes());
         tokio::select! {
             _ = &mut stop => break Ok(()),
             msg = messages.next() => match msg {
@@ -200,8 +207,35 @@ async fn play(
                 stats.forced_idrs.fetch_add(1, Ordering::Relaxed);
                 pacer.forced(Instant::now());
             }
+            req = next_request(&mut vp8_requests) => {
+                match req {
+                    Some(()) => vp8_pacer.request(vp8_keyframes()),
+                    None => vp8_requests = None,
+                }
+            }
+            _ = sleep_until_due(vp8_due), if vp8_open => {
+                if let Some((_, vstats, vsink, _)) = &vp8 {
+                    let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                        .all_headers(true)
+                        .build();
+                    vsink.send_event(event);
+                    vstats.forced_idrs.fetch_add(1, Ordering::Relaxed);
+                }
+                vp8_pacer.forced(Instant::now());
+            }
             _ = tick.tick() => {
                 stats.ticks.fetch_add(1, Ordering::Relaxed);
+                // The VP8 encode runs only while someone watches it (the valve drops
+                // every frame otherwise, and vp8enc then does nothing); the first frame
+                // after opening is a keyframe.
+                if let Some((watched, _, _, gate)) = &vp8 {
+                    let want = watched();
+                    if want != vp8_open {
+                        gate.set_property("drop", !want);
+                        vp8_open = want;
+                        tracing::info!(running = want, "VP8 stream");
+                    }
+                }
                 let (since, bytes_then) = rate_mark;
                 if since.elapsed() >= Duration::from_secs(1) {
                     let bytes = stats.bytes.load(Ordering::Relaxed);
@@ -218,6 +252,49 @@ async fn play(
                 }
             }
         }
+    }
+}
+
+/// Each sample of an appsink as an `EncodedFrame` to `sink`, counted in `stats`.
+fn frame_callbacks(
+    sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+    cb_stats: Arc<RunStats>,
+) -> gst_app::AppSinkCallbacks {
+    gst_app::AppSinkCallbacks::builder()
+        .new_sample(move |s| {
+            let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            let Some(buffer) = sample.buffer() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            let Ok(map) = buffer.map_readable() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let pts = buffer
+                .pts()
+                .map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
+            cb_stats.frames.fetch_add(1, Ordering::Relaxed);
+            cb_stats
+                .bytes
+                .fetch_add(map.len() as u64, Ordering::Relaxed);
+            if keyframe {
+                cb_stats.keyframes.fetch_add(1, Ordering::Relaxed);
+            }
+            sink(EncodedFrame {
+                data: Bytes::copy_from_slice(&map),
+                pts,
+                keyframe,
+            });
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build()
+}
+
+/// The next keyframe request, when there is a channel to read them from.
+async fn next_request(rx: &mut Option<&mut mpsc::Receiver<()>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -294,6 +371,7 @@ mod tests {
             Default::default(),
             Duration::from_secs(5),
             std::future::pending(),
+            None,
         )
         .await
         .unwrap_err()
@@ -359,6 +437,7 @@ mod tests {
             "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
             Encoder::X264,
             &s,
+            None,
         );
         let (sink, frames) = collect();
         let (tx, mut rx) = mpsc::channel(1);
@@ -375,6 +454,7 @@ mod tests {
             stats.clone(),
             Duration::from_secs(5),
             stop,
+            None,
         )
         .await
         .unwrap();
@@ -398,5 +478,74 @@ mod tests {
             frames.windows(2).all(|w| w[1].pts > w[0].pts),
             "pts increase"
         );
+    }
+
+    #[tokio::test]
+    async fn the_vp8_branch_encodes_only_while_watched_and_starts_on_a_keyframe() {
+        use crate::encode::pipeline::{EncodeSettings, Encoder, Vp8Settings, describe};
+        let s = EncodeSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_kbps: 300,
+            keyframe_interval_s: 60,
+        };
+        let v = Vp8Settings {
+            width: 160,
+            height: 120,
+            bitrate_kbps: 200,
+        };
+        let desc = describe(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
+            Encoder::X264,
+            &s,
+            Some(&v),
+        );
+        let (sink, h264) = collect();
+        let (vp8_sink, vp8) = collect();
+        let watched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (_tx, mut rx) = mpsc::channel(1);
+        let (_vtx, mut vrx) = mpsc::channel(1);
+        let flag = watched.clone();
+        let counted = vp8.clone();
+        let stop = async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert!(
+                counted.lock().unwrap().is_empty(),
+                "no VP8 while nobody watches"
+            );
+            flag.store(true, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            flag.store(false, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let w = watched.clone();
+        let out = Vp8Output {
+            sink: vp8_sink,
+            keyframes: &mut vrx,
+            watched: Arc::new(move || w.load(Ordering::Relaxed)),
+            stats: Arc::default(),
+        };
+        run(
+            &desc,
+            sink,
+            &mut rx,
+            Default::default(),
+            Duration::from_secs(5),
+            stop,
+            Some(out),
+        )
+        .await
+        .unwrap();
+        let vp8 = vp8.lock().unwrap();
+        assert!(vp8.len() >= 10, "VP8 while watched: {}", vp8.len());
+        assert!(
+            vp8[0].keyframe,
+            "the first VP8 frame after opening is a keyframe"
+        );
+        // VP8's keyframe header: a clear low bit in the first byte (RFC 6386 9.1).
+        assert_eq!(vp8[0].data[0] & 1, 0);
+        let n = h264.lock().unwrap().len();
+        assert!(n >= 20, "H.264 throughout: {n} frames, VP8 {}", vp8.len());
     }
 }

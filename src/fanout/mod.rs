@@ -52,6 +52,32 @@ pub struct Hub {
     pub audio: broadcast::Sender<Arc<AudioPacket>>,
 }
 
+/// The camera's second stream, VP8 for browsers whose WebRTC has no H.264: its hub, and
+/// whether the running pipeline produces it (a camera pipeline with raw frames does; a
+/// relayed browser presenter, or a camera that delivers H.264 itself, does not).
+pub struct SecondStream {
+    pub hub: Arc<Hub>,
+    available: std::sync::atomic::AtomicBool,
+}
+
+impl SecondStream {
+    pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            available: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn set_available(&self, available: bool) {
+        self.available.store(available, Ordering::Release);
+    }
+
+    /// The hub, while the stream can be watched.
+    pub fn get(&self) -> Option<&Arc<Hub>> {
+        self.available.load(Ordering::Acquire).then_some(&self.hub)
+    }
+}
+
 /// A viewer's end of the hub. Dropping it leaves the hub.
 pub struct Subscription {
     pub id: u64,

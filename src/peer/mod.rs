@@ -27,7 +27,7 @@ use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -80,6 +80,23 @@ pub fn h264_codec() -> RTCRtpCodecParameters {
         },
         payload_type: 102,
     }
+}
+
+/// VP8, the camera's second stream for browsers without H.264 (payload type 96).
+pub fn vp8_codec() -> RTCRtpCodecParameters {
+    let mut codec = h264_codec();
+    codec.rtp_codec.mime_type = MIME_TYPE_VP8.to_owned();
+    codec.rtp_codec.sdp_fmtp_line = String::new();
+    codec.payload_type = 96;
+    codec
+}
+
+/// Which of the camera's streams a viewer gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoStream {
+    H264,
+    /// The second encode, for a browser whose WebRTC has no H.264.
+    Vp8,
 }
 
 /// Opus, relayed from a browser presenter (payload type 111).
@@ -143,14 +160,21 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-/// The offer's video codecs, checked before the webrtc crate sees it: an offer whose
-/// video has codecs but no H.264 the camera can send is refused in words (`presenter`:
-/// for the presenter's message).
-fn check_video_codecs(offer_sdp: &str, presenter: bool) -> Result<(), PeerError> {
+/// The offer's video codecs, checked before the webrtc crate sees it: the stream to send
+/// (H.264 when the offer takes it, else VP8 when the camera has it to offer: `vp8`), or a
+/// refusal in words (`presenter`: for the presenter's message).
+fn check_video_codecs(
+    offer_sdp: &str,
+    presenter: bool,
+    vp8: bool,
+) -> Result<VideoStream, PeerError> {
     let codecs = sdp::video_codecs(offer_sdp);
     if codecs.is_empty() || codecs.iter().any(|c| c.is_h264_mode1()) {
         // No video at all is the answer check's to report (NoVideo).
-        return Ok(());
+        return Ok(VideoStream::H264);
+    }
+    if vp8 && !presenter && codecs.iter().any(|c| c.name == "VP8") {
+        return Ok(VideoStream::Vp8);
     }
     let mut offered: Vec<String> = Vec::new();
     for c in codecs {
@@ -791,28 +815,39 @@ mod tests {
         let firefox = sdp(
             "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 99\r\na=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=rtpmap:121 VP9/90000\r\na=rtpmap:99 AV1/90000\r\n",
         );
-        let e = check_video_codecs(&firefox, false).unwrap_err();
+        let e = check_video_codecs(&firefox, false, false).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("cannot play H.264") && text.contains("offers VP8, VP9 and AV1"),
             "{text}"
         );
         assert!(text.contains("OpenH264"), "what to do: {text}");
-        let e = check_video_codecs(&firefox, true).unwrap_err().to_string();
+        let e = check_video_codecs(&firefox, true, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("send only VP8, VP9 and AV1"), "{e}");
         let h264 = sdp(
             "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n",
         );
-        assert!(check_video_codecs(&h264, false).is_ok());
+        assert_eq!(
+            check_video_codecs(&h264, false, true).ok(),
+            Some(VideoStream::H264)
+        );
+        assert_eq!(
+            check_video_codecs(&firefox, false, true).ok(),
+            Some(VideoStream::Vp8)
+        );
         let mode0 = h264.replace("packetization-mode=1", "packetization-mode=0");
         assert!(
-            check_video_codecs(&mode0, false)
+            check_video_codecs(&mode0, false, false)
                 .unwrap_err()
                 .to_string()
                 .contains("offers H264")
         );
         // No video at all is for the answer check to say.
-        assert!(check_video_codecs(&sdp("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"), false).is_ok());
+        assert!(
+            check_video_codecs(&sdp("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"), false, true).is_ok()
+        );
     }
 
     #[test]

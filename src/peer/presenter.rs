@@ -35,7 +35,7 @@ impl PresenterPeer {
         events: mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
-        check_video_codecs(offer_sdp, true)?;
+        check_video_codecs(offer_sdp, true, false)?;
         let (connected_tx, _connected_rx) = watch::channel(false);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler {

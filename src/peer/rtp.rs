@@ -1,9 +1,11 @@
-//! Per-viewer RTP framing of H.264 access units (RFC 6184, packetization-mode 1).
+//! Per-viewer RTP framing of H.264 access units (RFC 6184, packetization-mode 1) and of
+//! VP8 frames (RFC 7741) for viewers whose browser has no H.264.
 //! Timestamps come from the frame's pts so skipped frames keep the clock right;
 //! sequence numbers are the viewer's own, so a dropped frame is no gap on the wire.
 
 use crate::media::EncodedFrame;
 use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::codec::vp8::Vp8Payloader;
 use rtc::rtp::packetizer::Payloader;
 use rtc::rtp::{header::Header, packet::Packet};
 
@@ -21,7 +23,7 @@ pub struct RtpFramer {
     epoch_pts: Option<std::time::Duration>,
     epoch_ticks: u64,
     last: Option<(std::time::Duration, u64)>,
-    payloader: H264Payloader,
+    payloader: Box<dyn Payloader + Send>,
 }
 
 /// A pts jump larger than this (or any jump back) is a new source run, not a gap.
@@ -38,8 +40,17 @@ impl RtpFramer {
             epoch_pts: None,
             epoch_ticks: 0,
             last: None,
-            payloader: H264Payloader::default(),
+            payloader: Box::new(H264Payloader::default()),
         }
+    }
+
+    /// The same for VP8 frames (picture ids on, so a receiver sees loss within a frame).
+    pub fn vp8(ssrc: u32, first_seq: u16, ts_base: u32) -> Self {
+        let mut framer = Self::new(ssrc, first_seq, ts_base);
+        let mut payloader = Vp8Payloader::default();
+        payloader.enable_picture_id = true;
+        framer.payloader = Box::new(payloader);
+        framer
     }
 
     /// RTP timestamp for a pts (90 kHz, wrapping). A restarted pipeline starts its pts

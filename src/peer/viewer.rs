@@ -52,19 +52,25 @@ async fn negotiated_pt(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> 
 impl ViewerPeer {
     /// Answers `offer_sdp`; returns the peer and the SDP answer. Local candidates then
     /// arrive as `PeerEvent::Candidate` on `events` (trickle ICE).
+    /// `vp8`: the camera's VP8 stream, for an offer without H.264 (None: there is none).
     pub async fn start(
         factory: &PeerFactory,
         offer_sdp: &str,
         hub: &Arc<Hub>,
+        vp8: Option<&Arc<Hub>>,
         events: mpsc::UnboundedSender<PeerEvent>,
         presenter_audio: bool,
         kind: ViewerKind,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
-        check_video_codecs(offer_sdp, false)?;
+        let stream = check_video_codecs(offer_sdp, false, vp8.is_some())?;
+        let hub = match (stream, vp8) {
+            (VideoStream::Vp8, Some(vp8)) => vp8,
+            _ => hub,
+        };
         // Audio only when the presenter sends it (a browser presenter with a microphone).
         let audio = presenter_audio && offer_sdp.contains("m=audio");
-        let (peer, sender) = Self::build(factory, hub, events, audio, kind).await?;
+        let (peer, sender) = Self::build(factory, hub, stream, events, audio, kind).await?;
         let answer = match negotiate(&peer.conn.pc, offer).await {
             Ok(a) => a,
             Err(e) => {
@@ -86,8 +92,15 @@ impl ViewerPeer {
         hub: &Arc<Hub>,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<(Self, String), PeerError> {
-        let (peer, _sender) =
-            Self::build(factory, hub, events, false, ViewerKind::Upstream).await?;
+        let (peer, _sender) = Self::build(
+            factory,
+            hub,
+            VideoStream::H264,
+            events,
+            false,
+            ViewerKind::Upstream,
+        )
+        .await?;
         let pc = &peer.conn.pc;
         let offer = async {
             let offer = pc.create_offer(None).await.map_err(webrtc_err)?;
@@ -121,6 +134,7 @@ impl ViewerPeer {
     async fn build(
         factory: &PeerFactory,
         hub: &Arc<Hub>,
+        stream: VideoStream,
         events: mpsc::UnboundedSender<PeerEvent>,
         with_audio: bool,
         kind: ViewerKind,
@@ -134,7 +148,10 @@ impl ViewerPeer {
             role: Role::Viewer,
             tracks: None,
         });
-        let video_codec = h264_codec();
+        let video_codec = match stream {
+            VideoStream::H264 => h264_codec(),
+            VideoStream::Vp8 => vp8_codec(),
+        };
         let audio_codec = opus_codec();
         let codecs = [
             (video_codec.clone(), RtpCodecKind::Video),
@@ -177,7 +194,11 @@ impl ViewerPeer {
                 return;
             };
             let mut sub = subscription_hub.subscribe();
-            let mut framer = rtp::RtpFramer::new(ssrc, random_u32() as u16, random_u32());
+            let (seq, ts) = (random_u32() as u16, random_u32());
+            let mut framer = match stream {
+                VideoStream::H264 => rtp::RtpFramer::new(ssrc, seq, ts),
+                VideoStream::Vp8 => rtp::RtpFramer::vp8(ssrc, seq, ts),
+            };
             while let Some(frame) = sub.frames.recv().await {
                 for packet in framer.packetize(&frame, payload_type) {
                     // After the peer closes, writes fail: end this viewer's writer then.

@@ -13,6 +13,8 @@ use std::sync::Arc;
 /// What every signaling session shares.
 pub struct Signaling {
     pub hub: Arc<Hub>,
+    /// The camera's VP8 stream, for viewers without H.264.
+    pub vp8: Arc<crate::fanout::SecondStream>,
     pub peers: Arc<PeerFactory>,
     /// Who may present and watch: every transport goes through it.
     pub admission: Arc<crate::admission::Admission>,

@@ -88,6 +88,7 @@ impl Client {
                 &ctx.peers,
                 offer,
                 &ctx.hub,
+                ctx.vp8.get(),
                 tx,
                 ctx.admission.presenter_audio(),
                 ViewerKind::WebSocket,

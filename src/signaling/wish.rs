@@ -172,6 +172,7 @@ pub async fn post_whep(
             &sig.peers,
             &offer,
             &sig.hub,
+            sig.vp8.get(),
             events_tx,
             sig.admission.presenter_audio(),
             ViewerKind::Whep,

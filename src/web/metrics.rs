@@ -173,6 +173,27 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_vp8_viewers",
+        kind: Kind::Gauge,
+        help: "Viewers on the VP8 stream (browsers without H.264).",
+        samples: |s| one(s.vp8.viewers as f64),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_vp8_encoding",
+        kind: Kind::Gauge,
+        help: "1 while the VP8 stream is encoded (someone watches it).",
+        samples: |s| one(flag(s.vp8.running)),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_vp8_frames_encoded_total",
+        kind: Kind::Counter,
+        help: "Frames of the VP8 stream (this pipeline run).",
+        samples: |s| one(s.vp8.frames_encoded as f64),
+        optional: false,
+    },
+    Family {
         name: "edgecam_fanout_subscribers",
         kind: Kind::Gauge,
         help: "Subscribers of the fan-out (viewers and the upstream push).",
@@ -317,7 +338,9 @@ mod tests {
         for f in FAMILIES {
             assert!(names.insert(f.name), "{} twice", f.name);
             assert!(
-                f.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                f.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{}",
                 f.name
             );

@@ -18,8 +18,9 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 pub const FIREFOX: &str = "/usr/bin/firefox-esr";
 
 /// Preferences for a test profile: no first-run pages or updates, a fake camera for a
-/// presenter, and WebRTC over loopback (which Firefox leaves out by default), with real
-/// host addresses instead of mDNS names.
+/// presenter, no OpenH264 download, real host addresses instead of mDNS names. (The
+/// loopback preference is set, but Firefox ESR 153 still gathers no 127.0.0.1
+/// candidate here, so its media cannot reach a daemon on loopback.)
 const USER_JS: &str = r#"
 user_pref("browser.shell.checkDefaultBrowser", false);
 user_pref("browser.startup.homepage_override.mstone", "ignore");

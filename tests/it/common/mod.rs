@@ -29,17 +29,41 @@ pub async fn loopback_peer(
     peer_on([127, 0, 0, 1].into(), handler).await
 }
 
+/// A loopback peer whose only video codec is VP8: a browser without H.264.
+pub async fn loopback_peer_vp8_only(
+    handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
+) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
+    build_peer([127, 0, 0, 1].into(), handler, true).await
+}
+
 /// Like `loopback_peer`, with its socket bound to `bind` (a bench's own test host).
 pub async fn peer_on(
     bind: std::net::IpAddr,
     handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
+) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
+    build_peer(bind, handler, false).await
+}
+
+async fn build_peer(
+    bind: std::net::IpAddr,
+    handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
+    vp8_only: bool,
 ) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
     use rtc::interceptor::Registry;
     use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
     use rtc::peer_connection::configuration::media_engine::MediaEngine;
     use webrtc::peer_connection::{PeerConnectionBuilder, SettingEngineBuilder};
     let mut media = MediaEngine::default();
-    media.register_default_codecs().expect("codecs");
+    if vp8_only {
+        media
+            .register_codec(
+                edgecam::peer::vp8_codec(),
+                rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
+            )
+            .expect("VP8");
+    } else {
+        media.register_default_codecs().expect("codecs");
+    }
     let registry =
         register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
     std::sync::Arc::new(

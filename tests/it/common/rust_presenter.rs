@@ -177,6 +177,7 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
         "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1",
         Encoder::X264,
         &s,
+        None,
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<EncodedFrame>();
     let sink = Arc::new(move |f: EncodedFrame| {
@@ -191,6 +192,7 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
             Arc::new(RunStats::default()),
             Duration::from_secs(5),
             std::future::pending(),
+            None,
         )
         .await;
     });

@@ -33,6 +33,8 @@ pub struct Received {
 struct Handler {
     candidates: mpsc::UnboundedSender<RTCIceCandidateInit>,
     received: Arc<Mutex<Received>>,
+    /// The peer takes VP8 only (frames are VP8 frames, not access units).
+    vp8: bool,
 }
 
 #[async_trait::async_trait]
@@ -45,8 +47,13 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let received = self.received.clone();
+        let vp8 = self.vp8;
         tokio::spawn(async move {
-            let mut depack = H264Packet::default();
+            let mut depack: Box<dyn Depacketizer + Send> = if vp8 {
+                Box::new(rtc::rtp::codec::vp8::Vp8Packet::default())
+            } else {
+                Box::new(H264Packet::default())
+            };
             let mut au: Vec<u8> = Vec::new();
             while let Some(evt) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(p) = evt {
@@ -84,22 +91,39 @@ impl RustViewer {
     /// message and the server's candidates are ignored: the connection then comes up
     /// only if the server queued ours and applied them once the peer existed.
     pub async fn join_with(ws_url: &str, candidates_first: bool) -> Self {
-        Self::join_inner(ws_url, candidates_first, &[]).await
+        Self::join_inner(ws_url, candidates_first, &[], false).await
     }
 
     /// Joins with extra request headers on the WebSocket (e.g. `Authorization`).
     pub async fn join_with_headers(ws_url: &str, headers: &[(&str, &str)]) -> Self {
-        Self::join_inner(ws_url, false, headers).await
+        Self::join_inner(ws_url, false, headers, false).await
     }
 
-    async fn join_inner(ws_url: &str, candidates_first: bool, headers: &[(&str, &str)]) -> Self {
+    /// Joins as a client whose only video codec is VP8 (a Firefox without OpenH264):
+    /// `access_units` then holds VP8 frames.
+    pub async fn join_vp8_only(ws_url: &str) -> Self {
+        Self::join_inner(ws_url, false, &[], true).await
+    }
+
+    async fn join_inner(
+        ws_url: &str,
+        candidates_first: bool,
+        headers: &[(&str, &str)],
+        vp8: bool,
+    ) -> Self {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Received::default()));
         let handler = Arc::new(Handler {
             candidates: cand_tx,
             received: received.clone(),
+            vp8,
         });
-        let pc = super::loopback_peer(handler as Arc<dyn PeerConnectionEventHandler>).await;
+        let handler = handler as Arc<dyn PeerConnectionEventHandler>;
+        let pc = if vp8 {
+            super::loopback_peer_vp8_only(handler).await
+        } else {
+            super::loopback_peer(handler).await
+        };
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
             Some(RTCRtpTransceiverInit {
@@ -193,6 +217,7 @@ impl RustViewer {
         let handler = Arc::new(Handler {
             candidates: tx,
             received: Arc::default(),
+            vp8: false,
         });
         let pc = super::loopback_peer(handler as Arc<dyn PeerConnectionEventHandler>).await;
         pc.add_transceiver_from_kind(
