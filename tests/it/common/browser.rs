@@ -224,18 +224,7 @@ impl Page<'_> {
         what: &str,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let v = self.eval(expr).await;
-            if pred(&v) {
-                return v;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} not reached in {secs}s: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::eval_until(secs, what, || self.eval(expr), pred).await
     }
 
     /// Closes the tab (its peer connection and WebSocket go with it).

@@ -21,6 +21,32 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
+/// Evaluates `eval` every 100 ms until `pred` holds; fails naming `what` after `secs`
+/// (the browsers' `wait_for`).
+pub async fn eval_until<F, Fut>(
+    secs: u64,
+    what: &str,
+    eval: F,
+    pred: impl Fn(&Value) -> bool,
+) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = eval().await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not reached in {secs}s: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A webrtc-crate peer for test clients: default codecs and interceptors, bound to
 /// 127.0.0.1 with loopback candidates (tests only talk over loopback).
 pub async fn loopback_peer(
