@@ -63,9 +63,11 @@ pub async fn serve_with(
     let (camera_tx, camera_state) = watch::channel(CameraState::default());
     let camera = tokio::spawn(supervise_camera(
         config.clone(),
-        hub.clone(),
-        vp8.clone(),
-        vp8_keyframes,
+        CameraOutputs {
+            hub: hub.clone(),
+            vp8: vp8.clone(),
+            vp8_keyframes,
+        },
         admission.clone(),
         camera_tx,
         control.camera_on(),
@@ -284,15 +286,18 @@ async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
 /// its events and carries out its actions.
 async fn supervise_camera(
     config: Config,
-    hub: Arc<Hub>,
-    vp8: Arc<crate::fanout::SecondStream>,
-    mut vp8_keyframes: tokio::sync::mpsc::Receiver<()>,
+    outputs: CameraOutputs,
     admission: Arc<Admission>,
     state: watch::Sender<CameraState>,
     mut camera_on: watch::Receiver<bool>,
     restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let CameraOutputs {
+        hub,
+        vp8,
+        mut vp8_keyframes,
+    } = outputs;
     let want = Want {
         width: config.camera.width,
         height: config.camera.height,
@@ -460,6 +465,14 @@ async fn next_event(
             Event::Stop
         }
     }
+}
+
+/// Where the camera's streams go: the H.264 hub, and the VP8 stream with the keyframe
+/// requests of its viewers.
+struct CameraOutputs {
+    hub: Arc<Hub>,
+    vp8: Arc<crate::fanout::SecondStream>,
+    vp8_keyframes: tokio::sync::mpsc::Receiver<()>,
 }
 
 /// What one pipeline run needs, borrowed from the supervisor.
