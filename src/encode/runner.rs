@@ -313,35 +313,51 @@ fn to_error(msg: &gst::Message) -> Option<EncodeError> {
 }
 
 /// Takes the pipeline to NULL, which releases the camera. Stopping a misbehaving device
-/// joins its streaming thread and can take seconds, so it happens off the async threads:
-/// on the blocking pool, awaited, on the normal way out (the next start may need the
-/// device); on a thread of its own when `run` is dropped mid-way. Not the blocking pool
-/// then: a runtime that is shutting down drops what is spawned on it unrun, and a
-/// pipeline disposed while PLAYING crashes GStreamer (its streaming thread still holds
-/// the element's lock).
+/// joins its streaming thread and can take seconds, so it happens off the async threads,
+/// on a thread of its own: awaited on the normal way out (the next start may need the
+/// device), left to finish when `run` is dropped mid-way. Not the blocking pool: a
+/// runtime that is shutting down drops what is spawned on it unrun, and a pipeline
+/// disposed while PLAYING crashes GStreamer (its streaming thread still holds the
+/// element's lock).
 struct NullOnDrop(Option<gst::Pipeline>);
 
 impl NullOnDrop {
+    /// Stops the pipeline and waits until it is stopped (the next start may need the
+    /// device). If this wait is itself dropped, the stopping thread finishes anyway.
     async fn release(mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null)).await;
+        if let Some(p) = self.0.take()
+            && let Some(done) = to_null_on_a_thread(p)
+        {
+            let _ = done.await;
         }
     }
 }
 
 impl Drop for NullOnDrop {
     fn drop(&mut self) {
-        let Some(p) = self.0.take() else { return };
-        let here = p.clone();
-        let stopping = std::thread::Builder::new()
-            .name("edgecam-null".into())
-            .spawn(move || {
-                let _ = p.set_state(gst::State::Null);
-            });
-        if let Err(e) = stopping {
-            // No thread to be had: stop it here rather than dispose of it playing.
+        if let Some(p) = self.0.take() {
+            to_null_on_a_thread(p);
+        }
+    }
+}
+
+/// Takes `p` to NULL on a thread of its own; resolves when it is there. Without a thread
+/// to be had, it is stopped here and now rather than disposed of while PLAYING.
+fn to_null_on_a_thread(p: gst::Pipeline) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let here = p.clone();
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("edgecam-null".into())
+        .spawn(move || {
+            let _ = p.set_state(gst::State::Null);
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => Some(stopped),
+        Err(e) => {
             tracing::warn!("stopping the pipeline inline: {e}");
             let _ = here.set_state(gst::State::Null);
+            None
         }
     }
 }

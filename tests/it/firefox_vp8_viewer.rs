@@ -2,7 +2,8 @@
 //! (which it downloads from the internet; the test profile turns it off, as on a camera
 //! LAN without internet), is answered with the camera's second, VP8 stream — the viewer
 //! page and a plain Kurento one2many client alike — while a Chromium viewer in the same
-//! room keeps the H.264 stream.
+//! room keeps the H.264 stream; and, in a network namespace of the test's own (Firefox
+//! will not use loopback), the viewer page in Firefox plays the VP8 stream.
 
 use crate::common;
 
@@ -71,11 +72,9 @@ async fn firefox_without_h264_is_answered_with_vp8() {
         "OpenH264 is off in the test profile: {codecs}"
     );
 
-    // A plain one2many client in Firefox is answered with the VP8 stream. (The media
-    // itself is checked with a VP8-only WebRTC client in tests/it/vp8_stream.rs: Firefox
-    // ESR 153 here gathers no loopback candidates, even with
-    // media.peerconnection.ice.loopback set, so it cannot connect to a daemon whose media
-    // sockets are on 127.0.0.1, and the tests talk over loopback only.)
+    // A plain one2many client in Firefox is answered with the VP8 stream. (On loopback
+    // Firefox gathers no candidates, so its media is checked in a network namespace by
+    // the next test.)
     let m = ff.eval(ONE2MANY_ANSWER).await;
     assert_eq!(m["response"], "accepted", "{m}");
     let answer = m["sdpAnswer"].as_str().unwrap_or_default();
@@ -106,4 +105,65 @@ async fn firefox_without_h264_is_answered_with_vp8() {
     })
     .await;
     daemon.stop().await;
+}
+
+/// Firefox plays the VP8 stream on the viewer page. Firefox gathers no loopback
+/// candidates, so daemon and browser run in a network namespace of the test's own with a
+/// private address (see `common::netns`); everything stays inside it.
+#[test]
+fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
+    let _bound = crate::common::time_bound(
+        "firefox_vp8_viewer::firefox_plays_the_vp8_stream_on_the_viewer_page",
+        None,
+    );
+    if !std::path::Path::new(common::firefox::FIREFOX).exists() {
+        eprintln!("SKIPPED firefox_plays_the_vp8_stream_on_the_viewer_page: no Firefox ESR");
+        return;
+    }
+    let Some(ns) = common::netns::Netns::create_or_skip("firefox_plays_the_vp8_stream") else {
+        return;
+    };
+    let name = ns.name.clone();
+    let run = std::thread::spawn(move || {
+        common::netns::Netns::enter(&name);
+        // Worker threads, and the browser, start from this thread: all in the namespace.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let daemon = Daemon::start(&[
+                ("EDGECAM_WEBRTC__BIND_IPS", common::netns::ADDRESS),
+                ("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10"),
+            ])
+            .await;
+            let ff = Firefox::launch().await;
+            ff.open(&daemon.url("/")).await;
+            let v = ff
+                .wait_for(VIEWER_PROBE, 40, "Firefox decodes the VP8 stream", |v| {
+                    v["frames"].as_u64().unwrap_or(0) > 10 && v["width"] == 640
+                })
+                .await;
+            assert_eq!(v["pc"], "connected", "{v}");
+            assert_eq!(v["height"], 360, "{v}");
+            let s = daemon.status().await;
+            assert_eq!(s["vp8"]["running"], true, "{s}");
+            assert_eq!(s["vp8"]["viewers"], 1, "{s}");
+            // Frames keep coming (presented, not one keyframe and a stall).
+            let before = v["frames"].as_u64().unwrap_or(0);
+            ff.wait_for(VIEWER_PROBE, 10, "Firefox keeps decoding", |v| {
+                v["frames"].as_u64().unwrap_or(0) > before + 20
+            })
+            .await;
+            drop(ff);
+            daemon.wait_status(15, |s| s["vp8"]["viewers"] == 0).await;
+            daemon.stop().await;
+        });
+    });
+    let result = run.join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -20,7 +20,7 @@ pub const FIREFOX: &str = "/usr/bin/firefox-esr";
 /// Preferences for a test profile: no first-run pages or updates, a fake camera for a
 /// presenter, no OpenH264 download, real host addresses instead of mDNS names. (The
 /// loopback preference is set, but Firefox ESR 153 still gathers no 127.0.0.1
-/// candidate here, so its media cannot reach a daemon on loopback.)
+/// candidate, so media tests run it in a network namespace: `super::netns`.)
 const USER_JS: &str = r#"
 user_pref("browser.shell.checkDefaultBrowser", false);
 user_pref("browser.startup.homepage_override.mstone", "ignore");

@@ -5,6 +5,7 @@
 pub mod bound;
 pub mod browser;
 pub mod firefox;
+pub mod netns;
 pub mod process;
 pub mod rust_presenter;
 pub mod rust_viewer;

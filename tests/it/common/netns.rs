@@ -1,0 +1,67 @@
+//! A network namespace of the test's own, with one private address (on a veth pair inside it),
+//! for a browser that will not use loopback: the daemon and the browser both run inside
+//! it, so their traffic never leaves it. Needs root (CAP_SYS_ADMIN); tests skip without.
+
+use std::process::Command;
+
+/// The address the namespace's dummy interface has.
+pub const ADDRESS: &str = "10.99.0.1";
+
+pub struct Netns {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Netns {
+    /// Creates the namespace, or says why the test is skipped.
+    pub fn create_or_skip(test: &str) -> Option<Self> {
+        let name = format!("edgecam-t{}", std::process::id());
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED {test}: cannot create a network namespace (needs root)");
+            return None;
+        }
+        let ns = Self { name };
+        let n = ns.name.as_str();
+        let addr = format!("{ADDRESS}/24");
+        for args in [
+            vec!["-n", n, "link", "set", "lo", "up"],
+            // A veth pair with both ends inside (one carries the address): a plain
+            // interface, which browsers gather candidates on, unlike loopback.
+            vec![
+                "-n", n, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+            ],
+            vec!["-n", n, "addr", "add", addr.as_str(), "dev", "v0"],
+            vec!["-n", n, "link", "set", "v1", "up"],
+            vec!["-n", n, "link", "set", "v0", "up"],
+            // A route out, as a LAN has: browsers look for one before gathering.
+            vec!["-n", n, "route", "add", "default", "dev", "v0"],
+        ] {
+            assert!(ip(&args), "ip {args:?}");
+        }
+        Some(ns)
+    }
+
+    /// Moves the calling thread into the namespace: sockets it (and threads and
+    /// processes it starts) opens from now on are the namespace's.
+    pub fn enter(name: &str) {
+        let path = format!("/run/netns/{name}");
+        let file = std::fs::File::open(&path).expect("namespace file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor of a network namespace; affects this thread only.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.name]);
+    }
+}
