@@ -156,6 +156,40 @@ fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
                 v["frames"].as_u64().unwrap_or(0) > before + 20
             })
             .await;
+            // EDGECAM_FIREFOX_BENCH=N: N page loads timed to the first decoded VP8 frame
+            // (printed for BENCHMARKS.md; asserts nothing about time).
+            let runs: usize = std::env::var("EDGECAM_FIREFOX_BENCH")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                ff.open("about:blank").await;
+                daemon
+                    .wait_status(15, |s| {
+                        s["vp8"]["viewers"] == 0 && s["vp8"]["running"] == false
+                    })
+                    .await;
+                let t0 = std::time::Instant::now();
+                ff.open(&daemon.url("/")).await;
+                ff.wait_for(VIEWER_PROBE, 30, "a frame", |v| {
+                    v["frames"].as_u64().unwrap_or(0) > 0
+                })
+                .await;
+                times.push(t0.elapsed().as_millis() as u64);
+            }
+            if !times.is_empty() {
+                times.sort();
+                let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+                eprintln!(
+                    "Firefox, VP8 stream, page load to first decoded frame over {} loads: \
+                     p50 {} ms, p95 {} ms, max {} ms",
+                    times.len(),
+                    pick(0.5),
+                    pick(0.95),
+                    times[times.len() - 1]
+                );
+            }
             drop(ff);
             daemon.wait_status(15, |s| s["vp8"]["viewers"] == 0).await;
             daemon.stop().await;
