@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::Daemon;
-use common::browser::{Browser, VIEWER_PROBE};
+use common::browser::{Browser, VIEWER_PROBE, WHEP_PROBE, WHEP_WATCH};
 use common::firefox::Firefox;
 
 /// A Kurento one2many viewer written against the browser's own RTCPeerConnection: the
@@ -156,6 +156,22 @@ fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
                 v["frames"].as_u64().unwrap_or(0) > before + 20
             })
             .await;
+            // A WHEP player in Firefox (plain fetch + RTCPeerConnection) gets VP8 too.
+            ff.open(&daemon.url("/healthz")).await;
+            let r = ff.eval(WHEP_WATCH).await;
+            assert_eq!(r["status"], 201, "{r}");
+            let w = ff
+                .wait_for(WHEP_PROBE, 30, "Firefox decodes VP8 over WHEP", |v| {
+                    v["frames"].as_u64().unwrap_or(0) > 10 && v["width"] == 640
+                })
+                .await;
+            assert_eq!(w["pc"], "connected", "{w}");
+            // A WHEP client leaves with DELETE on its session.
+            let gone = ff
+                .eval("fetch(window.whep.location, { method: 'DELETE' }).then(r => r.status)")
+                .await;
+            assert_eq!(gone, 200, "{gone}");
+            ff.open(&daemon.url("/")).await;
             // EDGECAM_FIREFOX_BENCH=N: N page loads timed to the first decoded VP8 frame
             // (printed for BENCHMARKS.md; asserts nothing about time).
             let runs: usize = std::env::var("EDGECAM_FIREFOX_BENCH")
