@@ -1,23 +1,13 @@
 //! Headless Chromium driven over the DevTools protocol (CDP), for end-to-end page tests.
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 pub struct Browser {
     child: Child,
     _profile: tempfile::TempDir,
-    out: mpsc::UnboundedSender<String>,
-    pending: Pending,
-    next_id: AtomicU64,
+    rpc: super::rpc::Rpc,
 }
 
 /// One page (tab) attached with a flat CDP session.
@@ -108,50 +98,23 @@ impl Browser {
         let (ws, _) = tokio_tungstenite::connect_async(&url)
             .await
             .expect("cdp connect");
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(Message::Text(m.into())).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let pending: Pending = Arc::default();
-        let p2 = pending.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                if let Message::Text(t) = msg
-                    && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
-                    && let Some(id) = v["id"].as_u64()
-                    && let Some(tx) = p2.lock().await.remove(&id)
-                {
-                    let _ = tx.send(v);
-                }
-            }
-        });
         Self {
             child,
             _profile: profile,
-            out,
-            pending,
-            next_id: AtomicU64::new(1),
+            rpc: super::rpc::Rpc::new(ws),
         }
     }
 
     async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().await.insert(id, tx);
-        let mut msg = json!({"id": id, "method": method, "params": params});
+        let mut msg = json!({"method": method, "params": params});
         if let Some(s) = session {
             msg["sessionId"] = json!(s);
         }
-        self.out.send(msg.to_string()).expect("cdp writer alive");
-        let v = tokio::time::timeout(Duration::from_secs(30), rx)
+        let v = self
+            .rpc
+            .call(msg, Duration::from_secs(30))
             .await
-            .expect("cdp answer in time")
-            .expect("cdp answer");
+            .expect("cdp answer in time");
         if let Some(err) = v.get("error") {
             // A page still navigating replaces its JS context under us ("…context…", or
             // "Inspected target navigated or closed" mid-reload): callers that poll see

@@ -2,17 +2,9 @@
 //! Firefox speaks natively (`--remote-debugging-port`; no geckodriver needed). Only what
 //! the page tests need: one tab, navigate, evaluate.
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 /// Where Debian installs it (`tests/setup.sh` does, unless `EDGECAM_NO_BROWSER=1`).
 pub const FIREFOX: &str = "/usr/bin/firefox-esr";
@@ -38,9 +30,7 @@ user_pref("media.gmp-manager.updateEnabled", false);
 pub struct Firefox {
     child: Child,
     _profile: tempfile::TempDir,
-    out: mpsc::UnboundedSender<String>,
-    pending: Pending,
-    next_id: AtomicU64,
+    rpc: super::rpc::Rpc,
     context: String,
 }
 
@@ -91,36 +81,10 @@ impl Firefox {
                 }
             }
         };
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            while let Some(text) = out_rx.recv().await {
-                if sink.send(Message::Text(text.into())).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let pending: Pending = Arc::default();
-        let replies = pending.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(text) = msg else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                if let Some(id) = v["id"].as_u64()
-                    && let Some(tx) = replies.lock().await.remove(&id)
-                {
-                    let _ = tx.send(v);
-                }
-            }
-        });
         let mut ff = Self {
             child,
             _profile: profile,
-            out,
-            pending,
-            next_id: AtomicU64::new(1),
+            rpc: super::rpc::Rpc::new(ws),
             context: String::new(),
         };
         let session = ff.call("session.new", json!({"capabilities": {}})).await;
@@ -134,15 +98,13 @@ impl Firefox {
     }
 
     async fn call(&self, method: &str, params: Value) -> Value {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().await.insert(id, tx);
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
-        self.out.send(msg).expect("BiDi connection");
-        tokio::time::timeout(Duration::from_secs(60), rx)
+        self.rpc
+            .call(
+                json!({"method": method, "params": params}),
+                Duration::from_secs(60),
+            )
             .await
-            .unwrap_or_else(|_| panic!("no BiDi reply to {method}"))
-            .expect("BiDi reply")
+            .unwrap_or_else(|| panic!("no BiDi reply to {method}"))
     }
 
     /// Loads `url` in the tab and waits for it to finish loading.

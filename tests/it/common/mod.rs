@@ -7,6 +7,7 @@ pub mod browser;
 pub mod firefox;
 pub mod netns;
 pub mod process;
+pub mod rpc;
 pub mod rust_presenter;
 pub mod rust_viewer;
 pub mod tls;
