@@ -575,11 +575,6 @@ impl CameraRun<'_> {
             }
             _ => encoder.name().into(),
         };
-        state.send_modify(|s| {
-            s.source = source.describe();
-            s.encoder = encoder_name;
-            s.run = stats.clone();
-        });
         let sink_hub = self.hub.clone();
         let sink_state = state.clone();
         let first_frame = std::sync::Once::new();
@@ -603,7 +598,13 @@ impl CameraRun<'_> {
                 stats: vp8_stats.clone(),
             }
         });
-        state.send_modify(|s| s.vp8_run = fallback.map(|_| vp8_stats.clone()));
+        // What this run is, told once (each change wakes the LEDs and the status feed).
+        state.send_modify(|s| {
+            s.source = source.describe();
+            s.encoder = encoder_name;
+            s.run = stats.clone();
+            s.vp8_run = fallback.map(|_| vp8_stats.clone());
+        });
         self.vp8.set_available(fallback.is_some());
         let result = encode::run(
             &desc,
