@@ -128,6 +128,7 @@ async fn play(
         .ok_or(EncodeError::NoSink)?;
 
     appsink.set_callbacks(frame_callbacks(sink, stats.clone()));
+    carry_eos_past_shut_gate(pipeline);
     // The VP8 branch, when the pipeline has one and someone may want it.
     let vp8 = vp8.and_then(|out| {
         let appsink = pipeline
@@ -288,6 +289,33 @@ fn frame_callbacks(
             Ok(gst::FlowSuccess::Ok)
         })
         .build()
+}
+
+/// A shut `vp8gate` valve drops the end of stream with everything else, and the
+/// pipeline posts EOS only once every sink has had it: so while the gate is shut, an EOS
+/// reaching it is handed straight to the VP8 sink (nothing of the branch between them
+/// has been set up, so nothing there needs draining).
+fn carry_eos_past_shut_gate(pipeline: &gst::Pipeline) {
+    let (Some(gate), Some(vsink)) = (pipeline.by_name("vp8gate"), pipeline.by_name("vp8sink"))
+    else {
+        return;
+    };
+    let (Some(gate_in), Some(sink_in)) = (gate.static_pad("sink"), vsink.static_pad("sink"))
+    else {
+        return;
+    };
+    let gate_weak = gate.downgrade();
+    let sink_weak = sink_in.downgrade();
+    gate_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        let is_eos = matches!(info.event(), Some(e) if e.type_() == gst::EventType::Eos);
+        let shut = gate_weak
+            .upgrade()
+            .is_some_and(|g| g.property::<bool>("drop"));
+        if is_eos && shut && let Some(sink_in) = sink_weak.upgrade() {
+            sink_in.send_event(gst::event::Eos::new());
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// The next keyframe request, when there is a channel to read them from.
@@ -494,6 +522,51 @@ mod tests {
             frames.windows(2).all(|w| w[1].pts > w[0].pts),
             "pts increase"
         );
+    }
+
+    #[tokio::test]
+    async fn a_source_that_ends_is_reported_as_ended_past_a_shut_vp8_gate() {
+        use crate::encode::pipeline::{EncodeSettings, Encoder, Vp8Settings, describe};
+        let s = EncodeSettings {
+            width: 160,
+            height: 120,
+            fps: 30,
+            bitrate_kbps: 200,
+            keyframe_interval_s: 2,
+        };
+        let v = Vp8Settings {
+            width: 160,
+            height: 120,
+            bitrate_kbps: 200,
+        };
+        let desc = describe(
+            "videotestsrc num-buffers=15 ! video/x-raw,width=160,height=120,framerate=30/1",
+            Encoder::X264,
+            &s,
+            Some(&v),
+        );
+        let (sink, _) = collect();
+        let (vp8_sink, _) = collect();
+        let (_tx, mut rx) = mpsc::channel(1);
+        let (_vtx, mut vrx) = mpsc::channel(1);
+        let out = Vp8Output {
+            sink: vp8_sink,
+            keyframes: &mut vrx,
+            watched: Arc::new(|| false),
+            stats: Arc::default(),
+        };
+        let err = run(
+            &desc,
+            sink,
+            &mut rx,
+            Default::default(),
+            Duration::from_secs(20),
+            std::future::pending(),
+            Some(out),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, EncodeError::Eos), "{err}");
     }
 
     #[tokio::test]
