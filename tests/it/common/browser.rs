@@ -82,7 +82,8 @@ impl Browser {
             .expect("chromium starts (apt-get install chromium)");
         let port_file = profile.path().join("DevToolsActivePort");
         let mut text = String::new();
-        for _ in 0..300 {
+        // Up to 60 s: on a machine busy with an emulated board, Chromium starts slowly.
+        for _ in 0..1200 {
             if let Ok(t) = std::fs::read_to_string(&port_file)
                 && t.lines().count() >= 2
             {
