@@ -3,11 +3,10 @@
 //! presenter generation, `viewers.max`, and who reads the keyframe requests. A lease's
 //! drop releases what it holds; a transport only maps a [`Refusal`] to its wire form.
 
-use crate::media::KeyframeInbox;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Who is presenting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,13 +51,10 @@ pub struct Admission {
     audio: AtomicBool,
     /// Set at shutdown: nobody presents any more.
     closed: AtomicBool,
-    /// Keyframe requests from the hub, read only by the live presenter.
-    keyframes: KeyframeInbox,
 }
 
 impl Admission {
-    /// `keyframes`: the receiving end of the hub's keyframe requests.
-    pub fn new(viewers_max: usize, keyframes: mpsc::Receiver<()>) -> Arc<Self> {
+    pub fn new(viewers_max: usize) -> Arc<Self> {
         Arc::new(Self {
             presenter: watch::channel(Presenter::None).0,
             ended: AtomicU64::new(0),
@@ -66,7 +62,6 @@ impl Admission {
             max: viewers_max,
             audio: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            keyframes: Arc::new(tokio::sync::Mutex::new(keyframes)),
         })
     }
 
@@ -214,14 +209,6 @@ pub struct PresenterLease {
     who: Presenter,
 }
 
-impl PresenterLease {
-    /// The keyframe requests, for this presenter to read while it is live. Locked by the
-    /// presenter's pump; a previous presenter's pump lets go as it ends.
-    pub fn keyframes(&self) -> KeyframeInbox {
-        self.admission.keyframes.clone()
-    }
-}
-
 impl Drop for PresenterLease {
     fn drop(&mut self) {
         self.admission.release(self.who);
@@ -233,7 +220,7 @@ mod tests {
     use super::*;
 
     fn admission(max: usize) -> Arc<Admission> {
-        Admission::new(max, mpsc::channel(1).1)
+        Admission::new(max)
     }
 
     #[test]
@@ -305,15 +292,5 @@ mod tests {
         let mut rx = a.watch_presenter();
         rx.borrow_and_update();
         assert!(!rx.has_changed().unwrap(), "no second change at the drop");
-    }
-
-    #[tokio::test]
-    async fn the_keyframe_inbox_goes_with_the_lease() {
-        let (tx, rx) = mpsc::channel(1);
-        let a = Admission::new(1, rx);
-        let lease = a.present(Presenter::Camera, false).unwrap();
-        tx.try_send(()).unwrap();
-        let inbox = lease.keyframes();
-        assert_eq!(inbox.lock().await.recv().await, Some(()));
     }
 }

@@ -8,7 +8,6 @@ use crate::control::Control;
 use crate::encode::{self, EncodeSettings, RunStats, pipeline};
 use crate::fanout::Hub;
 use crate::gpio::Pins;
-use crate::media::KeyframeRequester;
 use crate::peer::PeerFactory;
 use crate::signaling::Signaling;
 use crate::status::{Status, TlsInfo};
@@ -45,12 +44,11 @@ pub async fn serve_with(
         config.state.dir.clone(),
         config.gpio.long_press_action,
     ));
-    let (requester, keyframes) = KeyframeRequester::channel();
-    let hub = Hub::new(requester);
-    // The second, VP8 stream: its own hub and keyframe requests, read by the camera runs.
-    let (vp8_requester, vp8_keyframes) = KeyframeRequester::channel();
-    let vp8 = crate::fanout::SecondStream::new(Hub::new(vp8_requester));
-    let admission = Admission::new(config.viewers.max, keyframes);
+    let hub = Hub::new();
+    // The second, VP8 stream (the camera's second encode, a VP8 presenter's own video,
+    // or made from H.264 by the transcoder).
+    let vp8 = crate::fanout::SecondStream::new();
+    let admission = Admission::new(config.viewers.max);
     let peers = PeerFactory::new(config.webrtc.clone());
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
     let config_error = std::fs::read_to_string(&provision_error)
@@ -66,12 +64,19 @@ pub async fn serve_with(
         CameraOutputs {
             hub: hub.clone(),
             vp8: vp8.clone(),
-            vp8_keyframes,
         },
         admission.clone(),
         camera_tx,
         control.camera_on(),
         control.restarts(),
+        stop_rx.clone(),
+    ));
+    let (transcoding_tx, transcoding) = watch::channel(crate::transcode::Transcoding::default());
+    tokio::spawn(crate::transcode::serve(
+        transcode_plan(&config),
+        hub.clone(),
+        vp8.clone(),
+        transcoding_tx,
         stop_rx.clone(),
     ));
     let (leds_tx, leds) = watch::channel(crate::gpio::Leds::default());
@@ -134,6 +139,7 @@ pub async fn serve_with(
         leds,
         links: peers.links().clone(),
         vp8: vp8.clone(),
+        transcoding,
         upstream: upstream_state,
         hub,
         tls: tls.as_ref().map(|(t, error)| TlsInfo {
@@ -293,11 +299,7 @@ async fn supervise_camera(
     restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let CameraOutputs {
-        hub,
-        vp8,
-        mut vp8_keyframes,
-    } = outputs;
+    let CameraOutputs { hub, vp8 } = outputs;
     let want = Want {
         width: config.camera.width,
         height: config.camera.height,
@@ -353,7 +355,7 @@ async fn supervise_camera(
                     });
                     let claimed = lease.is_some();
                     if let Some(lease) = lease {
-                        let inbox = lease.keyframes().lock_owned().await;
+                        let inbox = hub.keyframe_inbox().lock_owned().await;
                         presenting = Some((lease, inbox));
                     }
                     pending.push_back(Event::Claimed(claimed));
@@ -377,9 +379,7 @@ async fn supervise_camera(
                         continue;
                     };
                     let started = Instant::now();
-                    let outcome = run
-                        .once(inbox, &mut vp8_keyframes, &camera_on, &restarts, &stop)
-                        .await;
+                    let outcome = run.once(inbox, &camera_on, &restarts, &stop).await;
                     let event = if *stop.borrow() {
                         Event::Stop
                     } else if !*camera_on.borrow() {
@@ -467,12 +467,10 @@ async fn next_event(
     }
 }
 
-/// Where the camera's streams go: the H.264 hub, and the VP8 stream with the keyframe
-/// requests of its viewers.
+/// Where the camera's streams go: the H.264 hub and the VP8 stream.
 struct CameraOutputs {
     hub: Arc<Hub>,
     vp8: Arc<crate::fanout::SecondStream>,
-    vp8_keyframes: tokio::sync::mpsc::Receiver<()>,
 }
 
 /// What one pipeline run needs, borrowed from the supervisor.
@@ -494,7 +492,6 @@ impl CameraRun<'_> {
     async fn once(
         &self,
         keyframes: &mut tokio::sync::mpsc::Receiver<()>,
-        vp8_keyframes: &mut tokio::sync::mpsc::Receiver<()>,
         camera_on: &watch::Receiver<bool>,
         restarts: &watch::Receiver<u64>,
         stop: &watch::Receiver<bool>,
@@ -564,7 +561,7 @@ impl CameraRun<'_> {
             &source.fragment(want),
             encoder,
             &self.settings,
-            fallback.as_ref(),
+            fallback.is_some(),
         );
         tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
         tracing::debug!(pipeline = %desc);
@@ -587,13 +584,25 @@ impl CameraRun<'_> {
             });
             sink_hub.publish(frame);
         });
+        // Said before the VP8 requests are taken: a transcoder that made VP8 for the
+        // previous presenter stops at this and lets go of them.
+        let _produced = self.vp8.announce(if fallback.is_some() {
+            crate::fanout::Produced::H264AndVp8
+        } else {
+            crate::fanout::Produced::H264
+        });
+        let mut vp8_requests = match fallback {
+            Some(_) => Some(self.vp8.hub.keyframe_inbox().lock_owned().await),
+            None => None,
+        };
         let vp8_stats = Arc::new(RunStats::default());
-        let vp8_out = fallback.map(|_| {
+        let vp8_out = vp8_requests.as_mut().zip(fallback).map(|(requests, v)| {
             let hub = self.vp8.hub.clone();
             let watched_hub = hub.clone();
             encode::Vp8Output {
+                branch: pipeline::vp8_branch(&v, &self.settings),
                 sink: Arc::new(move |frame| hub.publish(frame)),
-                keyframes: vp8_keyframes,
+                keyframes: requests,
                 watched: Arc::new(move || watched_hub.viewers() > 0),
                 stats: vp8_stats.clone(),
             }
@@ -605,7 +614,6 @@ impl CameraRun<'_> {
             s.run = stats.clone();
             s.vp8_run = fallback.map(|_| vp8_stats.clone());
         });
-        self.vp8.set_available(fallback.is_some());
         let result = encode::run(
             &desc,
             sink,
@@ -616,12 +624,48 @@ impl CameraRun<'_> {
             vp8_out,
         )
         .await;
-        self.vp8.set_available(false);
         match result {
             Ok(()) => Outcome::Restart,
             Err(e) => failed(e.to_string(), None),
         }
     }
+}
+
+/// The transcoders this machine can run: VP8 from H.264 with `[fallback]` enabled and
+/// an H.264 decoder installed; H.264 from VP8 with the camera's encoder settings (the
+/// VideoCore encoder where the board has one).
+fn transcode_plan(config: &Config) -> crate::transcode::Plan {
+    let settings = EncodeSettings {
+        width: config.camera.width,
+        height: config.camera.height,
+        fps: config.camera.fps,
+        bitrate_kbps: config.encoder.bitrate_kbps,
+        keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
+    };
+    let to_vp8 = config
+        .fallback
+        .enabled
+        .then(|| pipeline::h264_decoder(&encode::has_element))
+        .flatten()
+        .map(|decoder| {
+            let v = pipeline::Vp8Settings {
+                width: config.fallback.width,
+                height: config.fallback.height,
+                bitrate_kbps: config.fallback.bitrate_kbps,
+            };
+            pipeline::h264_to_vp8(decoder, &v, pipeline::gop_frames(&settings))
+        });
+    let hw = if encoder_may_be_hardware(config.encoder.kind) {
+        crate::capture::v4l2::hardware_encoders()
+    } else {
+        vec![]
+    };
+    let has = |e: &str| encode::has_element(e) && (e != "v4l2h264enc" || !hw.is_empty());
+    let to_h264 = pipeline::choose(config.encoder.kind, false, &has)
+        .ok()
+        .filter(|_| encode::has_element("vp8dec"))
+        .map(|encoder| pipeline::vp8_to_h264(encoder, &settings));
+    crate::transcode::Plan { to_vp8, to_h264 }
 }
 
 /// Whether the hardware encoder could be chosen (worth probing the devices for).

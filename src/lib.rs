@@ -15,7 +15,9 @@
 //! - [`config`]: typed settings (defaults → file → env → CLI), validated once.
 //! - [`capture`]: source selection, V4L2 probing, the test pattern; renders a pipeline head.
 //! - [`encode`]: pure pipeline builder, the GStreamer runner, the keyframe pacer.
-//! - [`fanout`]: the hub; per-viewer bounded queues and keyframe gates.
+//! - [`fanout`]: the hub; per-viewer bounded queues and keyframe gates; the VP8 stream.
+//! - [`transcode`]: the stream the presenter does not produce (VP8 from H.264, H.264
+//!   from VP8), made on demand while someone watches it.
 //! - [`peer`]: one WebRTC session per viewer (webrtc crate).
 //! - [`signaling`]: Kurento one2many protocol types and the WebSocket session.
 //! - [`web`]: HTTP routes and the embedded pages.
@@ -39,7 +41,8 @@
 //!
 //! ```text
 //! media, atomic_file, backoff, task, notify  (leaves)
-//!   → auth, config → capture → encode → fanout → peer → admission, supervisor, control
+//!   → auth, config → capture → encode → fanout → transcode → peer
+//!   → admission, supervisor, control
 //!   → gpio, signaling, upstream, provision → status → web → app
 //! ```
 //! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
@@ -70,5 +73,6 @@ pub mod signaling;
 pub mod status;
 pub mod supervisor;
 pub mod task;
+pub mod transcode;
 pub mod upstream;
 pub mod web;

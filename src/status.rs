@@ -25,6 +25,7 @@ pub struct Status {
     pub hub: Arc<Hub>,
     /// The VP8 stream for browsers without H.264.
     pub vp8: Arc<crate::fanout::SecondStream>,
+    pub transcoding: watch::Receiver<crate::transcode::Transcoding>,
     /// HTTPS certificate in use (None: plain HTTP).
     pub tls: Option<TlsInfo>,
     /// A rejected boot-partition settings file: shown on the page, the status LED blinks.
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub fanout: FanoutSnapshot,
     /// The second, VP8 stream: encoded only while one of its viewers watches.
     pub vp8: Vp8Snapshot,
+    /// Converting the presenter's video for viewers of the other codec.
+    pub transcode: TranscodeSnapshot,
     pub leds: Leds,
     /// Why the last provisioning file was rejected, if it was.
     pub config_error: Option<String>,
@@ -110,13 +113,31 @@ impl ProcessSnapshot {
 /// The VP8 stream in `/api/status`.
 #[derive(Debug, Serialize)]
 pub struct Vp8Snapshot {
-    /// The running pipeline has a VP8 branch (a camera giving raw frames, `fallback.enabled`).
+    /// A VP8 viewer can watch now.
     pub available: bool,
-    /// Viewers on it; the encode runs while there is one.
+    /// Where its frames come from: `camera` (the pipeline's second encode),
+    /// `transcode` (made from the presenter's H.264), `presenter` (a VP8 presenter's own
+    /// video, relayed as sent); null when there is none.
+    pub origin: Option<&'static str>,
+    /// Viewers on it; an encode for it runs while there is one.
     pub viewers: usize,
+    /// It is being encoded now (by the camera or the transcoder).
     pub running: bool,
-    /// Frames it encoded in this pipeline run.
+    /// Frames encoded for it in the current camera or transcoder run.
     pub frames_encoded: u64,
+}
+
+/// The transcoder in `/api/status`.
+#[derive(Debug, Serialize)]
+pub struct TranscodeSnapshot {
+    /// `h264` or `vp8`, while the presenter's codec is not every viewer's.
+    pub from: Option<crate::transcode::Codec>,
+    pub to: Option<crate::transcode::Codec>,
+    /// Running now (its output has viewers).
+    pub running: bool,
+    pub frames_encoded: u64,
+    /// Runs that failed (each is retried).
+    pub failures: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,17 +175,15 @@ impl Status {
             } else {
                 0
             },
-            vp8: {
-                let viewers = self.vp8.hub.viewers();
-                let available = self.vp8.get().is_some();
-                Vp8Snapshot {
-                    available,
-                    viewers,
-                    running: available && viewers > 0,
-                    frames_encoded: camera
-                        .vp8_run
-                        .as_ref()
-                        .map_or(0, |r| r.frames.load(Ordering::Relaxed)),
+            vp8: self.vp8_snapshot(&camera),
+            transcode: {
+                let t = self.transcoding.borrow();
+                TranscodeSnapshot {
+                    from: t.direction.map(|d| d.0),
+                    to: t.direction.map(|d| d.1),
+                    running: t.running,
+                    frames_encoded: t.run.frames.load(Ordering::Relaxed),
+                    failures: t.failures,
                 }
             },
             pipeline: camera.pipeline,
@@ -182,6 +201,41 @@ impl Status {
                 skipped_keyframe_wait: h.skipped_keyframe_wait.load(Ordering::Relaxed),
                 keyframe_requests: h.keyframe_requests.load(Ordering::Relaxed),
             },
+        }
+    }
+}
+
+impl Status {
+    fn vp8_snapshot(&self, camera: &CameraState) -> Vp8Snapshot {
+        use crate::fanout::Produced;
+        let viewers = self.vp8.hub.viewers();
+        let available = self.vp8.get().is_some();
+        let t = self.transcoding.borrow();
+        let transcoded = t.direction.map(|d| d.1) == Some(crate::transcode::Codec::Vp8);
+        let origin = match self.vp8.produced() {
+            _ if !available => None,
+            Produced::H264AndVp8 => Some("camera"),
+            Produced::Vp8 => Some("presenter"),
+            Produced::H264 if transcoded => Some("transcode"),
+            Produced::H264 | Produced::Nothing => None,
+        };
+        let (running, frames) = match origin {
+            Some("camera") => (
+                viewers > 0,
+                camera
+                    .vp8_run
+                    .as_ref()
+                    .map_or(0, |r| r.frames.load(Ordering::Relaxed)),
+            ),
+            Some("transcode") => (t.running, t.run.frames.load(Ordering::Relaxed)),
+            _ => (false, 0),
+        };
+        Vp8Snapshot {
+            available,
+            origin,
+            viewers,
+            running,
+            frames_encoded: frames,
         }
     }
 }
@@ -260,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_feed_wakes_on_each_stage_change() {
-        let admission = Admission::new(4, tokio::sync::mpsc::channel(1).1);
+        let admission = Admission::new(4);
         let (camera_tx, camera) = watch::channel(CameraState::default());
         let feed = Arc::new(ChannelFeed::default());
         let (_stop_tx, stop) = watch::channel(false);

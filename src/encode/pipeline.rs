@@ -1,13 +1,11 @@
 //! Pure pipeline-description builder: source fragment + encoder choice + settings ->
 //! a gst-launch string ending in an appsink named `sink` that yields byte-stream H.264
-//! access units with SPS/PPS before every IDR; and, from the same raw frames, a second
-//! branch to an appsink named `vp8sink` (VP8, for browsers without H.264) behind a valve
-//! named `vp8gate` that stays shut, so costs nothing, while nobody watches it. The shut
-//! valve drops caps too, so vp8enc is not even set up until the branch first opens
-//! (libvpx's setup cost seconds per pipeline start on an emulated board, and a camera
-//! restart must be quick); the runner carries the end of stream past it. Its sink takes
-//! no part in the start-up preroll (`async=false`): it would wait for a frame forever
-//! and hold the whole pipeline in PAUSED.
+//! access units with SPS/PPS before every IDR, its raw frames through a tee named `raw`
+//! where the runner links the VP8 branch (`vp8_branch`, for browsers without H.264)
+//! only while someone watches it: a pipeline nobody watches in VP8 starts and runs as if
+//! there were no VP8 at all (a branch built in and shut by a valve cost a restart on an
+//! emulated board seconds, libvpx setting up at every start). The transcoders
+//! (`h264_to_vp8`, `vp8_to_h264`) read an appsrc named `src`.
 
 use crate::config::EncoderKind;
 
@@ -114,61 +112,122 @@ pub fn h264_level(width: u32, height: u32, fps: u32) -> &'static str {
         .map_or("5.2", |(name, _, _)| name)
 }
 
-/// The full pipeline description. `vp8`: add the VP8 branch (only where the source gives
-/// raw frames; a camera that delivers H.264 is passed through without one).
-pub fn describe(
-    source_fragment: &str,
-    encoder: Encoder,
-    s: &EncodeSettings,
-    vp8: Option<&Vp8Settings>,
-) -> String {
-    let gop_frames = s.keyframe_interval_s.saturating_mul(s.fps).max(1);
+/// A leaky queue decouples capture from encoding: if the encoder falls behind, old
+/// frames are dropped instead of latency growing.
+const QUEUE: &str = "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0";
+
+/// Raw frames to byte-stream H.264 access units with SPS/PPS before every IDR, up to
+/// (not including) the appsink.
+fn h264_encode(encoder: Encoder, s: &EncodeSettings) -> String {
+    let gop_frames = gop_frames(s);
     let bps = u64::from(s.bitrate_kbps) * 1000;
-    // A leaky queue decouples capture from encoding: if the encoder falls behind, old
-    // frames are dropped instead of latency growing.
-    let queue = "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0";
     let raw_i420 = "videoconvert ! video/x-raw,format=I420";
     let encode = match encoder {
         Encoder::Passthrough => String::new(),
         Encoder::X264 => format!(
-            "{queue} ! {raw_i420} ! x264enc name=enc tune=zerolatency speed-preset=ultrafast \
+            "{QUEUE} ! {raw_i420} ! x264enc name=enc tune=zerolatency speed-preset=ultrafast \
              bitrate={} key-int-max={gop_frames} bframes=0 b-adapt=false aud=false \
              byte-stream=true ! video/x-h264,profile=constrained-baseline ! ",
             s.bitrate_kbps
         ),
         Encoder::OpenH264 => format!(
-            "{queue} ! {raw_i420} ! openh264enc name=enc bitrate={bps} gop-size={gop_frames} \
+            "{QUEUE} ! {raw_i420} ! openh264enc name=enc bitrate={bps} gop-size={gop_frames} \
              rate-control=bitrate usage-type=camera complexity=low \
              ! video/x-h264,profile=constrained-baseline ! "
         ),
         Encoder::Hardware => format!(
-            "{queue} ! {raw_i420} ! v4l2h264enc name=enc extra-controls=\"controls,\
+            "{QUEUE} ! {raw_i420} ! v4l2h264enc name=enc extra-controls=\"controls,\
              repeat_sequence_header=1,video_bitrate={bps},h264_i_frame_period={gop_frames},\
              h264_profile=1\" ! video/x-h264,profile=constrained-baseline,level=(string){} ! ",
             h264_level(s.width, s.height, s.fps)
         ),
     };
-    let h264 = format!(
+    format!(
         "{encode}h264parse config-interval=-1 \
-         ! video/x-h264,stream-format=byte-stream,alignment=au \
-         ! appsink name=sink sync=false max-buffers=8 drop=true"
+         ! video/x-h264,stream-format=byte-stream,alignment=au"
+    )
+}
+
+/// Frames between keyframes.
+pub fn gop_frames(s: &EncodeSettings) -> u32 {
+    s.keyframe_interval_s.saturating_mul(s.fps).max(1)
+}
+
+/// Raw frames (any size) to realtime VP8 at the fallback size, up to the appsink.
+fn vp8_encode(v: &Vp8Settings, gop_frames: u32) -> String {
+    format!(
+        "videoscale ! videoconvert \
+         ! video/x-raw,format=I420,width={},height={},pixel-aspect-ratio=1/1 \
+         ! vp8enc name=vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} \
+         keyframe-max-dist={gop_frames} lag-in-frames=0 threads=2 error-resilient=default",
+        v.width,
+        v.height,
+        u64::from(v.bitrate_kbps) * 1000
+    )
+}
+
+/// The full pipeline description. `vp8`: leave a tee for the VP8 branch (only where the
+/// source gives raw frames; a camera that delivers H.264 is passed through without one).
+pub fn describe(source_fragment: &str, encoder: Encoder, s: &EncodeSettings, vp8: bool) -> String {
+    let h264 = format!(
+        "{} ! appsink name=sink sync=false max-buffers=8 drop=true",
+        h264_encode(encoder, s)
     );
-    match vp8 {
-        Some(v) if encoder != Encoder::Passthrough => format!(
-            "{source_fragment} ! tee name=raw raw. ! {h264} \
-             raw. ! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 \
-             ! valve name=vp8gate drop=true \
-             ! videoscale ! videoconvert \
-             ! video/x-raw,format=I420,width={},height={},pixel-aspect-ratio=1/1 \
-             ! vp8enc name=vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} \
-             keyframe-max-dist={gop_frames} lag-in-frames=0 threads=2 error-resilient=default \
-             ! appsink name=vp8sink sync=false async=false max-buffers=8 drop=true",
-            v.width,
-            v.height,
-            u64::from(v.bitrate_kbps) * 1000
-        ),
-        _ => format!("{source_fragment} ! {h264}"),
+    if vp8 && encoder != Encoder::Passthrough {
+        format!("{source_fragment} ! tee name=raw allow-not-linked=true ! {h264}")
+    } else {
+        format!("{source_fragment} ! {h264}")
     }
+}
+
+/// The VP8 branch the runner links to the `raw` tee while it is watched: its own leaky
+/// queue (a slow VP8 encode never holds up the H.264 one), realtime VP8, and a sink that
+/// takes no part in prerolling (it joins a pipeline that is already playing).
+pub fn vp8_branch(v: &Vp8Settings, s: &EncodeSettings) -> String {
+    format!(
+        "queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 ! {} \
+         ! appsink name=vp8sink sync=false async=false max-buffers=8 drop=true",
+        vp8_encode(v, gop_frames(s))
+    )
+}
+
+/// H.264 decoders, best first: the Raspberry Pi's VideoCore (`v4l2h264dec`), libav,
+/// OpenH264 (in plugins-bad, so always there where edgecam is installed).
+pub const H264_DECODERS: [&str; 3] = ["v4l2h264dec", "avdec_h264", "openh264dec"];
+
+/// The first installed H.264 decoder.
+pub fn h264_decoder(has_element: &dyn Fn(&str) -> bool) -> Option<&'static str> {
+    H264_DECODERS.into_iter().find(|d| has_element(d))
+}
+
+/// The head of a transcoding pipeline: an appsrc named `src` taking `caps` frames as they
+/// arrive (stamped on arrival, since a relayed stream's own clock is not ours).
+fn transcode_source(caps: &str) -> String {
+    format!("appsrc name=src is-live=true format=time do-timestamp=true caps={caps}")
+}
+
+/// The transcoder from the H.264 stream (a camera that delivers H.264, a relayed H.264
+/// presenter) to VP8 at the fallback size, ending in an appsink named `sink`.
+pub fn h264_to_vp8(decoder: &str, v: &Vp8Settings, gop_frames: u32) -> String {
+    format!(
+        "{} ! h264parse ! {decoder} ! {QUEUE} ! {} ! appsink name=sink sync=false max-buffers=8 drop=true",
+        transcode_source("video/x-h264,stream-format=byte-stream,alignment=au"),
+        vp8_encode(v, gop_frames)
+    )
+}
+
+/// The transcoder from a VP8 presenter's video to the H.264 stream, at the camera's size
+/// (letterboxed: a presenter's picture keeps its shape), ending in an appsink named `sink`.
+pub fn vp8_to_h264(encoder: Encoder, s: &EncodeSettings) -> String {
+    format!(
+        "{} ! vp8dec ! videoscale add-borders=true ! videoconvert \
+         ! video/x-raw,width={},height={},pixel-aspect-ratio=1/1 ! {} \
+         ! appsink name=sink sync=false max-buffers=8 drop=true",
+        transcode_source("video/x-vp8"),
+        s.width,
+        s.height,
+        h264_encode(encoder, s)
+    )
 }
 
 #[cfg(test)]
@@ -218,7 +277,7 @@ mod tests {
             "v4l2src ! video/x-h264 ! h264parse",
             Encoder::Passthrough,
             &S,
-            Some(&V),
+            true,
         );
         assert!(!d.contains("enc"), "no encoder and no VP8 branch: {d}");
         assert!(d.contains("h264parse config-interval=-1"));
@@ -226,7 +285,7 @@ mod tests {
 
     #[test]
     fn x264_is_zero_latency_constrained_baseline() {
-        let d = describe("videotestsrc", Encoder::X264, &S, None);
+        let d = describe("videotestsrc", Encoder::X264, &S, false);
         assert!(d.starts_with("videotestsrc ! queue leaky=downstream"));
         assert!(d.contains("tune=zerolatency"));
         assert!(d.contains("bframes=0"));
@@ -240,7 +299,7 @@ mod tests {
 
     #[test]
     fn hardware_states_level_and_repeats_headers() {
-        let d = describe("libcamerasrc", Encoder::Hardware, &S, None);
+        let d = describe("libcamerasrc", Encoder::Hardware, &S, false);
         assert!(d.contains("repeat_sequence_header=1"));
         assert!(d.contains("video_bitrate=2000000"));
         assert!(d.contains("level=(string)3.1"));
@@ -248,7 +307,7 @@ mod tests {
 
     #[test]
     fn openh264_uses_bits_per_second() {
-        let d = describe("videotestsrc", Encoder::OpenH264, &S, None);
+        let d = describe("videotestsrc", Encoder::OpenH264, &S, false);
         assert!(d.contains("openh264enc name=enc bitrate=2000000 gop-size=60"));
     }
 
@@ -259,33 +318,71 @@ mod tests {
     };
 
     #[test]
-    fn the_vp8_branch_shares_the_raw_frames_behind_a_shut_valve() {
-        let d = describe("videotestsrc", Encoder::X264, &S, Some(&V));
+    fn the_vp8_branch_is_linked_to_the_raw_frames_tee_apart() {
+        let d = describe("videotestsrc", Encoder::X264, &S, true);
         assert!(
-            d.starts_with("videotestsrc ! tee name=raw raw. ! queue"),
+            d.starts_with("videotestsrc ! tee name=raw allow-not-linked=true ! queue"),
             "{d}"
         );
-        let (h264, vp8) = d.rsplit_once(" raw. ! ").expect("two branches");
         assert!(
-            h264.contains("x264enc") && h264.contains("appsink name=sink "),
-            "{h264}"
+            d.contains("x264enc")
+                && d.ends_with("appsink name=sink sync=false max-buffers=8 drop=true"),
+            "{d}"
+        );
+        assert!(!d.contains("vp8"), "nothing of VP8 until watched: {d}");
+        assert!(!describe("v4l2src", Encoder::Passthrough, &S, true).contains("tee"));
+        let b = vp8_branch(&V, &S);
+        assert!(
+            b.starts_with("queue leaky=downstream max-size-buffers=1"),
+            "{b}"
+        );
+        assert!(b.contains("width=640,height=360"));
+        assert!(b.contains("vp8enc name=vp8enc deadline=1"), "realtime: {b}");
+        assert!(b.contains("target-bitrate=800000") && b.contains("keyframe-max-dist=60"));
+        // It joins a playing pipeline: its sink must not wait to preroll.
+        assert!(b.ends_with("appsink name=vp8sink sync=false async=false max-buffers=8 drop=true"));
+    }
+
+    #[test]
+    fn transcoders_read_an_appsrc_and_end_in_the_sink() {
+        let d = h264_to_vp8("avdec_h264", &V, 60);
+        assert!(d.starts_with("appsrc name=src is-live=true format=time do-timestamp=true caps=video/x-h264,stream-format=byte-stream"), "{d}");
+        assert!(
+            d.contains("! h264parse ! avdec_h264 ! queue leaky=downstream"),
+            "{d}"
         );
         assert!(
-            vp8.contains("valve name=vp8gate drop=true"),
-            "shut until watched: {vp8}"
+            d.contains("width=640,height=360") && d.contains("keyframe-max-dist=60"),
+            "{d}"
         );
-        assert!(vp8.contains("width=640,height=360"));
         assert!(
-            vp8.contains("vp8enc name=vp8enc deadline=1"),
-            "realtime: {vp8}"
+            d.ends_with("appsink name=sink sync=false max-buffers=8 drop=true"),
+            "{d}"
         );
-        assert!(vp8.contains("target-bitrate=800000") && vp8.contains("keyframe-max-dist=60"));
-        // Its sink never holds up the pipeline's start (it gets nothing while shut), and
-        // the shut valve holds back caps as well: no encoder setup until it opens.
+        let d = vp8_to_h264(Encoder::X264, &S);
         assert!(
-            vp8.ends_with("appsink name=vp8sink sync=false async=false max-buffers=8 drop=true")
+            d.starts_with("appsrc name=src") && d.contains("caps=video/x-vp8 ! vp8dec"),
+            "{d}"
         );
-        assert!(!vp8.contains("drop-mode"), "drop-all: {vp8}");
+        assert!(
+            d.contains("add-borders=true") && d.contains("width=1280,height=720"),
+            "{d}"
+        );
+        assert!(
+            d.contains("x264enc name=enc") && d.contains("h264parse config-interval=-1"),
+            "{d}"
+        );
+        assert!(
+            d.ends_with("appsink name=sink sync=false max-buffers=8 drop=true"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn the_best_installed_decoder_is_used() {
+        assert_eq!(h264_decoder(&|_| true), Some("v4l2h264dec"));
+        assert_eq!(h264_decoder(&|e| e == "openh264dec"), Some("openh264dec"));
+        assert_eq!(h264_decoder(&|_| false), None);
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum EncodeError {
     Parse(String),
     #[error("pipeline has no appsink named sink")]
     NoSink,
+    #[error("transcoding pipeline has no appsrc named src")]
+    NoSource,
     #[error("pipeline would not start (a device may be busy or missing)")]
     Start,
     #[error("{element}: {message}{}", .debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -59,12 +61,16 @@ pub fn has_element(name: &str) -> bool {
     init().is_ok() && gst::ElementFactory::find(name).is_some()
 }
 
-/// Where a pipeline's VP8 branch (`vp8sink`, behind the `vp8gate` valve) goes.
+/// The VP8 branch of a camera pipeline (whose raw frames go through a tee named `raw`)
+/// and where it goes. The branch is linked to the tee only while someone watches it:
+/// until then the pipeline is the one it would be without it, at start and in cost.
 pub struct Vp8Output<'a> {
+    /// Its description (see `pipeline::vp8_branch`), ending in an appsink `vp8sink`.
+    pub branch: String,
     pub sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
     /// Keyframe requests from its viewers.
     pub keyframes: &'a mut mpsc::Receiver<()>,
-    /// Whether anyone watches it now: the valve opens and shuts with this.
+    /// Whether anyone watches it now: the branch is linked and unlinked with this.
     pub watched: Arc<dyn Fn() -> bool + Send + Sync>,
     pub stats: Arc<RunStats>,
 }
@@ -99,6 +105,74 @@ pub async fn run(
     result
 }
 
+/// Runs a transcoding pipeline until an error or `stop`: `description` begins with an
+/// appsrc named `src`, which is fed `input`'s frames (stamped with their arrival), and
+/// ends in an appsink named `sink`, whose frames go to `sink`. The input queue is kept
+/// short: when the pipeline falls behind, frames are left out up to the next keyframe
+/// (the decoder could not use the ones after a gap), so latency never builds up.
+pub async fn run_fed(
+    description: &str,
+    input: &mut mpsc::Receiver<Arc<EncodedFrame>>,
+    sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+    keyframes: &mut mpsc::Receiver<()>,
+    stats: Arc<RunStats>,
+    stall_after: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), EncodeError> {
+    init()?;
+    let description = description.to_owned();
+    let pipeline = blocking(move || {
+        gst::parse::launch(&description)
+            .map_err(|e| EncodeError::Parse(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))
+    })
+    .await?;
+    let guard = NullOnDrop(Some(pipeline.clone()));
+    let result = match pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+    {
+        None => Err(EncodeError::NoSource),
+        Some(src) => {
+            tokio::select! {
+                r = play(&pipeline, sink, keyframes, stats, stall_after, stop, None) => r,
+                // The input ends only when its hub is gone.
+                _ = feed(&src, input) => Err(EncodeError::Eos),
+            }
+        }
+    };
+    guard.release().await;
+    result
+}
+
+/// Frames an appsrc may hold before new ones are left out (a little over one frame's
+/// work for the decoder and encoder behind it).
+const FEED_QUEUE: u64 = 3;
+
+/// Pushes `input` into `src` until the input ends or the appsrc refuses (stopping).
+async fn feed(src: &gst_app::AppSrc, input: &mut mpsc::Receiver<Arc<EncodedFrame>>) {
+    let mut skipping = false;
+    while let Some(frame) = input.recv().await {
+        if src.current_level_buffers() >= FEED_QUEUE {
+            skipping = true;
+        }
+        if skipping && !frame.keyframe {
+            continue;
+        }
+        skipping = false;
+        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
+        if !frame.keyframe
+            && let Some(b) = buffer.get_mut()
+        {
+            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        if src.push_buffer(buffer).is_err() {
+            return;
+        }
+    }
+}
+
 /// Runs `f` on the blocking pool; a panic there (a bug) is reported as a failed start.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EncodeError> + Send + 'static,
@@ -128,16 +202,6 @@ async fn play(
         .ok_or(EncodeError::NoSink)?;
 
     appsink.set_callbacks(frame_callbacks(sink, stats.clone()));
-    carry_eos_past_shut_gate(pipeline);
-    // The VP8 branch, when the pipeline has one and someone may want it.
-    let vp8 = vp8.and_then(|out| {
-        let appsink = pipeline
-            .by_name("vp8sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())?;
-        let gate = pipeline.by_name("vp8gate")?;
-        appsink.set_callbacks(frame_callbacks(out.sink.clone(), out.stats.clone()));
-        Some((out, appsink, gate))
-    });
 
     let bus = pipeline.bus().ok_or(EncodeError::Start)?;
     let mut messages = bus.stream();
@@ -163,20 +227,28 @@ async fn play(
     }
 
     let mut pacer = KeyframePacer::new(MIN_GAP);
-    // The VP8 branch: its requests apart (read in their own branch below), the rest for
-    // the tick and the forced keyframes.
-    let (mut vp8_requests, vp8) = match vp8 {
-        Some((out, appsink, gate)) => (
+    // The VP8 branch (when the pipeline has a tee for it): its requests apart (read in
+    // their own branch below), the rest for the tick and the forced keyframes.
+    let (mut vp8_requests, mut vp8) = match (vp8, pipeline.by_name("raw")) {
+        (Some(out), Some(tee)) => (
             Some(out.keyframes),
-            Some((out.watched, out.stats, appsink, gate)),
+            Some(Vp8Branch {
+                description: out.branch,
+                sink: out.sink,
+                watched: out.watched,
+                stats: out.stats,
+                pipeline: pipeline.clone(),
+                tee,
+                attached: None,
+                failed: false,
+            }),
         ),
-        None => (None, None),
+        _ => (None, None),
     };
     let mut vp8_pacer = KeyframePacer::new(MIN_GAP);
-    let mut vp8_open = false;
-    let vp8_keyframes = || {
+    let vp8_keyframes = |vp8: &Option<Vp8Branch>| {
         vp8.as_ref()
-            .map_or(0, |(_, s, _, _)| s.keyframes.load(Ordering::Relaxed))
+            .map_or(0, |b| b.stats.keyframes.load(Ordering::Relaxed))
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_frames = 0;
@@ -185,7 +257,8 @@ async fn play(
     let mut rate_mark = (Instant::now(), stats.bytes.load(Ordering::Relaxed));
     loop {
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
-        let vp8_due = vp8_pacer.due(vp8_keyframes());
+        let vp8_due = vp8_pacer.due(vp8_keyframes(&vp8));
+        let vp8_open = vp8.as_ref().is_some_and(|b| b.attached.is_some());
         tokio::select! {
             _ = &mut stop => break Ok(()),
             msg = messages.next() => match msg {
@@ -210,32 +283,22 @@ async fn play(
             }
             req = next_request(&mut vp8_requests) => {
                 match req {
-                    Some(()) => vp8_pacer.request(vp8_keyframes()),
+                    Some(()) => vp8_pacer.request(vp8_keyframes(&vp8)),
                     None => vp8_requests = None,
                 }
             }
             _ = sleep_until_due(vp8_due), if vp8_open => {
-                if let Some((_, vstats, vsink, _)) = &vp8 {
-                    let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
-                        .all_headers(true)
-                        .build();
-                    vsink.send_event(event);
-                    vstats.forced_idrs.fetch_add(1, Ordering::Relaxed);
+                if let Some(branch) = &vp8 {
+                    branch.force_keyframe();
                 }
                 vp8_pacer.forced(Instant::now());
             }
             _ = tick.tick() => {
                 stats.ticks.fetch_add(1, Ordering::Relaxed);
-                // The VP8 encode runs only while someone watches it (the valve drops
-                // every frame otherwise, and vp8enc then does nothing); the first frame
-                // after opening is a keyframe.
-                if let Some((watched, _, _, gate)) = &vp8 {
-                    let want = watched();
-                    if want != vp8_open {
-                        gate.set_property("drop", !want);
-                        vp8_open = want;
-                        tracing::info!(running = want, "VP8 stream");
-                    }
+                // The VP8 encode runs only while someone watches it; its first frame
+                // is a keyframe.
+                if let Some(branch) = &mut vp8 {
+                    branch.follow_watchers().await;
                 }
                 let (since, bytes_then) = rate_mark;
                 if since.elapsed() >= Duration::from_secs(1) {
@@ -291,31 +354,119 @@ fn frame_callbacks(
         .build()
 }
 
-/// A shut `vp8gate` valve drops the end of stream with everything else, and the
-/// pipeline posts EOS only once every sink has had it: so while the gate is shut, an EOS
-/// reaching it is handed straight to the VP8 sink (nothing of the branch between them
-/// has been set up, so nothing there needs draining).
-fn carry_eos_past_shut_gate(pipeline: &gst::Pipeline) {
-    let (Some(gate), Some(vsink)) = (pipeline.by_name("vp8gate"), pipeline.by_name("vp8sink"))
-    else {
-        return;
-    };
-    let (Some(gate_in), Some(sink_in)) = (gate.static_pad("sink"), vsink.static_pad("sink"))
-    else {
-        return;
-    };
-    let gate_weak = gate.downgrade();
-    let sink_weak = sink_in.downgrade();
-    gate_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        let is_eos = matches!(info.event(), Some(e) if e.type_() == gst::EventType::Eos);
-        let shut = gate_weak
-            .upgrade()
-            .is_some_and(|g| g.property::<bool>("drop"));
-        if is_eos && shut && let Some(sink_in) = sink_weak.upgrade() {
-            sink_in.send_event(gst::event::Eos::new());
+/// The VP8 branch of a running camera pipeline, linked to the raw-frame tee while
+/// watched and taken out again when not.
+struct Vp8Branch {
+    description: String,
+    sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
+    watched: Arc<dyn Fn() -> bool + Send + Sync>,
+    stats: Arc<RunStats>,
+    pipeline: gst::Pipeline,
+    tee: gst::Element,
+    attached: Option<Attached>,
+    /// It could not be linked in this run: not tried again until the next.
+    failed: bool,
+}
+
+struct Attached {
+    bin: gst::Bin,
+    tee_pad: gst::Pad,
+    sink: gst_app::AppSink,
+}
+
+impl Vp8Branch {
+    /// Links or unlinks the branch to match whether anyone watches it.
+    async fn follow_watchers(&mut self) {
+        let want = (self.watched)() && !self.failed;
+        match (want, self.attached.is_some()) {
+            (true, false) => match self.attach() {
+                Ok(a) => {
+                    self.attached = Some(a);
+                    tracing::info!("VP8 stream started");
+                }
+                Err(e) => {
+                    self.failed = true;
+                    tracing::warn!("the VP8 stream could not be started: {e}");
+                }
+            },
+            (false, true) => {
+                if let Some(a) = self.attached.take() {
+                    self.detach(a).await;
+                    tracing::info!("VP8 stream stopped");
+                }
+            }
+            _ => {}
         }
-        gst::PadProbeReturn::Ok
-    });
+    }
+
+    fn attach(&self) -> Result<Attached, String> {
+        let bin =
+            gst::parse::bin_from_description(&self.description, true).map_err(|e| e.to_string())?;
+        let sink = bin
+            .by_name("vp8sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or("the branch has no appsink named vp8sink")?;
+        sink.set_callbacks(frame_callbacks(self.sink.clone(), self.stats.clone()));
+        self.pipeline.add(&bin).map_err(|e| e.to_string())?;
+        // Playing before it is linked, so the first frame finds it ready.
+        let linked = (|| {
+            bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+            let tee_pad = self
+                .tee
+                .request_pad_simple("src_%u")
+                .ok_or("the tee gave no pad")?;
+            let bin_pad = bin.static_pad("sink").ok_or("the branch has no input")?;
+            if let Err(e) = tee_pad.link(&bin_pad) {
+                self.tee.release_request_pad(&tee_pad);
+                return Err(format!("{e:?}"));
+            }
+            Ok(tee_pad)
+        })();
+        match linked {
+            Ok(tee_pad) => Ok(Attached { bin, tee_pad, sink }),
+            Err(e) => {
+                let _ = bin.set_state(gst::State::Null);
+                let _ = self.pipeline.remove(&bin);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unlinks the branch between two frames (an idle probe on the tee's pad), then
+    /// stops and removes it, off the async threads.
+    async fn detach(&self, a: Attached) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        a.tee_pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+            if let Some(peer) = pad.peer() {
+                let _ = pad.unlink(&peer);
+            }
+            if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                let _ = tx.send(());
+            }
+            gst::PadProbeReturn::Remove
+        });
+        // A pipeline stuck mid-push gives up its pad when it is stopped anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        let (pipeline, tee) = (self.pipeline.clone(), self.tee.clone());
+        let _ = blocking(move || {
+            let _ = a.bin.set_state(gst::State::Null);
+            let _ = pipeline.remove(&a.bin);
+            tee.release_request_pad(&a.tee_pad);
+            Ok(())
+        })
+        .await;
+    }
+
+    fn force_keyframe(&self) {
+        if let Some(a) = &self.attached {
+            let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            a.sink.send_event(event);
+            self.stats.forced_idrs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The next keyframe request, when there is a channel to read them from.
@@ -481,7 +632,7 @@ mod tests {
             "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
             Encoder::X264,
             &s,
-            None,
+            false,
         );
         let (sink, frames) = collect();
         let (tx, mut rx) = mpsc::channel(1);
@@ -525,7 +676,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_source_that_ends_is_reported_as_ended_past_a_shut_vp8_gate() {
+    async fn a_source_that_ends_is_reported_as_ended_with_the_vp8_branch_unlinked() {
         use crate::encode::pipeline::{EncodeSettings, Encoder, Vp8Settings, describe};
         let s = EncodeSettings {
             width: 160,
@@ -543,13 +694,14 @@ mod tests {
             "videotestsrc num-buffers=15 ! video/x-raw,width=160,height=120,framerate=30/1",
             Encoder::X264,
             &s,
-            Some(&v),
+            true,
         );
         let (sink, _) = collect();
         let (vp8_sink, _) = collect();
         let (_tx, mut rx) = mpsc::channel(1);
         let (_vtx, mut vrx) = mpsc::channel(1);
         let out = Vp8Output {
+            branch: crate::encode::pipeline::vp8_branch(&v, &s),
             sink: vp8_sink,
             keyframes: &mut vrx,
             watched: Arc::new(|| false),
@@ -588,7 +740,7 @@ mod tests {
             "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
             Encoder::X264,
             &s,
-            Some(&v),
+            true,
         );
         let (sink, h264) = collect();
         let (vp8_sink, vp8) = collect();
@@ -610,6 +762,7 @@ mod tests {
         };
         let w = watched.clone();
         let out = Vp8Output {
+            branch: crate::encode::pipeline::vp8_branch(&v, &s),
             sink: vp8_sink,
             keyframes: &mut vrx,
             watched: Arc::new(move || w.load(Ordering::Relaxed)),

@@ -6,11 +6,11 @@ mod gate;
 
 pub use gate::{Gate, Verdict};
 
-use crate::media::{AudioPacket, EncodedFrame, KeyframeRequester};
+use crate::media::{AudioPacket, EncodedFrame, KeyframeInbox, KeyframeRequester};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Frames a viewer may have queued before it counts as behind (~0.5 s at 30 fps).
 pub const VIEWER_QUEUE: usize = 16;
@@ -39,6 +39,8 @@ struct Slot {
     tx: mpsc::Sender<Arc<EncodedFrame>>,
     gate: Gate,
     stats: Arc<ViewerStats>,
+    /// A transcoder reading this hub to feed another: not a viewer.
+    relay: bool,
 }
 
 /// The stream hub between encoder and peers.
@@ -46,35 +48,106 @@ pub struct Hub {
     slots: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
     keyframes: KeyframeRequester,
+    /// The other end of `keyframes`, held by whoever produces this hub's frames now.
+    inbox: KeyframeInbox,
     pub stats: HubStats,
     /// Relayed presenter audio. Audio needs no gate (every Opus packet decodes alone);
     /// a viewer that lags simply skips packets.
     pub audio: broadcast::Sender<Arc<AudioPacket>>,
 }
 
-/// The camera's second stream, VP8 for browsers whose WebRTC has no H.264: its hub, and
-/// whether the running pipeline produces it (a camera pipeline with raw frames does; a
-/// relayed browser presenter, or a camera that delivers H.264 itself, does not).
+/// What the live presenter produces itself (the rest is transcoded on demand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Produced {
+    #[default]
+    Nothing,
+    /// H.264 only: a camera that delivers H.264, or a browser presenting H.264.
+    H264,
+    /// A camera pipeline with raw frames and the VP8 branch.
+    H264AndVp8,
+    /// VP8 only: a Firefox (or WHIP) presenter without H.264.
+    Vp8,
+}
+
+/// The VP8 stream, for browsers whose WebRTC has no H.264 (and for a VP8 presenter's
+/// own video): its hub, and where its frames come from now.
 pub struct SecondStream {
     pub hub: Arc<Hub>,
-    available: std::sync::atomic::AtomicBool,
+    /// What the live presenter produces, with the announcement that said so.
+    produced: watch::Sender<(u64, Produced)>,
+    next_announcement: AtomicU64,
+    /// VP8 can be made from H.264 here (`fallback.enabled` and a decoder installed).
+    transcodable: AtomicBool,
+}
+
+/// A presenter's word on what it produces, until dropped. A later announcement (the
+/// next presenter) replaces it, and dropping a replaced one changes nothing, so a
+/// presenter that ends late never clears its successor's.
+pub struct Announcement {
+    stream: Arc<SecondStream>,
+    id: u64,
+}
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        self.stream.produced.send_if_modified(|(id, produced)| {
+            let mine = *id == self.id;
+            if mine {
+                *produced = Produced::Nothing;
+            }
+            mine
+        });
+    }
 }
 
 impl SecondStream {
-    pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            hub,
-            available: std::sync::atomic::AtomicBool::new(false),
+            hub: Hub::new(),
+            produced: watch::channel((0, Produced::Nothing)).0,
+            next_announcement: AtomicU64::new(1),
+            transcodable: AtomicBool::new(false),
         })
     }
 
-    pub fn set_available(&self, available: bool) {
-        self.available.store(available, Ordering::Release);
+    /// Said by the presenter (a camera run or a browser) as it starts; holds while the
+    /// returned announcement lives.
+    pub fn announce(self: &Arc<Self>, produced: Produced) -> Announcement {
+        let id = self.next_announcement.fetch_add(1, Ordering::Relaxed);
+        self.produced.send_replace((id, produced));
+        Announcement {
+            stream: self.clone(),
+            id,
+        }
     }
 
-    /// The hub, while the stream can be watched.
+    pub fn produced(&self) -> Produced {
+        self.produced.borrow().1
+    }
+
+    /// Changes of what is produced (read `.borrow().1`).
+    pub fn watch_produced(&self) -> watch::Receiver<(u64, Produced)> {
+        self.produced.subscribe()
+    }
+
+    pub fn set_transcodable(&self, yes: bool) {
+        self.transcodable.store(yes, Ordering::Release);
+    }
+
+    /// The hub, while VP8 can be watched: made by the presenter, or from its H.264.
     pub fn get(&self) -> Option<&Arc<Hub>> {
-        self.available.load(Ordering::Acquire).then_some(&self.hub)
+        let available = match self.produced() {
+            Produced::Nothing => false,
+            Produced::H264 => self.transcodable.load(Ordering::Acquire),
+            Produced::H264AndVp8 | Produced::Vp8 => true,
+        };
+        available.then_some(&self.hub)
+    }
+
+    /// VP8 is the presenter's own video: a viewer that takes VP8 gets it as sent (its
+    /// H.264 would be a re-encode).
+    pub fn preferred(&self) -> bool {
+        self.produced() == Produced::Vp8
     }
 }
 
@@ -100,11 +173,13 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new(keyframes: KeyframeRequester) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
+        let (keyframes, inbox) = KeyframeRequester::channel();
         Arc::new(Self {
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             keyframes,
+            inbox: Arc::new(tokio::sync::Mutex::new(inbox)),
             stats: HubStats::default(),
             audio: broadcast::channel(64).0,
         })
@@ -117,6 +192,22 @@ impl Hub {
     }
 
     pub fn subscribe_with_capacity(self: &Arc<Self>, capacity: usize) -> Subscription {
+        self.join(capacity, false)
+    }
+
+    /// Joins a transcoder that feeds another hub from this one: like a viewer, but not
+    /// counted as one.
+    pub fn subscribe_relay(self: &Arc<Self>) -> Subscription {
+        self.join(VIEWER_QUEUE, true)
+    }
+
+    /// The keyframe requests of this hub's viewers, for its producer to read (the lock
+    /// makes that one producer at a time).
+    pub fn keyframe_inbox(&self) -> KeyframeInbox {
+        self.inbox.clone()
+    }
+
+    fn join(self: &Arc<Self>, capacity: usize, relay: bool) -> Subscription {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(ViewerStats::default());
@@ -126,6 +217,7 @@ impl Hub {
                 tx,
                 gate: Gate::new(),
                 stats: stats.clone(),
+                relay,
             },
         );
         self.request_keyframe();
@@ -137,9 +229,9 @@ impl Hub {
         }
     }
 
-    /// Number of subscribed viewers.
+    /// Number of subscribed viewers (transcoders reading it not counted).
     pub fn viewers(&self) -> usize {
-        self.lock().len()
+        self.lock().values().filter(|s| !s.relay).count()
     }
 
     /// Hands a frame to every viewer. Never blocks.
@@ -210,9 +302,10 @@ mod tests {
         }
     }
 
-    fn hub() -> (Arc<Hub>, mpsc::Receiver<()>) {
-        let (req, rx) = KeyframeRequester::channel();
-        (Hub::new(req), rx)
+    fn hub() -> (Arc<Hub>, tokio::sync::OwnedMutexGuard<mpsc::Receiver<()>>) {
+        let hub = Hub::new();
+        let inbox = hub.keyframe_inbox().try_lock_owned().expect("free");
+        (hub, inbox)
     }
 
     #[tokio::test]
@@ -273,5 +366,48 @@ mod tests {
         drop(b);
         assert_eq!(hub.viewers(), 0);
         hub.publish(frame(0, true));
+    }
+
+    #[tokio::test]
+    async fn a_relay_gets_frames_but_is_no_viewer() {
+        let (hub, mut kf) = hub();
+        let mut relay = hub.subscribe_relay();
+        assert!(
+            kf.try_recv().is_ok(),
+            "it too starts on a keyframe it asks for"
+        );
+        assert_eq!(hub.viewers(), 0);
+        hub.publish(frame(0, true));
+        assert_eq!(relay.frames.recv().await.unwrap().data[0], 0);
+    }
+
+    #[test]
+    fn vp8_is_offered_when_made_or_when_it_can_be_made_from_h264() {
+        let s = SecondStream::new();
+        assert!(s.get().is_none(), "nothing presents");
+        let camera = s.announce(Produced::H264);
+        assert!(s.get().is_none(), "no transcoder");
+        s.set_transcodable(true);
+        assert!(s.get().is_some() && !s.preferred());
+        drop(camera);
+        assert_eq!(s.produced(), Produced::Nothing);
+        let _both = s.announce(Produced::H264AndVp8);
+        assert!(s.get().is_some() && !s.preferred());
+        let _firefox = s.announce(Produced::Vp8);
+        assert!(
+            s.get().is_some() && s.preferred(),
+            "a VP8 presenter's own video"
+        );
+    }
+
+    #[test]
+    fn a_presenter_that_ends_late_does_not_clear_its_successor() {
+        let s = SecondStream::new();
+        let camera = s.announce(Produced::H264AndVp8);
+        let browser = s.announce(Produced::Vp8);
+        drop(camera);
+        assert_eq!(s.produced(), Produced::Vp8);
+        drop(browser);
+        assert_eq!(s.produced(), Produced::Nothing);
     }
 }

@@ -131,11 +131,10 @@ pub enum PeerError {
         list_or_none(.offered)
     )]
     NoCommonCodec { offered: Vec<String> },
-    /// The same for a presenter, whose video the camera relays as H.264 only.
+    /// The same for a presenter, whose video the camera relays as H.264 or VP8.
     #[error(
-        "this browser can send only {} video; the camera relays H.264. In Firefox, enable the \
-         OpenH264 plugin (Add-ons and themes → Plugins), or present from Chromium, Chrome, Edge \
-         or Safari",
+        "this browser can send only {} video; the camera relays H.264 or VP8. Present from \
+         Firefox, Chromium, Chrome, Edge or Safari",
         list_or_none(.offered)
     )]
     PresenterCodec { offered: Vec<String> },
@@ -161,19 +160,26 @@ fn list_or_none(names: &[String]) -> String {
 }
 
 /// The offer's video codecs, checked before the webrtc crate sees it: the stream to send
-/// (H.264 when the offer takes it, else VP8 when the camera has it to offer: `vp8`), or a
-/// refusal in words (`presenter`: for the presenter's message).
+/// or receive, or a refusal in words (`presenter`: for the presenter's message). H.264
+/// when the offer takes it, else VP8 when there is VP8 (`vp8`: the camera has a VP8
+/// stream to send, or, for a presenter, always); `prefer_vp8`: VP8 first (the presenter's
+/// own video is VP8, so H.264 would be a re-encode).
 fn check_video_codecs(
     offer_sdp: &str,
     presenter: bool,
     vp8: bool,
+    prefer_vp8: bool,
 ) -> Result<VideoStream, PeerError> {
     let codecs = sdp::video_codecs(offer_sdp);
+    let has_vp8 = vp8 && codecs.iter().any(|c| c.name == "VP8");
+    if has_vp8 && prefer_vp8 {
+        return Ok(VideoStream::Vp8);
+    }
     if codecs.is_empty() || codecs.iter().any(|c| c.is_h264_mode1()) {
         // No video at all is the answer check's to report (NoVideo).
         return Ok(VideoStream::H264);
     }
-    if vp8 && !presenter && codecs.iter().any(|c| c.name == "VP8") {
+    if has_vp8 {
         return Ok(VideoStream::Vp8);
     }
     let mut offered: Vec<String> = Vec::new();
@@ -815,38 +821,64 @@ mod tests {
         let firefox = sdp(
             "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 99\r\na=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=rtpmap:121 VP9/90000\r\na=rtpmap:99 AV1/90000\r\n",
         );
-        let e = check_video_codecs(&firefox, false, false).unwrap_err();
+        let e = check_video_codecs(&firefox, false, false, false).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("cannot play H.264") && text.contains("offers VP8, VP9 and AV1"),
             "{text}"
         );
         assert!(text.contains("OpenH264"), "what to do: {text}");
-        let e = check_video_codecs(&firefox, true, true)
+        let av1_only = sdp("m=video 9 UDP/TLS/RTP/SAVPF 99\r\na=rtpmap:99 AV1/90000\r\n");
+        let e = check_video_codecs(&av1_only, true, true, false)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("send only VP8, VP9 and AV1"), "{e}");
+        assert!(
+            e.contains("send only AV1") && e.contains("H.264 or VP8"),
+            "{e}"
+        );
+        // A Firefox presenter's VP8 is taken.
+        assert_eq!(
+            check_video_codecs(&firefox, true, true, false).ok(),
+            Some(VideoStream::Vp8)
+        );
         let h264 = sdp(
             "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n",
         );
         assert_eq!(
-            check_video_codecs(&h264, false, true).ok(),
+            check_video_codecs(&h264, false, true, false).ok(),
             Some(VideoStream::H264)
         );
         assert_eq!(
-            check_video_codecs(&firefox, false, true).ok(),
+            check_video_codecs(&firefox, false, true, false).ok(),
             Some(VideoStream::Vp8)
+        );
+        // A viewer offering both gets a VP8 presenter's video as sent, when it can.
+        let both = format!("{h264}a=rtpmap:96 VP8/90000\r\n").replace("SAVPF 102", "SAVPF 102 96");
+        assert_eq!(
+            check_video_codecs(&both, false, true, true).ok(),
+            Some(VideoStream::Vp8)
+        );
+        assert_eq!(
+            check_video_codecs(&h264, false, true, true).ok(),
+            Some(VideoStream::H264),
+            "H.264 only: the transcoded stream"
         );
         let mode0 = h264.replace("packetization-mode=1", "packetization-mode=0");
         assert!(
-            check_video_codecs(&mode0, false, false)
+            check_video_codecs(&mode0, false, false, false)
                 .unwrap_err()
                 .to_string()
                 .contains("offers H264")
         );
         // No video at all is for the answer check to say.
         assert!(
-            check_video_codecs(&sdp("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"), false, true).is_ok()
+            check_video_codecs(
+                &sdp("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"),
+                false,
+                true,
+                false
+            )
+            .is_ok()
         );
     }
 

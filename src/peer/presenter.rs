@@ -1,15 +1,19 @@
-//! A relayed presenter: a browser (or any WebRTC client) that sends H.264 (and Opus) to
-//! the appliance. Its video is reassembled into access units and published to the hub,
-//! so viewers get it exactly like the camera; its audio goes to the hub's audio relay.
-//! Keyframe requests from viewers reach it as PLI, coalesced like the camera's.
+//! A relayed presenter: a browser (or any WebRTC client) that sends H.264 or VP8 (and
+//! Opus) to the appliance. Its video is reassembled into whole pictures and published,
+//! as sent, to the hub of its codec, so viewers who take that codec get it exactly like
+//! the camera (the other codec's viewers get it through `transcode`); its audio goes to
+//! the H.264 hub's audio relay. Keyframe requests from its hub's viewers reach it as
+//! PLI, coalesced like the camera's.
 
 use super::*;
 use crate::encode::pacer::{KeyframePacer, MIN_GAP, sleep_until_due};
+use crate::fanout::{Announcement, Produced, SecondStream};
 use crate::media::{AudioPacket, EncodedFrame, KeyframeInbox, nal, nal_types};
 use crate::task::AbortOnDrop;
 use bytes::{Bytes, BytesMut};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -18,6 +22,8 @@ use webrtc::media_stream::track_remote::TrackRemoteEvent;
 /// A browser presenting through the appliance.
 pub struct PresenterPeer {
     conn: Connection,
+    /// What it sends, told to the VP8 stream and the transcoder while it presents.
+    _produced: Announcement,
 }
 
 /// Whether an offer sends audio (an `m=audio` section with a port and not receive-only).
@@ -26,16 +32,18 @@ pub fn offer_sends_audio(sdp: &str) -> bool {
 }
 
 impl PresenterPeer {
-    /// Answers a presenter's offer (H.264 video, optional Opus audio, optional data channel).
+    /// Answers a presenter's offer (H.264 or VP8 video, optional Opus audio, optional
+    /// data channel). H.264 is taken when offered (what the camera's viewers mostly
+    /// play), else VP8; its pictures go to `hub` or to `vp8`'s hub.
     pub async fn start(
         factory: &PeerFactory,
         offer_sdp: &str,
         hub: &Arc<Hub>,
-        keyframes: KeyframeInbox,
+        vp8: &Arc<SecondStream>,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
-        check_video_codecs(offer_sdp, true, false)?;
+        let stream = check_video_codecs(offer_sdp, true, true, false)?;
         let (connected_tx, _connected_rx) = watch::channel(false);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler {
@@ -46,9 +54,13 @@ impl PresenterPeer {
             role: Role::Presenter,
             tracks: Some(tracks_tx),
         });
-        // Only H.264 is accepted for video, so viewers can always take what it sends.
+        // One video codec, the chosen one, so the answer cannot pick another.
+        let video = match stream {
+            VideoStream::H264 => h264_codec(),
+            VideoStream::Vp8 => vp8_codec(),
+        };
         let codecs = [
-            (h264_codec(), RtpCodecKind::Video),
+            (video, RtpCodecKind::Video),
             (opus_codec(), RtpCodecKind::Audio),
         ];
         let pc = build_pc(factory, &codecs, handler, None).await?;
@@ -58,11 +70,15 @@ impl PresenterPeer {
             return Err(PeerError::NoVideo);
         }
 
-        let hub = hub.clone();
+        let (video_hub, produced) = match stream {
+            VideoStream::H264 => (hub.clone(), Produced::H264),
+            VideoStream::Vp8 => (vp8.hub.clone(), Produced::Vp8),
+        };
+        let audio_hub = hub.clone();
         let keyframe_count = Arc::new(AtomicU64::new(0));
         let (video_tx, video_rx) = watch::channel::<Option<(Arc<dyn TrackRemote>, u32)>>(None);
         let mut tasks = Vec::new();
-        let relay_hub = hub.clone();
+        let relay_hub = video_hub.clone();
         let relay_count = keyframe_count.clone();
         tasks.push(AbortOnDrop::spawn(async move {
             let mut relays = Vec::new();
@@ -73,19 +89,20 @@ impl PresenterPeer {
                         let _ = video_tx.send(Some((track.clone(), ssrc)));
                         relays.push(AbortOnDrop::spawn(relay_video(
                             track,
+                            stream,
                             relay_hub.clone(),
                             relay_count.clone(),
                         )));
                     }
                     RtpCodecKind::Audio => {
-                        relays.push(AbortOnDrop::spawn(relay_audio(track, relay_hub.clone())));
+                        relays.push(AbortOnDrop::spawn(relay_audio(track, audio_hub.clone())));
                     }
                     _ => {}
                 }
             }
         }));
         tasks.push(AbortOnDrop::spawn(forward_keyframe_requests(
-            keyframes,
+            video_hub.keyframe_inbox(),
             video_rx,
             keyframe_count,
         )));
@@ -93,6 +110,7 @@ impl PresenterPeer {
         Ok((
             Self {
                 conn: Connection::new(pc, loopback_only, tasks),
+                _produced: vp8.announce(produced),
             },
             answer.sdp,
         ))
@@ -147,9 +165,11 @@ async fn forward_keyframe_requests(
     }
 }
 
-/// Reassembles RTP into access units (by timestamp and marker bit). After a lost packet
-/// nothing is published until the next IDR, since viewers could not decode it.
+/// Reassembles RTP into whole pictures (by timestamp and marker bit): H.264 access units
+/// or VP8 frames. After a lost packet nothing is published until the next keyframe,
+/// since viewers could not decode it.
 pub struct AccessUnitAssembler {
+    codec: VideoStream,
     depacketizer: H264Packet,
     au: BytesMut,
     au_timestamp: Option<u32>,
@@ -171,7 +191,14 @@ pub const MAX_ACCESS_UNIT_BYTES: usize = 4 << 20;
 
 impl Default for AccessUnitAssembler {
     fn default() -> Self {
+        Self::new(VideoStream::H264)
+    }
+}
+
+impl AccessUnitAssembler {
+    pub fn new(codec: VideoStream) -> Self {
         Self {
+            codec,
             depacketizer: H264Packet::default(),
             au: BytesMut::new(),
             au_timestamp: None,
@@ -210,7 +237,13 @@ impl AccessUnitAssembler {
         self.last_seq = Some(seq);
         self.au_timestamp = Some(timestamp);
         self.unfinished = self.unfinished.saturating_add(payload.len());
-        match self.depacketizer.depacketize(payload) {
+        // A fresh VP8 descriptor parser per packet: it keeps optional fields from the
+        // last packet otherwise.
+        let depacketized = match self.codec {
+            VideoStream::H264 => self.depacketizer.depacketize(payload),
+            VideoStream::Vp8 => Vp8Packet::default().depacketize(payload),
+        };
+        match depacketized {
             Ok(bytes) => {
                 if !bytes.is_empty() {
                     self.unfinished = 0;
@@ -254,7 +287,11 @@ impl AccessUnitAssembler {
         if data.is_empty() {
             return;
         }
-        let keyframe = nal_types(&data).contains(&nal::IDR);
+        let keyframe = match self.codec {
+            VideoStream::H264 => nal_types(&data).contains(&nal::IDR),
+            // The frame tag's low bit is clear on a key frame (RFC 6386, 9.1).
+            VideoStream::Vp8 => data[0] & 1 == 0,
+        };
         if self.need_keyframe && !keyframe {
             return;
         }
@@ -268,8 +305,13 @@ impl AccessUnitAssembler {
     }
 }
 
-async fn relay_video(track: Arc<dyn TrackRemote>, hub: Arc<Hub>, keyframes: Arc<AtomicU64>) {
-    let mut assembler = AccessUnitAssembler::default();
+async fn relay_video(
+    track: Arc<dyn TrackRemote>,
+    codec: VideoStream,
+    hub: Arc<Hub>,
+    keyframes: Arc<AtomicU64>,
+) {
+    let mut assembler = AccessUnitAssembler::new(codec);
     while let Some(evt) = track.poll().await {
         if let TrackRemoteEvent::OnRtpPacket(p) = evt {
             let out = assembler.push(

@@ -52,21 +52,22 @@ async fn negotiated_pt(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> 
 impl ViewerPeer {
     /// Answers `offer_sdp`; returns the peer and the SDP answer. Local candidates then
     /// arrive as `PeerEvent::Candidate` on `events` (trickle ICE).
-    /// `vp8`: the camera's VP8 stream, for an offer without H.264 (None: there is none).
+    /// `vp8`: the VP8 stream, for an offer without H.264 (when there is one now), and
+    /// for any offer that takes VP8 while the presenter's own video is VP8.
     pub async fn start(
         factory: &PeerFactory,
         offer_sdp: &str,
         hub: &Arc<Hub>,
-        vp8: Option<&Arc<Hub>>,
+        vp8: &crate::fanout::SecondStream,
         events: mpsc::UnboundedSender<PeerEvent>,
         presenter_audio: bool,
         kind: ViewerKind,
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
-        let stream = check_video_codecs(offer_sdp, false, vp8.is_some())?;
-        let hub = match (stream, vp8) {
-            (VideoStream::Vp8, Some(vp8)) => vp8,
-            _ => hub,
+        let stream = check_video_codecs(offer_sdp, false, vp8.get().is_some(), vp8.preferred())?;
+        let hub = match stream {
+            VideoStream::Vp8 => &vp8.hub,
+            VideoStream::H264 => hub,
         };
         // Audio only when the presenter sends it (a browser presenter with a microphone).
         let audio = presenter_audio && offer_sdp.contains("m=audio");

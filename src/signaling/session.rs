@@ -88,7 +88,7 @@ impl Client {
                 &ctx.peers,
                 offer,
                 &ctx.hub,
-                ctx.vp8.get(),
+                &ctx.vp8,
                 tx,
                 ctx.admission.presenter_audio(),
                 ViewerKind::WebSocket,
@@ -99,8 +99,8 @@ impl Client {
                 *peer = Some(p);
                 (answer, Some(id))
             }),
-            (Held::Presenter(lease, peer), Want::Presenter) => {
-                PresenterPeer::start(&ctx.peers, offer, &ctx.hub, lease.keyframes(), tx)
+            (Held::Presenter(_, peer), Want::Presenter) => {
+                PresenterPeer::start(&ctx.peers, offer, &ctx.hub, &ctx.vp8, tx)
                     .await
                     .map(|(p, answer)| {
                         tracing::info!("a browser is presenting");

@@ -172,7 +172,7 @@ pub async fn post_whep(
             &sig.peers,
             &offer,
             &sig.hub,
-            sig.vp8.get(),
+            &sig.vp8,
             events_tx,
             sig.admission.presenter_audio(),
             ViewerKind::Whep,
@@ -261,8 +261,7 @@ pub async fn post_whip(
             Err(refusal) => return refused(&refusal),
         };
         let (events_tx, events) = mpsc::unbounded_channel();
-        let started =
-            PresenterPeer::start(&sig.peers, &offer, &sig.hub, lease.keyframes(), events_tx).await;
+        let started = PresenterPeer::start(&sig.peers, &offer, &sig.hub, &sig.vp8, events_tx).await;
         match started {
             Ok((peer, answer)) => {
                 tracing::info!("a WHIP publisher is presenting");

@@ -194,6 +194,27 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_transcode_running",
+        kind: Kind::Gauge,
+        help: "1 while the presenter's video is converted for viewers of the other codec.",
+        samples: |s| one(flag(s.transcode.running)),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_transcode_frames_encoded_total",
+        kind: Kind::Counter,
+        help: "Frames the transcoder made (this run).",
+        samples: |s| one(s.transcode.frames_encoded as f64),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_transcode_failures_total",
+        kind: Kind::Counter,
+        help: "Transcoder runs that failed (each is retried).",
+        samples: |s| one(s.transcode.failures as f64),
+        optional: false,
+    },
+    Family {
         name: "edgecam_fanout_subscribers",
         kind: Kind::Gauge,
         help: "Subscribers of the fan-out (viewers and the upstream push).",

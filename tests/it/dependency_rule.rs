@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["capture"],
     &["encode"],
     &["fanout"],
+    &["transcode"],
     &["peer"],
     &["admission", "supervisor", "control"],
     &["gpio", "signaling", "upstream", "provision"],

@@ -177,7 +177,7 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
         "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1",
         Encoder::X264,
         &s,
-        None,
+        false,
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<EncodedFrame>();
     let sink = Arc::new(move |f: EncodedFrame| {

@@ -1,0 +1,142 @@
+//! Transcoding on demand between the two streams, so every viewer gets a codec its
+//! browser plays whatever the presenter sends: VP8 made from an H.264 presenter (a camera
+//! that delivers H.264, a relayed browser) for browsers without H.264, and H.264 made
+//! from a VP8 presenter (Firefox, a WHIP client) for viewers without VP8. A transcoder
+//! reads one hub like a viewer (not counted as one) and publishes to the other; it runs
+//! only while the other has viewers, so the camera pays for it only then. Its keyframes
+//! are forced by the target hub's requests, which it holds while it runs.
+
+use crate::encode::{self, RunStats};
+use crate::fanout::{Hub, Produced, SecondStream};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// No frame out for this long restarts a transcoder (its input stalled or it did).
+const STALL_AFTER: Duration = Duration::from_secs(5);
+/// The pause after a transcoder failed, before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often a waiting transcoder looks at its target's viewers.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// The pipeline descriptions this machine can run (None: not installed or not wanted).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// H.264 → VP8 (`[fallback]` enabled and an H.264 decoder installed).
+    pub to_vp8: Option<String>,
+    /// VP8 → H.264.
+    pub to_h264: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    H264,
+    Vp8,
+}
+
+/// What transcoding is doing now (for status and metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Transcoding {
+    /// From and to, while the presenter's video needs converting for some viewers.
+    pub direction: Option<(Codec, Codec)>,
+    /// A transcoder runs (someone watches its output).
+    pub running: bool,
+    /// The current (or last) run's counters.
+    pub run: Arc<RunStats>,
+    /// Runs that ended in an error.
+    pub failures: u64,
+}
+
+/// Keeps the stream the presenter does not produce fed on demand, for as long as the
+/// daemon runs (until `stop`).
+pub async fn serve(
+    plan: Plan,
+    h264: Arc<Hub>,
+    vp8: Arc<SecondStream>,
+    board: watch::Sender<Transcoding>,
+    mut stop: watch::Receiver<bool>,
+) {
+    vp8.set_transcodable(plan.to_vp8.is_some());
+    let mut produced = vp8.watch_produced();
+    loop {
+        let now = produced.borrow_and_update().1;
+        let job = match now {
+            Produced::H264 => plan
+                .to_vp8
+                .as_deref()
+                .map(|d| (d, &h264, &vp8.hub, (Codec::H264, Codec::Vp8))),
+            Produced::Vp8 => plan
+                .to_h264
+                .as_deref()
+                .map(|d| (d, &vp8.hub, &h264, (Codec::Vp8, Codec::H264))),
+            Produced::Nothing | Produced::H264AndVp8 => None,
+        };
+        board.send_modify(|b| {
+            b.direction = job.map(|j| j.3);
+            b.running = false;
+        });
+        let work = async {
+            match job {
+                Some((description, from, to, _)) => on_demand(description, from, to, &board).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            changed = produced.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Runs `description` from `from` into `to` whenever `to` has viewers. Never returns;
+/// dropping it stops the transcoder and lets go of `to`'s keyframe requests.
+async fn on_demand(
+    description: &str,
+    from: &Arc<Hub>,
+    to: &Arc<Hub>,
+    board: &watch::Sender<Transcoding>,
+) {
+    let inbox = to.keyframe_inbox();
+    loop {
+        until_viewers(to, |n| n > 0).await;
+        let mut requests = inbox.lock().await;
+        let mut input = from.subscribe_relay();
+        let stats = Arc::new(RunStats::default());
+        board.send_modify(|b| {
+            b.running = true;
+            b.run = stats.clone();
+        });
+        tracing::info!("transcoder started: {description}");
+        let out = to.clone();
+        let result = encode::runner::run_fed(
+            description,
+            &mut input.frames,
+            Arc::new(move |frame| out.publish(frame)),
+            &mut requests,
+            stats,
+            STALL_AFTER,
+            until_viewers(to, |n| n == 0),
+        )
+        .await;
+        board.send_modify(|b| b.running = false);
+        drop((input, requests));
+        match result {
+            Ok(()) => tracing::info!("transcoder stopped: nobody watches its output"),
+            Err(e) => {
+                tracing::warn!("transcoder failed: {e}; trying again");
+                board.send_modify(|b| b.failures += 1);
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+}
+
+/// Resolves once `hub`'s viewer count satisfies `want`.
+async fn until_viewers(hub: &Hub, want: impl Fn(usize) -> bool) {
+    while !want(hub.viewers()) {
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+}
