@@ -217,3 +217,84 @@ fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Capture-to-decoded latency in Firefox on the VP8 stream, read back from the picture
+/// (source `test:stamp`; camera and fallback both 640x360, so the stamp's blocks are not
+/// scaled). Asserts the stamps come through readable; prints the distribution for
+/// BENCHMARKS.md (`EDGECAM_FIREFOX_LATENCY_FRAMES=450` for the measured run).
+#[test]
+fn firefox_reads_the_capture_stamp_on_the_vp8_stream() {
+    let _bound = crate::common::time_bound(
+        "firefox_vp8_viewer::firefox_reads_the_capture_stamp_on_the_vp8_stream",
+        None,
+    );
+    if !std::path::Path::new(common::firefox::FIREFOX).exists() {
+        eprintln!("SKIPPED firefox_reads_the_capture_stamp_on_the_vp8_stream: no Firefox ESR");
+        return;
+    }
+    let Some(ns) = common::netns::Netns::create_or_skip("firefox_reads_the_capture_stamp") else {
+        return;
+    };
+    let frames: usize = std::env::var("EDGECAM_FIREFOX_LATENCY_FRAMES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(90);
+    let name = ns.name.clone();
+    let run = std::thread::spawn(move || {
+        common::netns::Netns::enter(&name);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let daemon = Daemon::start(&[
+                ("EDGECAM_WEBRTC__BIND_IPS", common::netns::ADDRESS),
+                ("EDGECAM_CAMERA__SOURCE", "test:stamp"),
+                ("EDGECAM_CAMERA__FPS", "30"),
+                ("EDGECAM_FALLBACK__WIDTH", "640"),
+                ("EDGECAM_FALLBACK__HEIGHT", "360"),
+            ])
+            .await;
+            let ff = Firefox::launch().await;
+            ff.open(&daemon.url("/")).await;
+            ff.wait_for(VIEWER_PROBE, 40, "Firefox decodes the VP8 stream", |v| {
+                v["frames"].as_u64().unwrap_or(0) > 5
+            })
+            .await;
+            ff.eval(common::browser::LATENCY_PROBE).await;
+            let v = ff
+                .wait_for("window.lat", 60, "stamped frames read", |v| {
+                    v["ms"].as_array().is_some_and(|a| a.len() >= frames)
+                })
+                .await;
+            let mut ms: Vec<f64> = v["ms"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
+            ms.sort_by(|a, b| a.total_cmp(b));
+            let misread = v["misread"].as_u64().unwrap_or(u64::MAX);
+            assert!(
+                misread <= (ms.len() / 10) as u64,
+                "the stamp survives VP8: {misread} unreadable of {}",
+                ms.len()
+            );
+            let pick = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+            eprintln!(
+                "Firefox, VP8 640x360, capture to decoded over {} frames ({misread} unreadable): \
+                 p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+                ms.len(),
+                pick(0.5),
+                pick(0.95),
+                ms[ms.len() - 1]
+            );
+            drop(ff);
+            daemon.stop().await;
+        });
+    });
+    let result = run.join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -7,17 +7,7 @@ use crate::common;
 
 use common::Daemon;
 use common::rust_viewer::RustViewer;
-
-/// A VP8 key frame's size from its frame header (RFC 6386 section 9.1): `None` for an
-/// inter frame.
-fn keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
-    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
-        return None;
-    }
-    let w = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
-    let h = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
-    Some((w, h))
-}
+use common::vp8_keyframe_size as keyframe_size;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_without_h264_gets_vp8_only_while_it_watches() {
@@ -61,6 +51,10 @@ async fn a_viewer_without_h264_gets_vp8_only_while_it_watches() {
     }
     let s = daemon.status().await;
     assert_eq!(s["vp8"]["running"], true, "{s}");
+    assert_eq!(
+        s["vp8"]["origin"], "camera",
+        "the camera's second encode: {s}"
+    );
     assert_eq!(s["vp8"]["viewers"], 1, "{s}");
     assert_eq!(s["viewers"], 2, "{s}");
     let (_, metrics) = daemon.get("/metrics").await;
@@ -77,7 +71,7 @@ async fn a_viewer_without_h264_gets_vp8_only_while_it_watches() {
         })
         .await;
     let frames = |s: &serde_json::Value| s["vp8"]["frames_encoded"].as_u64().unwrap_or(0);
-    // (The valve shuts on the runner's next tick, 100 ms; frames in flight then drain.)
+    // (The branch is unlinked on the runner's next tick, 100 ms; frames in flight drain.)
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let stopped = frames(&daemon.status().await);
     let before = h264.frames();

@@ -247,3 +247,38 @@ pub const WHEP_PROBE: &str = r#"(async () => {
   });
   return { frames, width: window.whep.video.videoWidth, pc: window.whep.pc.connectionState };
 })()"#;
+
+/// Reads the capture-time stamp (see `src/capture/stamp.rs`) from every presented frame.
+pub const LATENCY_PROBE: &str = r#"(() => {
+  const v = document.getElementById('video');
+  const c = document.createElement('canvas');
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  window.lat = { ms: [], misread: 0 };
+  const step = () => {
+    const now = Date.now();
+    const w = v.videoWidth, h = v.videoHeight;
+    const bs = Math.min(16, Math.max(2, Math.floor(w / 40))) & ~1;
+    if (w >= 40 * bs && h >= bs) {
+      c.width = 40 * bs; c.height = bs;
+      ctx.drawImage(v, 0, h - bs, 40 * bs, bs, 0, 0, 40 * bs, bs);
+      const d = ctx.getImageData(0, 0, 40 * bs, bs).data;
+      const bit = i => {
+        const o = ((bs >> 1) * 40 * bs + i * bs + (bs >> 1)) * 4;
+        return (d[o] + d[o + 1] + d[o + 2]) / 3 > 128 ? 1 : 0;
+      };
+      let t = 0, check = 0;
+      for (let i = 0; i < 32; i++) t = t * 2 + bit(i);
+      for (let i = 32; i < 40; i++) check = check * 2 + bit(i);
+      const b = [t >>> 24, (t >>> 16) & 255, (t >>> 8) & 255, t & 255];
+      if ((b[0] ^ b[1] ^ b[2] ^ b[3] ^ 0xA5) === check) {
+        const lat = (now % 4294967296 - t + 4294967296) % 4294967296;
+        if (lat < 60000) window.lat.ms.push(lat); else window.lat.misread++;
+      } else {
+        window.lat.misread++;
+      }
+    }
+    v.requestVideoFrameCallback(step);
+  };
+  v.requestVideoFrameCallback(step);
+  return true;
+})()"#;

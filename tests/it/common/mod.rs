@@ -57,11 +57,30 @@ pub async fn loopback_peer(
     peer_on([127, 0, 0, 1].into(), handler).await
 }
 
+/// Which video codecs a test client offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCodecs {
+    /// The webrtc crate's defaults (H.264, VP8, VP9, ...), as a browser's.
+    All,
+    /// VP8 only: a browser without H.264.
+    Vp8Only,
+    /// H.264 only: an NVR-style client, or a browser without VP8.
+    H264Only,
+}
+
 /// A loopback peer whose only video codec is VP8: a browser without H.264.
 pub async fn loopback_peer_vp8_only(
     handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
 ) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
-    build_peer([127, 0, 0, 1].into(), handler, true).await
+    build_peer([127, 0, 0, 1].into(), handler, ClientCodecs::Vp8Only).await
+}
+
+/// A loopback peer offering `codecs`.
+pub async fn loopback_peer_with(
+    handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
+    codecs: ClientCodecs,
+) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
+    build_peer([127, 0, 0, 1].into(), handler, codecs).await
 }
 
 /// Like `loopback_peer`, with its socket bound to `bind` (a bench's own test host).
@@ -69,28 +88,28 @@ pub async fn peer_on(
     bind: std::net::IpAddr,
     handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
 ) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
-    build_peer(bind, handler, false).await
+    build_peer(bind, handler, ClientCodecs::All).await
 }
 
 async fn build_peer(
     bind: std::net::IpAddr,
     handler: std::sync::Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
-    vp8_only: bool,
+    codecs: ClientCodecs,
 ) -> std::sync::Arc<dyn webrtc::peer_connection::PeerConnection> {
     use rtc::interceptor::Registry;
     use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
     use rtc::peer_connection::configuration::media_engine::MediaEngine;
     use webrtc::peer_connection::{PeerConnectionBuilder, SettingEngineBuilder};
     let mut media = MediaEngine::default();
-    if vp8_only {
-        media
-            .register_codec(
-                edgecam::peer::vp8_codec(),
-                rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
-            )
-            .expect("VP8");
-    } else {
-        media.register_default_codecs().expect("codecs");
+    let video = rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video;
+    match codecs {
+        ClientCodecs::Vp8Only => media
+            .register_codec(edgecam::peer::vp8_codec(), video)
+            .expect("VP8"),
+        ClientCodecs::H264Only => media
+            .register_codec(edgecam::peer::h264_codec(), video)
+            .expect("H.264"),
+        ClientCodecs::All => media.register_default_codecs().expect("codecs"),
     }
     let registry =
         register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
@@ -215,7 +234,14 @@ impl Daemon {
         };
         let remembered_off = std::fs::read_to_string(d.state.path().join("streaming"))
             .is_ok_and(|s| s.trim() == "off");
-        if !extra.contains(&("EDGECAM_CAMERA__AUTOSTART", "false")) && !remembered_off {
+        // An `rtp:` camera has frames only once the test's sender runs.
+        let waits_for_a_sender = extra
+            .iter()
+            .any(|(k, v)| *k == "EDGECAM_CAMERA__SOURCE" && v.starts_with("rtp:"));
+        if !extra.contains(&("EDGECAM_CAMERA__AUTOSTART", "false"))
+            && !remembered_off
+            && !waits_for_a_sender
+        {
             d.wait_running().await;
         }
         d
@@ -436,4 +462,15 @@ impl Ws {
             }
         }
     }
+}
+
+/// A VP8 key frame's size from its frame header (RFC 6386 section 9.1): `None` for an
+/// inter frame.
+pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
+    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
+    let h = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
+    Some((w, h))
 }

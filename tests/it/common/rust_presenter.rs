@@ -1,6 +1,7 @@
 //! A presenter written only from the Kurento protocol and the webrtc crate: it makes the
 //! offer, sends `presenter`, trickles candidates, and streams H.264 access units encoded
-//! by GStreamer (x264 on a test pattern) through a sample track.
+//! by GStreamer (x264 on a test pattern) through a sample track — or VP8 frames only, as
+//! a Firefox without OpenH264 (or a WHIP client) sends.
 
 use super::Ws;
 use edgecam::encode::{EncodeSettings, Encoder, RunStats, pipeline};
@@ -54,14 +55,32 @@ pub struct RustPresenter {
 impl RustPresenter {
     /// Offers send-only H.264 and waits for the presenterResponse.
     pub async fn present(ws_url: &str) -> Self {
+        Self::present_with(ws_url, false).await
+    }
+
+    /// Offers send-only VP8 (and no H.264) with a 320x240 test pattern.
+    pub async fn present_vp8(ws_url: &str) -> Self {
+        Self::present_with(ws_url, true).await
+    }
+
+    async fn present_with(ws_url: &str, vp8: bool) -> Self {
         let (cand_tx, candidates) = mpsc::unbounded_channel();
         let (connected_tx, connected) = watch::channel(false);
-        let pc = super::loopback_peer(Arc::new(Handler {
+        let handler = Arc::new(Handler {
             candidates: cand_tx,
             connected: connected_tx,
-        }) as Arc<dyn PeerConnectionEventHandler>)
-        .await;
-        let codec = edgecam::peer::h264_codec().rtp_codec;
+        }) as Arc<dyn PeerConnectionEventHandler>;
+        let (pc, codec) = if vp8 {
+            (
+                super::loopback_peer_vp8_only(handler).await,
+                edgecam::peer::vp8_codec().rtp_codec,
+            )
+        } else {
+            (
+                super::loopback_peer(handler).await,
+                edgecam::peer::h264_codec().rtp_codec,
+            )
+        };
         let track = Arc::new(
             TrackLocalStaticSample::new(
                 Instant::now(),
@@ -126,7 +145,7 @@ impl RustPresenter {
                 .rtp_parameters
                 .codecs[0]
                 .payload_type;
-            me.streamer = Some(tokio::spawn(stream_test_pattern(track, pt)));
+            me.streamer = Some(tokio::spawn(stream_test_pattern(track, pt, vp8)));
         }
         me
     }
@@ -164,8 +183,9 @@ impl RustPresenter {
     }
 }
 
-/// Encodes a 320x240 test pattern with x264 and writes each access unit as a sample.
-async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
+/// Encodes a 320x240 test pattern with x264 (or vp8enc) and writes each access unit (or
+/// frame) as a sample.
+async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8, vp8: bool) {
     let s = EncodeSettings {
         width: 320,
         height: 240,
@@ -173,12 +193,16 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8) {
         bitrate_kbps: 300,
         keyframe_interval_s: 1,
     };
-    let desc = pipeline::describe(
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1",
-        Encoder::X264,
-        &s,
-        false,
-    );
+    let pattern =
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1";
+    let desc = if vp8 {
+        format!(
+            "{pattern} ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=30 target-bitrate=300000 \
+             ! appsink name=sink sync=false"
+        )
+    } else {
+        pipeline::describe(pattern, Encoder::X264, &s, false)
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<EncodedFrame>();
     let sink = Arc::new(move |f: EncodedFrame| {
         let _ = tx.send(f);

@@ -1,6 +1,7 @@
 //! A viewer written with the webrtc crate that speaks the Kurento protocol and reassembles
 //! H.264 access units from RTP, recording what a real viewer would see.
 
+use super::ClientCodecs;
 use super::Ws;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
@@ -91,26 +92,32 @@ impl RustViewer {
     /// message and the server's candidates are ignored: the connection then comes up
     /// only if the server queued ours and applied them once the peer existed.
     pub async fn join_with(ws_url: &str, candidates_first: bool) -> Self {
-        Self::join_inner(ws_url, candidates_first, &[], false).await
+        Self::join_inner(ws_url, candidates_first, &[], ClientCodecs::All).await
     }
 
     /// Joins with extra request headers on the WebSocket (e.g. `Authorization`).
     pub async fn join_with_headers(ws_url: &str, headers: &[(&str, &str)]) -> Self {
-        Self::join_inner(ws_url, false, headers, false).await
+        Self::join_inner(ws_url, false, headers, ClientCodecs::All).await
     }
 
     /// Joins as a client whose only video codec is VP8 (a Firefox without OpenH264):
     /// `access_units` then holds VP8 frames.
     pub async fn join_vp8_only(ws_url: &str) -> Self {
-        Self::join_inner(ws_url, false, &[], true).await
+        Self::join_inner(ws_url, false, &[], ClientCodecs::Vp8Only).await
+    }
+
+    /// Joins as a client whose only video codec is H.264.
+    pub async fn join_h264_only(ws_url: &str) -> Self {
+        Self::join_inner(ws_url, false, &[], ClientCodecs::H264Only).await
     }
 
     async fn join_inner(
         ws_url: &str,
         candidates_first: bool,
         headers: &[(&str, &str)],
-        vp8: bool,
+        codecs: ClientCodecs,
     ) -> Self {
+        let vp8 = codecs == ClientCodecs::Vp8Only;
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Received::default()));
         let handler = Arc::new(Handler {
@@ -119,11 +126,7 @@ impl RustViewer {
             vp8,
         });
         let handler = handler as Arc<dyn PeerConnectionEventHandler>;
-        let pc = if vp8 {
-            super::loopback_peer_vp8_only(handler).await
-        } else {
-            super::loopback_peer(handler).await
-        };
+        let pc = super::loopback_peer_with(handler, codecs).await;
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
             Some(RTCRtpTransceiverInit {
