@@ -1,7 +1,8 @@
 //! Firefox (without OpenH264) with Chromium, in a network namespace of the test's own
 //! (Firefox gathers no loopback candidates): in a mixed room on the camera, Chromium
 //! keeps the camera's H.264 while the second, VP8 encode runs from the first Firefox
-//! viewer to the last (seen in `/api/status` and `/metrics`); then a Firefox presenter
+//! viewer to the last (seen in `/api/status` and `/metrics`), and a plain one2many client
+//! in Firefox decodes it as the viewer page does; then a Firefox presenter
 //! (its fake camera, sending VP8) reaches two Chromium viewers and a Firefox viewer.
 
 use crate::common;
@@ -40,6 +41,42 @@ fn a_mixed_room_and_a_firefox_presenter() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A plain Kurento one2many viewer on Firefox's own RTCPeerConnection (trickle ICE both
+/// ways), its picture in a video element: `window.one2many` once it has sent `viewer`.
+const ONE2MANY_VIEWER: &str = r#"new Promise(async (resolve) => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.ontrack = (e) => {
+    const v = document.createElement('video');
+    v.muted = true; v.autoplay = true;
+    v.srcObject = e.streams[0] || new MediaStream([e.track]);
+    document.body.appendChild(v);
+  };
+  const ws = new WebSocket(`ws://${location.host}/one2many`);
+  ws.onmessage = async (e) => {
+    const m = JSON.parse(e.data);
+    if (m.id === 'viewerResponse') {
+      window.one2many.response = m.response;
+      if (m.response === 'accepted') await pc.setRemoteDescription({ type: 'answer', sdp: m.sdpAnswer });
+    } else if (m.id === 'iceCandidate') {
+      pc.addIceCandidate(m.candidate).catch(() => {});
+    }
+  };
+  await new Promise((ok) => { ws.onopen = ok; });
+  pc.onicecandidate = (e) => { if (e.candidate) ws.send(JSON.stringify({ id: 'onIceCandidate', candidate: e.candidate })); };
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  window.one2many = { pc, ws, response: null };
+  ws.send(JSON.stringify({ id: 'viewer', sdpOffer: offer.sdp }));
+  resolve(true);
+})"#;
+
+const ONE2MANY_FRAMES: &str = r#"(async () => {
+  let f = 0;
+  (await window.one2many.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') f = r.framesDecoded || 0; });
+  return { frames: f, response: window.one2many.response, pc: window.one2many.pc.connectionState };
+})()"#;
 
 async fn metric(daemon: &Daemon, name: &str) -> String {
     let (_, text) = daemon.get("/metrics").await;
@@ -98,6 +135,20 @@ async fn scenario() {
         metric(&daemon, "edgecam_vp8_encoding").await,
         "edgecam_vp8_encoding 1"
     );
+    // A plain one2many client in Firefox (no edgecam page) decodes the VP8 stream too.
+    ff.open(&daemon.url("/healthz")).await;
+    daemon.wait_status(15, |s| s["vp8"]["viewers"] == 0).await;
+    assert_eq!(ff.eval(ONE2MANY_VIEWER).await, true);
+    let v = ff
+        .wait_for(
+            ONE2MANY_FRAMES,
+            40,
+            "a one2many client in Firefox decodes",
+            |v| v["frames"].as_u64().unwrap_or(0) > 10,
+        )
+        .await;
+    assert_eq!(v["response"], "accepted", "{v}");
+    assert_eq!(daemon.status().await["vp8"]["viewers"], 1);
     // Firefox leaves: the second encode stops; Chromium plays on.
     ff.open("about:blank").await;
     daemon

@@ -2,7 +2,7 @@
 //! (a Firefox without OpenH264, a WHIP client) is relayed as sent to VP8 viewers and
 //! made H.264 only while an H.264-only viewer watches; a camera that delivers H.264
 //! itself (here `rtp:`, as a UVC camera's H.264 would be) is decoded and made VP8 only
-//! while a viewer without H.264 watches.
+//! while a viewer without H.264 watches; so is a relayed H.264 presenter.
 
 use crate::common;
 
@@ -269,5 +269,43 @@ async fn a_whip_publisher_may_send_vp8() {
     let s = daemon.wait_status(10, |s| s["presenter"] == "none").await;
     assert_eq!(s["vp8"]["origin"], serde_json::Value::Null, "{s}");
     let _ = pc.close().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_h264_presenter_is_made_vp8_for_a_viewer_without_h264() {
+    let _bound = crate::common::time_bound(
+        "transcode_both_ways::a_relayed_h264_presenter_is_made_vp8_for_a_viewer_without_h264",
+        None,
+    );
+    let daemon = Daemon::start(&[
+        ("EDGECAM_CAMERA__AUTOSTART", "false"),
+        ("EDGECAM_FALLBACK__WIDTH", "320"),
+        ("EDGECAM_FALLBACK__HEIGHT", "180"),
+    ])
+    .await;
+    let mut presenter = RustPresenter::present(&daemon.ws_url()).await;
+    assert_eq!(presenter.response["response"], "accepted");
+    presenter.connect(20).await;
+    let s = daemon
+        .wait_status(10, |s| s["presenter"] == "browser")
+        .await;
+    assert_eq!(s["vp8"]["origin"], "transcode", "{s}");
+    let vp8 = RustViewer::join_vp8_only(&daemon.ws_url()).await;
+    assert_eq!(vp8.answer["response"], "accepted", "{}", vp8.answer);
+    assert!(
+        vp8.wait_frames(15, 30).await >= 15,
+        "VP8 made from the relayed H.264"
+    );
+    assert_eq!(
+        vp8_keyframe_size(&vp8.received.lock().unwrap().access_units[0]),
+        Some((320, 180))
+    );
+    assert_eq!(daemon.status().await["transcode"]["running"], true);
+    vp8.close().await;
+    daemon
+        .wait_status(15, |s| s["transcode"]["running"] == false)
+        .await;
+    presenter.stop().await;
     daemon.stop().await;
 }
