@@ -555,6 +555,28 @@ mod tests {
         (Arc::new(move |f| f2.lock().unwrap().push(f)), frames)
     }
 
+    /// 30 fps encoder settings.
+    fn settings(
+        width: u32,
+        height: u32,
+        bitrate_kbps: u32,
+        keyframe_interval_s: u32,
+    ) -> crate::encode::EncodeSettings {
+        crate::encode::EncodeSettings {
+            width,
+            height,
+            fps: 30,
+            bitrate_kbps,
+            keyframe_interval_s,
+        }
+    }
+
+    const VP8_SMALL: crate::encode::pipeline::Vp8Settings = crate::encode::pipeline::Vp8Settings {
+        width: 160,
+        height: 120,
+        bitrate_kbps: 200,
+    };
+
     /// How a pipeline that is expected to fail fails.
     async fn failure(description: &str) -> EncodeError {
         let (sink, _) = collect();
@@ -677,19 +699,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_source_that_ends_is_reported_as_ended_with_the_vp8_branch_unlinked() {
-        use crate::encode::pipeline::{EncodeSettings, Encoder, Vp8Settings, describe};
-        let s = EncodeSettings {
-            width: 160,
-            height: 120,
-            fps: 30,
-            bitrate_kbps: 200,
-            keyframe_interval_s: 2,
-        };
-        let v = Vp8Settings {
-            width: 160,
-            height: 120,
-            bitrate_kbps: 200,
-        };
+        use crate::encode::pipeline::{Encoder, describe};
+        let (s, v) = (settings(160, 120, 200, 2), VP8_SMALL);
         let desc = describe(
             "videotestsrc num-buffers=15 ! video/x-raw,width=160,height=120,framerate=30/1",
             Encoder::X264,
@@ -723,19 +734,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_vp8_branch_encodes_only_while_watched_and_starts_on_a_keyframe() {
-        use crate::encode::pipeline::{EncodeSettings, Encoder, Vp8Settings, describe};
-        let s = EncodeSettings {
-            width: 320,
-            height: 240,
-            fps: 30,
-            bitrate_kbps: 300,
-            keyframe_interval_s: 60,
-        };
-        let v = Vp8Settings {
-            width: 160,
-            height: 120,
-            bitrate_kbps: 200,
-        };
+        use crate::encode::pipeline::{Encoder, describe};
+        let (s, v) = (settings(320, 240, 300, 60), VP8_SMALL);
         let desc = describe(
             "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
             Encoder::X264,

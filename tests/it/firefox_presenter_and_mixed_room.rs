@@ -21,25 +21,7 @@ fn a_mixed_room_and_a_firefox_presenter() {
         eprintln!("SKIPPED a_mixed_room_and_a_firefox_presenter: needs Firefox ESR and Chromium");
         return;
     }
-    let Some(ns) = common::netns::Netns::create_or_skip("a_mixed_room_and_a_firefox_presenter")
-    else {
-        return;
-    };
-    let name = ns.name.clone();
-    let run = std::thread::spawn(move || {
-        common::netns::Netns::enter(&name);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(scenario());
-    });
-    let result = run.join();
-    drop(ns);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    common::netns::run_inside("a_mixed_room_and_a_firefox_presenter", scenario);
 }
 
 /// A plain Kurento one2many viewer on Firefox's own RTCPeerConnection (trickle ICE both

@@ -120,19 +120,9 @@ fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
         eprintln!("SKIPPED firefox_plays_the_vp8_stream_on_the_viewer_page: no Firefox ESR");
         return;
     }
-    let Some(ns) = common::netns::Netns::create_or_skip("firefox_plays_the_vp8_stream") else {
-        return;
-    };
-    let name = ns.name.clone();
-    let run = std::thread::spawn(move || {
-        common::netns::Netns::enter(&name);
-        // Worker threads, and the browser, start from this thread: all in the namespace.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
+    common::netns::run_inside(
+        "firefox_plays_the_vp8_stream_on_the_viewer_page",
+        move || async move {
             let daemon = Daemon::start(&[
                 ("EDGECAM_WEBRTC__BIND_IPS", common::netns::ADDRESS),
                 ("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10"),
@@ -199,7 +189,7 @@ fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
                 let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
                 eprintln!(
                     "Firefox, VP8 stream, page load to first decoded frame over {} loads: \
-                     p50 {} ms, p95 {} ms, max {} ms",
+                 p50 {} ms, p95 {} ms, max {} ms",
                     times.len(),
                     pick(0.5),
                     pick(0.95),
@@ -209,13 +199,8 @@ fn firefox_plays_the_vp8_stream_on_the_viewer_page() {
             drop(ff);
             daemon.wait_status(15, |s| s["vp8"]["viewers"] == 0).await;
             daemon.stop().await;
-        });
-    });
-    let result = run.join();
-    drop(ns);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+        },
+    );
 }
 
 /// Capture-to-decoded latency in Firefox on the VP8 stream, read back from the picture
@@ -232,22 +217,13 @@ fn firefox_reads_the_capture_stamp_on_the_vp8_stream() {
         eprintln!("SKIPPED firefox_reads_the_capture_stamp_on_the_vp8_stream: no Firefox ESR");
         return;
     }
-    let Some(ns) = common::netns::Netns::create_or_skip("firefox_reads_the_capture_stamp") else {
-        return;
-    };
     let frames: usize = std::env::var("EDGECAM_FIREFOX_LATENCY_FRAMES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(90);
-    let name = ns.name.clone();
-    let run = std::thread::spawn(move || {
-        common::netns::Netns::enter(&name);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
+    common::netns::run_inside(
+        "firefox_reads_the_capture_stamp_on_the_vp8_stream",
+        move || async move {
             let daemon = Daemon::start(&[
                 ("EDGECAM_WEBRTC__BIND_IPS", common::netns::ADDRESS),
                 ("EDGECAM_CAMERA__SOURCE", "test:stamp"),
@@ -282,7 +258,7 @@ fn firefox_reads_the_capture_stamp_on_the_vp8_stream() {
             let pick = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
             eprintln!(
                 "Firefox, VP8 640x360, capture to decoded over {} frames ({misread} unreadable): \
-                 p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+             p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
                 ms.len(),
                 pick(0.5),
                 pick(0.95),
@@ -290,11 +266,6 @@ fn firefox_reads_the_capture_stamp_on_the_vp8_stream() {
             );
             drop(ff);
             daemon.stop().await;
-        });
-    });
-    let result = run.join();
-    drop(ns);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+        },
+    );
 }

@@ -60,6 +60,35 @@ impl Netns {
     }
 }
 
+/// Runs `scenario` inside a namespace of its own, on a thread that enters it first, with
+/// a two-worker runtime whose threads (and the browsers and daemon it starts) are all in
+/// it; a panic in it fails the caller. Skipped, saying why, where no namespace can be
+/// made.
+pub fn run_inside<F, Fut>(test: &str, scenario: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(ns) = Netns::create_or_skip(test) else {
+        return;
+    };
+    let name = ns.name.clone();
+    let run = std::thread::spawn(move || {
+        Netns::enter(&name);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(scenario());
+    });
+    let result = run.join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         ip(&["netns", "del", &self.name]);
