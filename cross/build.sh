@@ -35,16 +35,18 @@ rustup target add "$TRIPLE" >/dev/null
 # The target's headers and libraries. Debian's arm64/armhf GStreamer -dev packages are
 # not co-installable with the amd64 ones, so they live in their own sysroot.
 SYSROOT="$PWD/target/sysroot-$DEB_ARCH"
-if [ ! -f "$SYSROOT/.complete" ]; then
+INCLUDE=libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstrtspserver-1.0-dev,libc6-dev,linux-libc-dev
+# Made again when the package list changed (.complete records the list it was made with).
+if [ "$(cat "$SYSROOT/.complete" 2>/dev/null)" != "$INCLUDE" ]; then
     rm -rf "$SYSROOT"
     mmdebstrap --arch="$DEB_ARCH" --variant=extract \
-        --include=libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libc6-dev,linux-libc-dev \
+        --include="$INCLUDE" \
         bookworm "$SYSROOT" \
         "deb http://deb.debian.org/debian bookworm main" \
         "deb http://deb.debian.org/debian bookworm-updates main"
     # Headers and libraries to link against only; the board's own apt brings security
     # updates to what runs there.
-    touch "$SYSROOT/.complete"
+    echo "$INCLUDE" > "$SYSROOT/.complete"
 fi
 
 T=$(echo "$TRIPLE" | tr '[:lower:]-' '[:upper:]_')   # AARCH64_UNKNOWN_LINUX_GNU

@@ -48,6 +48,8 @@ pub async fn serve_with(
     // The second, VP8 stream (the camera's second encode, a VP8 presenter's own video,
     // or made from H.264 by the transcoder).
     let vp8 = crate::fanout::SecondStream::new();
+    // The sub-stream for RTSP /sub (NVRs detect motion on it).
+    let sub = Hub::new();
     let admission = Admission::new(config.viewers.max);
     let peers = PeerFactory::new(config.webrtc.clone());
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
@@ -64,6 +66,7 @@ pub async fn serve_with(
         CameraOutputs {
             hub: hub.clone(),
             vp8: vp8.clone(),
+            sub: sub.clone(),
         },
         admission.clone(),
         camera_tx,
@@ -76,6 +79,7 @@ pub async fn serve_with(
         transcode_plan(&config),
         hub.clone(),
         vp8.clone(),
+        sub.clone(),
         transcoding_tx,
         stop_rx.clone(),
     ));
@@ -130,6 +134,44 @@ pub async fn serve_with(
             stop_rx.clone(),
         ))
     });
+    // RTSP for NVRs and players; a port in use is reported, and the rest still runs.
+    let (rtsp_server, rtsp_info) = match config.rtsp_listen {
+        None => (None, None),
+        Some(listen) => {
+            let mounts = vec![
+                crate::rtsp::Mount {
+                    path: "/stream",
+                    hub: hub.clone(),
+                },
+                crate::rtsp::Mount {
+                    path: "/sub",
+                    hub: sub.clone(),
+                },
+            ];
+            match crate::rtsp::start(listen, mounts) {
+                Ok(server) => {
+                    let port = server.port;
+                    (
+                        Some(server),
+                        Some(crate::status::RtspInfo {
+                            port: Some(port),
+                            error: None,
+                        }),
+                    )
+                }
+                Err(e) => {
+                    tracing::error!("RTSP is off: {e}");
+                    (
+                        None,
+                        Some(crate::status::RtspInfo {
+                            port: None,
+                            error: Some(e.to_string()),
+                        }),
+                    )
+                }
+            }
+        }
+    };
     let sessions = signaling.clone();
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -139,7 +181,9 @@ pub async fn serve_with(
         leds,
         links: peers.links().clone(),
         vp8: vp8.clone(),
+        sub,
         transcoding,
+        rtsp: rtsp_info,
         upstream: upstream_state,
         hub,
         tls: tls.as_ref().map(|(t, error)| TlsInfo {
@@ -183,6 +227,7 @@ pub async fn serve_with(
     })
     .await;
     drop(watchdog);
+    drop(rtsp_server);
     Ok(())
 }
 
@@ -299,7 +344,7 @@ async fn supervise_camera(
     restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let CameraOutputs { hub, vp8 } = outputs;
+    let CameraOutputs { hub, vp8, sub } = outputs;
     let want = Want {
         width: config.camera.width,
         height: config.camera.height,
@@ -317,13 +362,16 @@ async fn supervise_camera(
         height: config.fallback.height,
         bitrate_kbps: config.fallback.bitrate_kbps,
     });
+    let substream = config.rtsp_listen.map(|_| substream_settings(&config));
     let run = CameraRun {
         config: &config,
         want,
         settings,
         fallback,
+        substream,
         hub: &hub,
         vp8: &vp8,
+        sub: &sub,
         state: &state,
     };
     let mut presenter = admission.watch_presenter();
@@ -467,10 +515,11 @@ async fn next_event(
     }
 }
 
-/// Where the camera's streams go: the H.264 hub and the VP8 stream.
+/// Where the camera's streams go: the H.264 hub, the VP8 stream and the sub-stream.
 struct CameraOutputs {
     hub: Arc<Hub>,
     vp8: Arc<crate::fanout::SecondStream>,
+    sub: Arc<Hub>,
 }
 
 /// What one pipeline run needs, borrowed from the supervisor.
@@ -480,8 +529,11 @@ struct CameraRun<'a> {
     settings: EncodeSettings,
     /// `[fallback]`: the VP8 branch, when enabled.
     fallback: Option<pipeline::Vp8Settings>,
+    /// `[substream]`, while the RTSP server is on (its only door).
+    substream: Option<EncodeSettings>,
     hub: &'a Arc<Hub>,
     vp8: &'a Arc<crate::fanout::SecondStream>,
+    sub: &'a Arc<Hub>,
     state: &'a watch::Sender<CameraState>,
 }
 
@@ -553,16 +605,12 @@ impl CameraRun<'_> {
             Ok(encoder) => encoder,
             Err(e) => return failed(e.to_string(), None),
         };
-        // A camera that delivers H.264 is passed through: no raw frames for VP8.
-        let fallback = self
-            .fallback
-            .filter(|_| encoder != pipeline::Encoder::Passthrough);
-        let desc = pipeline::describe(
-            &source.fragment(want),
-            encoder,
-            &self.settings,
-            fallback.is_some(),
-        );
+        // A camera that delivers H.264 is passed through: no raw frames for the extra
+        // encodes (the transcoder makes them from its H.264 instead).
+        let raw = encoder != pipeline::Encoder::Passthrough;
+        let fallback = self.fallback.filter(|_| raw);
+        let substream = self.substream.filter(|_| raw);
+        let desc = pipeline::describe(&source.fragment(want), encoder, &self.settings, raw);
         tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
         tracing::debug!(pipeline = %desc);
         let stats = Arc::new(RunStats::default());
@@ -584,35 +632,61 @@ impl CameraRun<'_> {
             });
             sink_hub.publish(frame);
         });
-        // Said before the VP8 requests are taken: a transcoder that made VP8 for the
-        // previous presenter stops at this and lets go of them.
-        let _produced = self.vp8.announce(if fallback.is_some() {
-            crate::fanout::Produced::H264AndVp8
-        } else {
-            crate::fanout::Produced::H264
-        });
+        // Said before the extra streams' requests are taken: a transcoder that made one
+        // for the previous presenter stops at this and lets go of them.
+        let _produced = self.vp8.announce(crate::fanout::Produced::of(
+            true,
+            fallback.is_some(),
+            substream.is_some(),
+        ));
         let mut vp8_requests = match fallback {
             Some(_) => Some(self.vp8.hub.keyframe_inbox().lock_owned().await),
             None => None,
         };
+        let mut sub_requests = match substream {
+            Some(_) => Some(self.sub.keyframe_inbox().lock_owned().await),
+            None => None,
+        };
+        let branch = |hub: &Arc<Hub>, stats: &Arc<RunStats>| {
+            let (to, watched_hub) = (hub.clone(), hub.clone());
+            (
+                Arc::new(move |frame| to.publish(frame)) as Arc<dyn Fn(_) + Send + Sync>,
+                Arc::new(move || watched_hub.viewers() > 0) as Arc<dyn Fn() -> bool + Send + Sync>,
+                stats.clone(),
+            )
+        };
         let vp8_stats = Arc::new(RunStats::default());
-        let vp8_out = vp8_requests.as_mut().zip(fallback).map(|(requests, v)| {
-            let hub = self.vp8.hub.clone();
-            let watched_hub = hub.clone();
-            encode::Vp8Output {
+        let sub_stats = Arc::new(RunStats::default());
+        let mut branches = Vec::new();
+        if let (Some(requests), Some(v)) = (vp8_requests.as_mut(), fallback) {
+            let (sink, watched, stats) = branch(&self.vp8.hub, &vp8_stats);
+            branches.push(encode::BranchOutput {
                 branch: pipeline::vp8_branch(&v, &self.settings),
-                sink: Arc::new(move |frame| hub.publish(frame)),
+                sink_name: "vp8sink",
+                sink,
                 keyframes: requests,
-                watched: Arc::new(move || watched_hub.viewers() > 0),
-                stats: vp8_stats.clone(),
-            }
-        });
+                watched,
+                stats,
+            });
+        }
+        if let (Some(requests), Some(sub)) = (sub_requests.as_mut(), substream) {
+            let (sink, watched, stats) = branch(self.sub, &sub_stats);
+            branches.push(encode::BranchOutput {
+                branch: pipeline::sub_branch(encoder, &sub),
+                sink_name: "subsink",
+                sink,
+                keyframes: requests,
+                watched,
+                stats,
+            });
+        }
         // What this run is, told once (each change wakes the LEDs and the status feed).
         state.send_modify(|s| {
             s.source = source.describe();
             s.encoder = encoder_name;
             s.run = stats.clone();
             s.vp8_run = fallback.map(|_| vp8_stats.clone());
+            s.sub_run = substream.map(|_| sub_stats.clone());
         });
         let result = encode::run(
             &desc,
@@ -621,7 +695,7 @@ impl CameraRun<'_> {
             stats,
             STALL_AFTER,
             stop_fut,
-            vp8_out,
+            branches,
         )
         .await;
         match result {
@@ -661,11 +735,37 @@ fn transcode_plan(config: &Config) -> crate::transcode::Plan {
         vec![]
     };
     let has = |e: &str| encode::has_element(e) && (e != "v4l2h264enc" || !hw.is_empty());
-    let to_h264 = pipeline::choose(config.encoder.kind, false, &has)
-        .ok()
-        .filter(|_| encode::has_element("vp8dec"))
+    let encoder = pipeline::choose(config.encoder.kind, false, &has).ok();
+    let vp8dec = encode::has_element("vp8dec");
+    let to_h264 = encoder
+        .filter(|_| vp8dec)
         .map(|encoder| pipeline::vp8_to_h264(encoder, &settings));
-    crate::transcode::Plan { to_vp8, to_h264 }
+    // The sub-stream only where RTSP, its one door, is on.
+    let sub = config.rtsp_listen.map(|_| substream_settings(config));
+    let decoder = pipeline::h264_decoder(&encode::has_element);
+    let sub_from_h264 = (encoder.zip(sub).zip(decoder))
+        .map(|((encoder, sub), decoder)| pipeline::h264_to_sub(decoder, encoder, &sub));
+    let sub_from_vp8 = (encoder.zip(sub))
+        .filter(|_| vp8dec)
+        .map(|(encoder, sub)| pipeline::vp8_to_sub(encoder, &sub));
+    crate::transcode::Plan {
+        to_vp8,
+        to_h264,
+        sub_from_h264,
+        sub_from_vp8,
+    }
+}
+
+/// The sub-stream's encoder settings (its keyframe interval is the main stream's).
+fn substream_settings(config: &Config) -> EncodeSettings {
+    let s = config.substream;
+    EncodeSettings {
+        width: s.width,
+        height: s.height,
+        fps: s.fps,
+        bitrate_kbps: s.bitrate_kbps,
+        keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
+    }
 }
 
 /// Whether the hardware encoder could be chosen (worth probing the devices for).

@@ -26,6 +26,7 @@
 //! - [`gpio`]: button and LEDs (GPIO character device, rppal, or a simulator).
 //! - [`provision`]: applies the boot partition's settings file at boot.
 //! - [`upstream`]: pushes the stream to a bigger server over WHIP.
+//! - [`rtsp`]: the RTSP server (`/stream`, `/sub`) for NVRs and players.
 //! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
@@ -43,7 +44,7 @@
 //! media, atomic_file, backoff, task, notify  (leaves)
 //!   → auth, config → capture → encode → fanout → transcode → peer
 //!   → admission, supervisor, control
-//!   → gpio, signaling, upstream, provision → status → web → app
+//!   → gpio, signaling, upstream, rtsp, provision → status → web → app
 //! ```
 //! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
 //! No module cycles (`python3 ../shared/tools/modcycles.py src`); tests/it/dependency_rule.rs
@@ -69,6 +70,7 @@ pub mod media;
 pub mod notify;
 pub mod peer;
 pub mod provision;
+pub mod rtsp;
 pub mod signaling;
 pub mod status;
 pub mod supervisor;

@@ -26,10 +26,23 @@ pub struct Status {
     /// The VP8 stream for browsers without H.264.
     pub vp8: Arc<crate::fanout::SecondStream>,
     pub transcoding: watch::Receiver<crate::transcode::Transcoding>,
+    /// The sub-stream's hub (RTSP `/sub`).
+    pub sub: Arc<Hub>,
+    /// The RTSP server (None: `rtsp.listen` is empty).
+    pub rtsp: Option<RtspInfo>,
     /// HTTPS certificate in use (None: plain HTTP).
     pub tls: Option<TlsInfo>,
     /// A rejected boot-partition settings file: shown on the page, the status LED blinks.
     pub config_error: Option<String>,
+}
+
+/// The RTSP server in `/api/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RtspInfo {
+    /// The port it listens on.
+    pub port: Option<u16>,
+    /// Why it is not running, when it could not start.
+    pub error: Option<String>,
 }
 
 /// The HTTPS certificate, so a user can check the one the browser shows.
@@ -65,6 +78,10 @@ pub struct Snapshot {
     pub vp8: Vp8Snapshot,
     /// Converting the presenter's video for viewers of the other codec.
     pub transcode: TranscodeSnapshot,
+    /// The RTSP server (`null` when off).
+    pub rtsp: Option<RtspInfo>,
+    /// The sub-stream at RTSP `/sub`.
+    pub substream: SubSnapshot,
     pub leds: Leds,
     /// Why the last provisioning file was rejected, if it was.
     pub config_error: Option<String>,
@@ -127,6 +144,18 @@ pub struct Vp8Snapshot {
     pub frames_encoded: u64,
 }
 
+/// The sub-stream in `/api/status`.
+#[derive(Debug, Serialize)]
+pub struct SubSnapshot {
+    /// RTSP clients on it; it is encoded while there is one.
+    pub viewers: usize,
+    /// Where it comes from now: `camera` (a branch of the capture) or `transcode`.
+    pub origin: Option<&'static str>,
+    pub running: bool,
+    /// Frames encoded for it in the current camera or transcoder run.
+    pub frames_encoded: u64,
+}
+
 /// The transcoder in `/api/status`.
 #[derive(Debug, Serialize)]
 pub struct TranscodeSnapshot {
@@ -176,14 +205,16 @@ impl Status {
                 0
             },
             vp8: self.vp8_snapshot(&camera),
+            rtsp: self.rtsp.clone(),
+            substream: self.sub_snapshot(&camera),
             transcode: {
                 let t = self.transcoding.borrow();
                 TranscodeSnapshot {
                     from: t.direction.map(|d| d.0),
                     to: t.direction.map(|d| d.1),
-                    running: t.running,
-                    frames_encoded: t.run.frames.load(Ordering::Relaxed),
-                    failures: t.failures,
+                    running: t.codec.running,
+                    frames_encoded: t.codec.run.frames.load(Ordering::Relaxed),
+                    failures: t.codec.failures + t.sub.failures,
                 }
             },
             pipeline: camera.pipeline,
@@ -206,18 +237,45 @@ impl Status {
 }
 
 impl Status {
+    fn sub_snapshot(&self, camera: &CameraState) -> SubSnapshot {
+        let viewers = self.sub.viewers();
+        let t = self.transcoding.borrow();
+        let from_camera = self.vp8.produced().sub;
+        let (origin, running, frames) = if from_camera {
+            let frames = camera
+                .sub_run
+                .as_ref()
+                .map_or(0, |r| r.frames.load(Ordering::Relaxed));
+            (Some("camera"), viewers > 0, frames)
+        } else if t.sub.planned {
+            (
+                Some("transcode"),
+                t.sub.running,
+                t.sub.run.frames.load(Ordering::Relaxed),
+            )
+        } else {
+            (None, false, 0)
+        };
+        SubSnapshot {
+            viewers,
+            origin,
+            running,
+            frames_encoded: frames,
+        }
+    }
+
     fn vp8_snapshot(&self, camera: &CameraState) -> Vp8Snapshot {
-        use crate::fanout::Produced;
         let viewers = self.vp8.hub.viewers();
         let available = self.vp8.get().is_some();
         let t = self.transcoding.borrow();
         let transcoded = t.direction.map(|d| d.1) == Some(crate::transcode::Codec::Vp8);
-        let origin = match self.vp8.produced() {
+        let p = self.vp8.produced();
+        let origin = match () {
             _ if !available => None,
-            Produced::H264AndVp8 => Some("camera"),
-            Produced::Vp8 => Some("presenter"),
-            Produced::H264 if transcoded => Some("transcode"),
-            Produced::H264 | Produced::Nothing => None,
+            _ if p.vp8 && p.h264 => Some("camera"),
+            _ if p.vp8 => Some("presenter"),
+            _ if transcoded => Some("transcode"),
+            _ => None,
         };
         let (running, frames) = match origin {
             Some("camera") => (
@@ -227,7 +285,7 @@ impl Status {
                     .as_ref()
                     .map_or(0, |r| r.frames.load(Ordering::Relaxed)),
             ),
-            Some("transcode") => (t.running, t.run.frames.load(Ordering::Relaxed)),
+            Some("transcode") => (t.codec.running, t.codec.run.frames.load(Ordering::Relaxed)),
             _ => (false, 0),
         };
         Vp8Snapshot {

@@ -46,6 +46,8 @@ pub struct CameraState {
     pub run: Arc<RunStats>,
     /// Its VP8 branch's counters, when it has one.
     pub vp8_run: Option<Arc<RunStats>>,
+    /// The sub-stream branch's counters, when the run has one.
+    pub sub_run: Option<Arc<RunStats>>,
 }
 
 impl Default for CameraState {
@@ -58,6 +60,7 @@ impl Default for CameraState {
             encoder: String::new(),
             run: Arc::default(),
             vp8_run: None,
+            sub_run: None,
         }
     }
 }

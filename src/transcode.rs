@@ -1,13 +1,14 @@
-//! Transcoding on demand between the two streams, so every viewer gets a codec its
-//! browser plays whatever the presenter sends: VP8 made from an H.264 presenter (a camera
-//! that delivers H.264, a relayed browser) for browsers without H.264, and H.264 made
-//! from a VP8 presenter (Firefox, a WHIP client) for viewers without VP8. A transcoder
+//! Transcoding on demand between the streams, so every viewer gets a codec its browser
+//! plays whatever the presenter sends: VP8 made from an H.264 presenter (a camera that
+//! delivers H.264, a relayed browser) for browsers without H.264, H.264 made from a VP8
+//! presenter (Firefox, a WHIP client) for viewers without VP8, and the small H.264
+//! sub-stream from whichever the presenter sends when it does not make one. A transcoder
 //! reads one hub like a viewer (not counted as one) and publishes to the other; it runs
 //! only while the other has viewers, so the camera pays for it only then. Its keyframes
 //! are forced by the target hub's requests, which it holds while it runs.
 
 use crate::encode::{self, RunStats};
-use crate::fanout::{Hub, Produced, SecondStream};
+use crate::fanout::{Hub, SecondStream};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub struct Plan {
     pub to_vp8: Option<String>,
     /// VP8 → H.264.
     pub to_h264: Option<String>,
+    /// H.264 → the sub-stream, and VP8 → the sub-stream.
+    pub sub_from_h264: Option<String>,
+    pub sub_from_vp8: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,7 +45,18 @@ pub enum Codec {
 pub struct Transcoding {
     /// From and to, while the presenter's video needs converting for some viewers.
     pub direction: Option<(Codec, Codec)>,
-    /// A transcoder runs (someone watches its output).
+    /// Converting between the codecs.
+    pub codec: Job,
+    /// Making the sub-stream (while the presenter does not make it itself).
+    pub sub: Job,
+}
+
+/// One transcoder's state.
+#[derive(Debug, Clone, Default)]
+pub struct Job {
+    /// There is something to transcode from (it runs once its output is watched).
+    pub planned: bool,
+    /// It runs (someone watches its output).
     pub running: bool,
     /// The current (or last) run's counters.
     pub run: Arc<RunStats>,
@@ -49,12 +64,13 @@ pub struct Transcoding {
     pub failures: u64,
 }
 
-/// Keeps the stream the presenter does not produce fed on demand, for as long as the
+/// Keeps the streams the presenter does not produce fed on demand, for as long as the
 /// daemon runs (until `stop`).
 pub async fn serve(
     plan: Plan,
     h264: Arc<Hub>,
     vp8: Arc<SecondStream>,
+    sub: Arc<Hub>,
     board: watch::Sender<Transcoding>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -62,26 +78,46 @@ pub async fn serve(
     let mut produced = vp8.watch_produced();
     loop {
         let now = produced.borrow_and_update().1;
-        let job = match now {
-            Produced::H264 => plan
+        let codec = match (now.h264, now.vp8) {
+            (true, false) => plan
                 .to_vp8
                 .as_deref()
                 .map(|d| (d, &h264, &vp8.hub, (Codec::H264, Codec::Vp8))),
-            Produced::Vp8 => plan
+            (false, true) => plan
                 .to_h264
                 .as_deref()
                 .map(|d| (d, &vp8.hub, &h264, (Codec::Vp8, Codec::H264))),
-            Produced::Nothing | Produced::H264AndVp8 => None,
+            _ => None,
+        };
+        let sub_job = match (now.sub, now.h264, now.vp8) {
+            (false, true, _) => plan.sub_from_h264.as_deref().map(|d| (d, &h264)),
+            (false, false, true) => plan.sub_from_vp8.as_deref().map(|d| (d, &vp8.hub)),
+            _ => None,
         };
         board.send_modify(|b| {
-            b.direction = job.map(|j| j.3);
-            b.running = false;
+            b.direction = codec.map(|j| j.3);
+            b.codec.planned = codec.is_some();
+            b.codec.running = false;
+            b.sub.planned = sub_job.is_some();
+            b.sub.running = false;
         });
         let work = async {
-            match job {
-                Some((description, from, to, _)) => on_demand(description, from, to, &board).await,
-                None => std::future::pending().await,
-            }
+            tokio::join!(
+                async {
+                    match codec {
+                        Some((d, from, to, _)) => {
+                            on_demand(d, from, to, &board, |b| &mut b.codec).await
+                        }
+                        None => std::future::pending().await,
+                    }
+                },
+                async {
+                    match sub_job {
+                        Some((d, from)) => on_demand(d, from, &sub, &board, |b| &mut b.sub).await,
+                        None => std::future::pending().await,
+                    }
+                }
+            )
         };
         tokio::select! {
             _ = work => {}
@@ -91,13 +127,15 @@ pub async fn serve(
     }
 }
 
-/// Runs `description` from `from` into `to` whenever `to` has viewers. Never returns;
-/// dropping it stops the transcoder and lets go of `to`'s keyframe requests.
+/// Runs `description` from `from` into `to` whenever `to` has viewers, reporting in
+/// `board`'s `job`. Never returns; dropping it stops the transcoder and lets go of
+/// `to`'s keyframe requests.
 async fn on_demand(
     description: &str,
     from: &Arc<Hub>,
     to: &Arc<Hub>,
     board: &watch::Sender<Transcoding>,
+    job: fn(&mut Transcoding) -> &mut Job,
 ) {
     let inbox = to.keyframe_inbox();
     loop {
@@ -106,8 +144,8 @@ async fn on_demand(
         let mut input = from.subscribe_relay();
         let stats = Arc::new(RunStats::default());
         board.send_modify(|b| {
-            b.running = true;
-            b.run = stats.clone();
+            job(b).running = true;
+            job(b).run = stats.clone();
         });
         tracing::info!("transcoder started: {description}");
         let out = to.clone();
@@ -121,13 +159,13 @@ async fn on_demand(
             until_viewers(to, |n| n == 0),
         )
         .await;
-        board.send_modify(|b| b.running = false);
+        board.send_modify(|b| job(b).running = false);
         drop((input, requests));
         match result {
             Ok(()) => tracing::info!("transcoder stopped: nobody watches its output"),
             Err(e) => {
                 tracing::warn!("transcoder failed: {e}; trying again");
-                board.send_modify(|b| b.failures += 1);
+                board.send_modify(|b| job(b).failures += 1);
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }

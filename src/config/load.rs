@@ -622,6 +622,29 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             .number("fallback.bitrate_kbps", 100, 20_000)
             .unwrap_or(800) as u32,
     };
+    let rtsp_listen = match r.text("rtsp.listen") {
+        Some(s) if s.trim().is_empty() => None,
+        Some(s) => match s.trim().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                r.fail(
+                    "rtsp.listen",
+                    format!("{s:?} is not ADDRESS:PORT, e.g. 0.0.0.0:8554 (empty: off)"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let substream = crate::config::SubstreamConfig {
+        // Even sizes: the encoder's 4:2:0 frames need them.
+        width: r.number("substream.width", 64, 3840).unwrap_or(640) as u32 & !1,
+        height: r.number("substream.height", 64, 2160).unwrap_or(360) as u32 & !1,
+        fps: r.number("substream.fps", 1, 60).unwrap_or(10) as u32,
+        bitrate_kbps: r
+            .number("substream.bitrate_kbps", 100, 20_000)
+            .unwrap_or(500) as u32,
+    };
     let gop = r.number("encoder.keyframe_interval_s", 1, 60);
     let ice_servers = r.list("webrtc.ice_servers");
     for url in &ice_servers {
@@ -770,6 +793,8 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 autostart,
             },
             fallback,
+            rtsp_listen,
+            substream,
             encoder: EncoderConfig {
                 kind,
                 bitrate_kbps: bitrate as u32,
@@ -814,6 +839,15 @@ mod tests {
         f
     }
 
+    /// Loads the defaults with `pairs` as the environment.
+    fn load_env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>();
+        load(None, Some(env), &Overrides::default())
+    }
+
     fn keys(err: ConfigError) -> Vec<String> {
         match err {
             ConfigError::Invalid(errors) => errors.into_iter().map(|e| e.key).collect(),
@@ -823,15 +857,6 @@ mod tests {
 
     #[test]
     fn tls_is_off_self_signed_or_from_both_files() {
-        let env = |pairs: &[(&str, &str)]| {
-            Some(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<HashMap<_, _>>(),
-            )
-        };
-        let load_env = |pairs: &[(&str, &str)]| load(None, env(pairs), &Overrides::default());
         assert_eq!(load_env(&[]).unwrap().http.tls, TlsMode::Off);
         assert_eq!(
             load_env(&[("EDGECAM_TLS__ENABLED", "true")])
@@ -861,6 +886,23 @@ mod tests {
         assert_eq!(keys(only_cert.unwrap_err()), ["tls.key_file"]);
         let not_enabled = load_env(&[("EDGECAM_TLS__KEY_FILE", "/k.pem")]);
         assert_eq!(keys(not_enabled.unwrap_err()), ["tls.enabled"]);
+    }
+
+    #[test]
+    fn rtsp_listens_on_8554_by_default_and_is_off_when_empty() {
+        let cfg = load_env(&[]).unwrap();
+        assert_eq!(cfg.rtsp_listen, Some("0.0.0.0:8554".parse().unwrap()));
+        assert_eq!(
+            (cfg.substream.width, cfg.substream.height, cfg.substream.fps),
+            (640, 360, 10)
+        );
+        assert_eq!(load_env(&[("EDGECAM_RTSP__LISTEN", "")]).unwrap().rtsp_listen, None);
+        let bad = load_env(&[
+            ("EDGECAM_RTSP__LISTEN", "rtsp://camera"),
+            ("EDGECAM_SUBSTREAM__FPS", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(keys(bad), ["rtsp.listen", "substream.fps"]);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Config {
     pub camera: CameraConfig,
     pub encoder: EncoderConfig,
     pub fallback: FallbackConfig,
+    /// `rtsp.listen`: where the RTSP server listens; `None`: it is off.
+    pub rtsp_listen: Option<SocketAddr>,
+    pub substream: SubstreamConfig,
     pub webrtc: WebRtcConfig,
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,
@@ -133,6 +136,15 @@ pub struct FallbackConfig {
     pub enabled: bool,
     pub width: u32,
     pub height: u32,
+    pub bitrate_kbps: u32,
+}
+
+/// `[substream]`: the small H.264 stream at RTSP `/sub` (for an NVR's motion detection).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubstreamConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
     pub bitrate_kbps: u32,
 }
 

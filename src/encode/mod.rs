@@ -6,4 +6,4 @@ pub mod pipeline;
 pub mod runner;
 
 pub use pipeline::{EncodeSettings, Encoder};
-pub use runner::{EncodeError, RunStats, Vp8Output, has_element, run};
+pub use runner::{BranchOutput, EncodeError, RunStats, has_element, run};

@@ -191,6 +191,47 @@ pub fn vp8_branch(v: &Vp8Settings, s: &EncodeSettings) -> String {
     )
 }
 
+/// Raw frames (any size and rate) to the sub-stream's size and rate.
+fn sub_scale(sub: &EncodeSettings) -> String {
+    format!(
+        "videorate drop-only=true ! videoscale ! videoconvert \
+         ! video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1",
+        sub.width, sub.height, sub.fps
+    )
+}
+
+/// The sub-stream branch the runner links to the `raw` tee while it is watched: a second,
+/// small H.264 encode (for an NVR's motion detection), ending in an appsink `subsink`.
+pub fn sub_branch(encoder: Encoder, sub: &EncodeSettings) -> String {
+    format!(
+        "queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 ! {} ! {} \
+         ! appsink name=subsink sync=false async=false max-buffers=8 drop=true",
+        sub_scale(sub),
+        h264_encode(encoder, sub)
+    )
+}
+
+/// The sub-stream made from the H.264 stream (a camera that delivers H.264, a relayed
+/// H.264 presenter), ending in an appsink named `sink`.
+pub fn h264_to_sub(decoder: &str, encoder: Encoder, sub: &EncodeSettings) -> String {
+    format!(
+        "{} ! h264parse ! {decoder} ! {QUEUE} ! {} ! {} ! appsink name=sink sync=false max-buffers=8 drop=true",
+        transcode_source("video/x-h264,stream-format=byte-stream,alignment=au"),
+        sub_scale(sub),
+        h264_encode(encoder, sub)
+    )
+}
+
+/// The sub-stream made from a VP8 presenter's video, ending in an appsink named `sink`.
+pub fn vp8_to_sub(encoder: Encoder, sub: &EncodeSettings) -> String {
+    format!(
+        "{} ! vp8dec ! {QUEUE} ! {} ! {} ! appsink name=sink sync=false max-buffers=8 drop=true",
+        transcode_source("video/x-vp8"),
+        sub_scale(sub),
+        h264_encode(encoder, sub)
+    )
+}
+
 /// H.264 decoders, best first: the Raspberry Pi's VideoCore (`v4l2h264dec`), libav,
 /// OpenH264 (in plugins-bad, so always there where edgecam is installed).
 pub const H264_DECODERS: [&str; 3] = ["v4l2h264dec", "avdec_h264", "openh264dec"];
@@ -376,6 +417,42 @@ mod tests {
             d.ends_with("appsink name=sink sync=false max-buffers=8 drop=true"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn the_sub_stream_is_a_small_h264_encode_at_its_own_rate() {
+        let sub = EncodeSettings {
+            width: 640,
+            height: 360,
+            fps: 10,
+            bitrate_kbps: 500,
+            keyframe_interval_s: 2,
+        };
+        let b = sub_branch(Encoder::X264, &sub);
+        assert!(b.contains("videorate drop-only=true"), "{b}");
+        assert!(b.contains("width=640,height=360,framerate=10/1"), "{b}");
+        assert!(
+            b.contains("bitrate=500 key-int-max=20"),
+            "GOP in its own frames: {b}"
+        );
+        assert!(b.ends_with("appsink name=subsink sync=false async=false max-buffers=8 drop=true"));
+        for d in [
+            h264_to_sub("avdec_h264", Encoder::X264, &sub),
+            vp8_to_sub(Encoder::X264, &sub),
+        ] {
+            assert!(
+                d.starts_with("appsrc name=src") && d.contains("framerate=10/1"),
+                "{d}"
+            );
+            assert!(
+                d.contains("h264parse config-interval=-1"),
+                "SPS/PPS before IDRs: {d}"
+            );
+            assert!(
+                d.ends_with("appsink name=sink sync=false max-buffers=8 drop=true"),
+                "{d}"
+            );
+        }
     }
 
     #[test]

@@ -61,12 +61,14 @@ pub fn has_element(name: &str) -> bool {
     init().is_ok() && gst::ElementFactory::find(name).is_some()
 }
 
-/// The VP8 branch of a camera pipeline (whose raw frames go through a tee named `raw`)
-/// and where it goes. The branch is linked to the tee only while someone watches it:
-/// until then the pipeline is the one it would be without it, at start and in cost.
-pub struct Vp8Output<'a> {
-    /// Its description (see `pipeline::vp8_branch`), ending in an appsink `vp8sink`.
+/// An extra branch of a camera pipeline (whose raw frames go through a tee named `raw`):
+/// the VP8 stream or the sub-stream, and where it goes. It is linked to the tee only
+/// while someone watches it: until then the pipeline is the one it would be without it,
+/// at start and in cost.
+pub struct BranchOutput<'a> {
+    /// Its description (see `pipeline::vp8_branch`), ending in an appsink `sink_name`.
     pub branch: String,
+    pub sink_name: &'static str,
     pub sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
     /// Keyframe requests from its viewers.
     pub keyframes: &'a mut mpsc::Receiver<()>,
@@ -85,7 +87,7 @@ pub async fn run(
     stats: Arc<RunStats>,
     stall_after: Duration,
     stop: impl std::future::Future<Output = ()>,
-    vp8: Option<Vp8Output<'_>>,
+    branches: Vec<BranchOutput<'_>>,
 ) -> Result<(), EncodeError> {
     init()?;
     // GStreamer calls that may wait on a device (loading, opening, stopping it) run on
@@ -100,7 +102,16 @@ pub async fn run(
     .await?;
     // Whatever happens below, the pipeline goes to NULL so the camera is released.
     let guard = NullOnDrop(Some(pipeline.clone()));
-    let result = play(&pipeline, sink, keyframes, stats, stall_after, stop, vp8).await;
+    let result = play(
+        &pipeline,
+        sink,
+        keyframes,
+        stats,
+        stall_after,
+        stop,
+        branches,
+    )
+    .await;
     guard.release().await;
     result
 }
@@ -136,7 +147,7 @@ pub async fn run_fed(
         None => Err(EncodeError::NoSource),
         Some(src) => {
             tokio::select! {
-                r = play(&pipeline, sink, keyframes, stats, stall_after, stop, None) => r,
+                r = play(&pipeline, sink, keyframes, stats, stall_after, stop, Vec::new()) => r,
                 // The input ends only when its hub is gone.
                 _ = feed(&src, input) => Err(EncodeError::Eos),
             }
@@ -151,7 +162,7 @@ pub async fn run_fed(
 const FEED_QUEUE: u64 = 3;
 
 /// Pushes `input` into `src` until the input ends or the appsrc refuses (stopping).
-async fn feed(src: &gst_app::AppSrc, input: &mut mpsc::Receiver<Arc<EncodedFrame>>) {
+pub async fn feed(src: &gst_app::AppSrc, input: &mut mpsc::Receiver<Arc<EncodedFrame>>) {
     let mut skipping = false;
     while let Some(frame) = input.recv().await {
         if src.current_level_buffers() >= FEED_QUEUE {
@@ -190,7 +201,7 @@ async fn play(
     stats: Arc<RunStats>,
     stall_after: Duration,
     stop: impl std::future::Future<Output = ()>,
-    vp8: Option<Vp8Output<'_>>,
+    branches: Vec<BranchOutput<'_>>,
 ) -> Result<(), EncodeError> {
     // A stamping test source names its last element `stamp` (see capture::stamp).
     if let Some(stamp) = pipeline.by_name("stamp") {
@@ -227,28 +238,20 @@ async fn play(
     }
 
     let mut pacer = KeyframePacer::new(MIN_GAP);
-    // The VP8 branch (when the pipeline has a tee for it): its requests apart (read in
-    // their own branch below), the rest for the tick and the forced keyframes.
-    let (mut vp8_requests, mut vp8) = match (vp8, pipeline.by_name("raw")) {
-        (Some(out), Some(tee)) => (
-            Some(out.keyframes),
-            Some(Vp8Branch {
-                description: out.branch,
-                sink: out.sink,
-                watched: out.watched,
-                stats: out.stats,
+    // The extra branches (when the pipeline has a tee for them), linked while watched.
+    let mut extra: Vec<Branch<'_>> = match pipeline.by_name("raw") {
+        Some(tee) => branches
+            .into_iter()
+            .map(|out| Branch {
+                out,
                 pipeline: pipeline.clone(),
-                tee,
+                tee: tee.clone(),
                 attached: None,
                 failed: false,
-            }),
-        ),
-        _ => (None, None),
-    };
-    let mut vp8_pacer = KeyframePacer::new(MIN_GAP);
-    let vp8_keyframes = |vp8: &Option<Vp8Branch>| {
-        vp8.as_ref()
-            .map_or(0, |b| b.stats.keyframes.load(Ordering::Relaxed))
+                pacer: KeyframePacer::new(MIN_GAP),
+            })
+            .collect(),
+        None => Vec::new(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_frames = 0;
@@ -257,8 +260,6 @@ async fn play(
     let mut rate_mark = (Instant::now(), stats.bytes.load(Ordering::Relaxed));
     loop {
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
-        let vp8_due = vp8_pacer.due(vp8_keyframes(&vp8));
-        let vp8_open = vp8.as_ref().is_some_and(|b| b.attached.is_some());
         tokio::select! {
             _ = &mut stop => break Ok(()),
             msg = messages.next() => match msg {
@@ -281,24 +282,13 @@ async fn play(
                 stats.forced_idrs.fetch_add(1, Ordering::Relaxed);
                 pacer.forced(Instant::now());
             }
-            req = next_request(&mut vp8_requests) => {
-                match req {
-                    Some(()) => vp8_pacer.request(vp8_keyframes(&vp8)),
-                    None => vp8_requests = None,
-                }
-            }
-            _ = sleep_until_due(vp8_due), if vp8_open => {
-                if let Some(branch) = &vp8 {
-                    branch.force_keyframe();
-                }
-                vp8_pacer.forced(Instant::now());
-            }
             _ = tick.tick() => {
                 stats.ticks.fetch_add(1, Ordering::Relaxed);
-                // The VP8 encode runs only while someone watches it; its first frame
-                // is a keyframe.
-                if let Some(branch) = &mut vp8 {
+                // An extra encode runs only while someone watches it (its first frame is
+                // a keyframe); its viewers' keyframe requests are served on the tick.
+                for branch in &mut extra {
                     branch.follow_watchers().await;
+                    branch.serve_keyframe_requests();
                 }
                 let (since, bytes_then) = rate_mark;
                 if since.elapsed() >= Duration::from_secs(1) {
@@ -354,18 +344,16 @@ fn frame_callbacks(
         .build()
 }
 
-/// The VP8 branch of a running camera pipeline, linked to the raw-frame tee while
+/// An extra branch of a running camera pipeline, linked to the raw-frame tee while
 /// watched and taken out again when not.
-struct Vp8Branch {
-    description: String,
-    sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
-    watched: Arc<dyn Fn() -> bool + Send + Sync>,
-    stats: Arc<RunStats>,
+struct Branch<'a> {
+    out: BranchOutput<'a>,
     pipeline: gst::Pipeline,
     tee: gst::Element,
     attached: Option<Attached>,
     /// It could not be linked in this run: not tried again until the next.
     failed: bool,
+    pacer: KeyframePacer,
 }
 
 struct Attached {
@@ -374,25 +362,26 @@ struct Attached {
     sink: gst_app::AppSink,
 }
 
-impl Vp8Branch {
+impl Branch<'_> {
     /// Links or unlinks the branch to match whether anyone watches it.
     async fn follow_watchers(&mut self) {
-        let want = (self.watched)() && !self.failed;
+        let want = (self.out.watched)() && !self.failed;
+        let name = self.out.sink_name;
         match (want, self.attached.is_some()) {
             (true, false) => match self.attach() {
                 Ok(a) => {
                     self.attached = Some(a);
-                    tracing::info!("VP8 stream started");
+                    tracing::info!("{name} stream started");
                 }
                 Err(e) => {
                     self.failed = true;
-                    tracing::warn!("the VP8 stream could not be started: {e}");
+                    tracing::warn!("the {name} stream could not be started: {e}");
                 }
             },
             (false, true) => {
                 if let Some(a) = self.attached.take() {
                     self.detach(a).await;
-                    tracing::info!("VP8 stream stopped");
+                    tracing::info!("{name} stream stopped");
                 }
             }
             _ => {}
@@ -401,12 +390,15 @@ impl Vp8Branch {
 
     fn attach(&self) -> Result<Attached, String> {
         let bin =
-            gst::parse::bin_from_description(&self.description, true).map_err(|e| e.to_string())?;
+            gst::parse::bin_from_description(&self.out.branch, true).map_err(|e| e.to_string())?;
         let sink = bin
-            .by_name("vp8sink")
+            .by_name(self.out.sink_name)
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or("the branch has no appsink named vp8sink")?;
-        sink.set_callbacks(frame_callbacks(self.sink.clone(), self.stats.clone()));
+            .ok_or("the branch has no appsink of its name")?;
+        sink.set_callbacks(frame_callbacks(
+            self.out.sink.clone(),
+            self.out.stats.clone(),
+        ));
         self.pipeline.add(&bin).map_err(|e| e.to_string())?;
         // Playing before it is linked, so the first frame finds it ready.
         let linked = (|| {
@@ -458,22 +450,29 @@ impl Vp8Branch {
         .await;
     }
 
-    fn force_keyframe(&self) {
-        if let Some(a) = &self.attached {
+    /// Takes its viewers' keyframe requests and forces one when the pacer says so
+    /// (at most one per `MIN_GAP`, none when a keyframe came anyway).
+    fn serve_keyframe_requests(&mut self) {
+        let stats = self.out.stats.clone();
+        let keyframes = || stats.keyframes.load(Ordering::Relaxed);
+        while self.out.keyframes.try_recv().is_ok() {
+            self.pacer.request(keyframes());
+        }
+        let Some(a) = &self.attached else {
+            return;
+        };
+        if self
+            .pacer
+            .due(keyframes())
+            .is_some_and(|t| t <= Instant::now())
+        {
             let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
                 .build();
             a.sink.send_event(event);
-            self.stats.forced_idrs.fetch_add(1, Ordering::Relaxed);
+            stats.forced_idrs.fetch_add(1, Ordering::Relaxed);
+            self.pacer.forced(Instant::now());
         }
-    }
-}
-
-/// The next keyframe request, when there is a channel to read them from.
-async fn next_request(rx: &mut Option<&mut mpsc::Receiver<()>>) -> Option<()> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -588,7 +587,7 @@ mod tests {
             Default::default(),
             Duration::from_secs(5),
             std::future::pending(),
-            None,
+            Vec::new(),
         )
         .await
         .unwrap_err()
@@ -671,7 +670,7 @@ mod tests {
             stats.clone(),
             Duration::from_secs(5),
             stop,
-            None,
+            Vec::new(),
         )
         .await
         .unwrap();
@@ -711,8 +710,9 @@ mod tests {
         let (vp8_sink, _) = collect();
         let (_tx, mut rx) = mpsc::channel(1);
         let (_vtx, mut vrx) = mpsc::channel(1);
-        let out = Vp8Output {
+        let out = BranchOutput {
             branch: crate::encode::pipeline::vp8_branch(&v, &s),
+            sink_name: "vp8sink",
             sink: vp8_sink,
             keyframes: &mut vrx,
             watched: Arc::new(|| false),
@@ -725,7 +725,7 @@ mod tests {
             Default::default(),
             Duration::from_secs(20),
             std::future::pending(),
-            Some(out),
+            vec![out],
         )
         .await
         .unwrap_err();
@@ -761,8 +761,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
         let w = watched.clone();
-        let out = Vp8Output {
+        let out = BranchOutput {
             branch: crate::encode::pipeline::vp8_branch(&v, &s),
+            sink_name: "vp8sink",
             sink: vp8_sink,
             keyframes: &mut vrx,
             watched: Arc::new(move || w.load(Ordering::Relaxed)),
@@ -775,7 +776,7 @@ mod tests {
             Default::default(),
             Duration::from_secs(5),
             stop,
-            Some(out),
+            vec![out],
         )
         .await
         .unwrap();

@@ -56,17 +56,25 @@ pub struct Hub {
     pub audio: broadcast::Sender<Arc<AudioPacket>>,
 }
 
-/// What the live presenter produces itself (the rest is transcoded on demand).
+/// What the live presenter produces itself; the rest is transcoded on demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Produced {
-    #[default]
-    Nothing,
-    /// H.264 only: a camera that delivers H.264, or a browser presenting H.264.
-    H264,
-    /// A camera pipeline with raw frames and the VP8 branch.
-    H264AndVp8,
-    /// VP8 only: a Firefox (or WHIP) presenter without H.264.
-    Vp8,
+pub struct Produced {
+    pub h264: bool,
+    pub vp8: bool,
+    /// The small H.264 sub-stream (a camera with raw frames makes it by a branch).
+    pub sub: bool,
+}
+
+impl Produced {
+    pub const NOTHING: Self = Self::of(false, false, false);
+    /// A camera that delivers H.264, or a browser presenting H.264.
+    pub const H264: Self = Self::of(true, false, false);
+    /// A Firefox (or WHIP) presenter without H.264.
+    pub const VP8: Self = Self::of(false, true, false);
+
+    pub const fn of(h264: bool, vp8: bool, sub: bool) -> Self {
+        Self { h264, vp8, sub }
+    }
 }
 
 /// The VP8 stream, for browsers whose WebRTC has no H.264 (and for a VP8 presenter's
@@ -93,7 +101,7 @@ impl Drop for Announcement {
         self.stream.produced.send_if_modified(|(id, produced)| {
             let mine = *id == self.id;
             if mine {
-                *produced = Produced::Nothing;
+                *produced = Produced::NOTHING;
             }
             mine
         });
@@ -104,7 +112,7 @@ impl SecondStream {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             hub: Hub::new(),
-            produced: watch::channel((0, Produced::Nothing)).0,
+            produced: watch::channel((0, Produced::NOTHING)).0,
             next_announcement: AtomicU64::new(1),
             transcodable: AtomicBool::new(false),
         })
@@ -136,18 +144,16 @@ impl SecondStream {
 
     /// The hub, while VP8 can be watched: made by the presenter, or from its H.264.
     pub fn get(&self) -> Option<&Arc<Hub>> {
-        let available = match self.produced() {
-            Produced::Nothing => false,
-            Produced::H264 => self.transcodable.load(Ordering::Acquire),
-            Produced::H264AndVp8 | Produced::Vp8 => true,
-        };
+        let p = self.produced();
+        let available = p.vp8 || (p.h264 && self.transcodable.load(Ordering::Acquire));
         available.then_some(&self.hub)
     }
 
     /// VP8 is the presenter's own video: a viewer that takes VP8 gets it as sent (its
     /// H.264 would be a re-encode).
     pub fn preferred(&self) -> bool {
-        self.produced() == Produced::Vp8
+        let p = self.produced();
+        p.vp8 && !p.h264
     }
 }
 
@@ -390,10 +396,10 @@ mod tests {
         s.set_transcodable(true);
         assert!(s.get().is_some() && !s.preferred());
         drop(camera);
-        assert_eq!(s.produced(), Produced::Nothing);
-        let _both = s.announce(Produced::H264AndVp8);
+        assert_eq!(s.produced(), Produced::NOTHING);
+        let _both = s.announce(Produced::of(true, true, true));
         assert!(s.get().is_some() && !s.preferred());
-        let _firefox = s.announce(Produced::Vp8);
+        let _firefox = s.announce(Produced::VP8);
         assert!(
             s.get().is_some() && s.preferred(),
             "a VP8 presenter's own video"
@@ -403,11 +409,11 @@ mod tests {
     #[test]
     fn a_presenter_that_ends_late_does_not_clear_its_successor() {
         let s = SecondStream::new();
-        let camera = s.announce(Produced::H264AndVp8);
-        let browser = s.announce(Produced::Vp8);
+        let camera = s.announce(Produced::of(true, true, true));
+        let browser = s.announce(Produced::VP8);
         drop(camera);
-        assert_eq!(s.produced(), Produced::Vp8);
+        assert_eq!(s.produced(), Produced::VP8);
         drop(browser);
-        assert_eq!(s.produced(), Produced::Nothing);
+        assert_eq!(s.produced(), Produced::NOTHING);
     }
 }

@@ -72,7 +72,7 @@ impl PresenterPeer {
 
         let (video_hub, produced) = match stream {
             VideoStream::H264 => (hub.clone(), Produced::H264),
-            VideoStream::Vp8 => (vp8.hub.clone(), Produced::Vp8),
+            VideoStream::Vp8 => (vp8.hub.clone(), Produced::VP8),
         };
         let audio_hub = hub.clone();
         let keyframe_count = Arc::new(AtomicU64::new(0));

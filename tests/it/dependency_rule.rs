@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["transcode"],
     &["peer"],
     &["admission", "supervisor", "control"],
-    &["gpio", "signaling", "upstream", "provision"],
+    &["gpio", "signaling", "upstream", "rtsp", "provision"],
     &["status"],
     &["web"],
     &["app"],

@@ -28,6 +28,7 @@ mod nat_ips_advertised;
 mod pipeline_fault_recovery;
 mod presenter_handover;
 mod provisioning;
+mod rtsp_streams;
 mod rust_viewer_receives_h264;
 mod silent_websocket_closed;
 mod soak_join_leave;

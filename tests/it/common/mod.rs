@@ -195,6 +195,8 @@ impl Daemon {
             ("EDGECAM_ENCODER__KIND", "x264"),
             ("EDGECAM_ENCODER__BITRATE_KBPS", "800"),
             ("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1"),
+            // Off unless a test asks (many daemons run at once; each would want 8554).
+            ("EDGECAM_RTSP__LISTEN", ""),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

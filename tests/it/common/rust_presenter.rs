@@ -216,7 +216,7 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8, vp8: bo
             Arc::new(RunStats::default()),
             Duration::from_secs(5),
             std::future::pending(),
-            None,
+            Vec::new(),
         )
         .await;
     });

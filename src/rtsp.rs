@@ -1,0 +1,134 @@
+//! RTSP for the systems camera owners already run (NVRs, Home Assistant, Frigate, VLC,
+//! ffmpeg): GStreamer's RTSP server on a GLib main loop of its own thread, serving
+//! `/stream` and `/sub` over RTP/UDP and RTP interleaved in the RTSP connection (TCP).
+//! Each mount's media is shared by all its clients and fed from a hub through an appsrc:
+//! `/stream` carries the very access units the WebRTC viewers get (no second encode),
+//! `/sub` the sub-stream's (encoded only while its hub has a subscriber). The media
+//! subscribes to its hub when the first client asks for it, so it starts on a keyframe
+//! (forced, with the usual coalescing), and leaves when the last client goes; a client
+//! that starts playing a media already running asks for a keyframe too.
+
+use crate::fanout::Hub;
+use crate::task::AbortOnDrop;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// The media each mount serves: the hub's H.264 as it is, SPS/PPS in the SDP and before
+/// every IDR, packetized for the lowest latency.
+pub const LAUNCH: &str = "( appsrc name=src is-live=true format=time do-timestamp=true \
+     caps=video/x-h264,stream-format=byte-stream,alignment=au \
+     ! h264parse config-interval=-1 \
+     ! rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )";
+
+/// A path and the hub it serves.
+pub struct Mount {
+    pub path: &'static str,
+    pub hub: Arc<Hub>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RtspError {
+    #[error("GStreamer: {0}")]
+    Init(String),
+    #[error("cannot listen on {0} (in use, or not an address of this machine)")]
+    Listen(SocketAddr),
+}
+
+/// The running server; dropping it stops it.
+pub struct RtspServer {
+    /// The port it listens on (the configured one, or the one the system chose for 0).
+    pub port: u16,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts serving `mounts` on `listen`. Must be called inside the tokio runtime (the
+/// hubs are read from its tasks).
+pub fn start(listen: SocketAddr, mounts: Vec<Mount>) -> Result<RtspServer, RtspError> {
+    crate::encode::runner::init().map_err(|e| RtspError::Init(e.to_string()))?;
+    let context = glib::MainContext::new();
+    let server = rtsp::RTSPServer::new();
+    server.set_address(&listen.ip().to_string());
+    server.set_service(&listen.port().to_string());
+    let points = server
+        .mount_points()
+        .ok_or_else(|| RtspError::Init("the server has no mount points".into()))?;
+    let runtime = tokio::runtime::Handle::current();
+    let hubs: Vec<Arc<Hub>> = mounts.iter().map(|m| m.hub.clone()).collect();
+    for mount in mounts {
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(LAUNCH);
+        factory.set_shared(true);
+        let hub = mount.hub;
+        let runtime = runtime.clone();
+        factory.connect_media_configure(move |_, media| {
+            let src = media
+                .element()
+                .downcast::<gst::Bin>()
+                .ok()
+                .and_then(|bin| bin.by_name("src"))
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+            let Some(src) = src else {
+                tracing::warn!("RTSP media without its appsrc; not fed");
+                return;
+            };
+            let mut input = hub.subscribe();
+            let feeder = runtime.spawn(async move {
+                crate::encode::runner::feed(&src, &mut input.frames).await;
+            });
+            // Fed until the media is taken down (its last client gone).
+            let feeder = Mutex::new(Some(AbortOnDrop(feeder)));
+            media.connect_unprepared(move |_| {
+                if let Ok(mut f) = feeder.lock() {
+                    f.take();
+                }
+            });
+        });
+        points.add_factory(mount.path, factory);
+    }
+    // A client that starts playing a shared media mid-GOP needs a keyframe (coalesced).
+    server.connect_client_connected(move |_, client| {
+        let hubs = hubs.clone();
+        client.connect_play_request(move |_, _| {
+            for hub in &hubs {
+                hub.request_keyframe();
+            }
+        });
+    });
+    server
+        .attach(Some(&context))
+        .map_err(|_| RtspError::Listen(listen))?;
+    let port = u16::try_from(server.bound_port()).map_err(|_| RtspError::Listen(listen))?;
+    let main_loop = glib::MainLoop::new(Some(&context), false);
+    let running = main_loop.clone();
+    let thread = std::thread::Builder::new()
+        .name("rtsp".into())
+        .spawn(move || {
+            // The server stays referenced for as long as its loop runs.
+            let _server = server;
+            let _ = context.with_thread_default(|| running.run());
+        })
+        .map_err(|e| RtspError::Init(e.to_string()))?;
+    tracing::info!("RTSP on rtsp://{}:{port}/stream and /sub", listen.ip());
+    Ok(RtspServer {
+        port,
+        main_loop,
+        thread: Some(thread),
+    })
+}

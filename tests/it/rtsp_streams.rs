@@ -1,0 +1,242 @@
+//! The RTSP server as NVRs and players use it: ffprobe and ffmpeg (Debian's) read and
+//! decode `/stream` (the WebRTC viewers' own H.264) and `/sub` (the small second encode)
+//! over TCP and UDP; GStreamer's rtspsrc plays them; the protocol itself (OPTIONS,
+//! DESCRIBE with SPS/PPS in the SDP, SETUP interleaved, PLAY, the GET_PARAMETER
+//! keep-alive Synology sends) is checked by hand; the sub-stream is encoded only while
+//! someone watches it.
+
+use crate::common;
+
+use common::Daemon;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// ffprobe's codec, width and height of the first video stream.
+fn probe(url: &str, transport: &str) -> (String, u64, u64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "15000000",
+            "-rtsp_transport",
+            transport,
+        ])
+        .args([
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "json", url])
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let s = &v["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap_or_default().to_string(),
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+    )
+}
+
+/// How many frames ffmpeg decodes from `url` (it stops at 90).
+fn decode_frames(url: &str, transport: &str) -> usize {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", transport])
+        .args(["-i", url, "-frames:v", "90", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+/// Plays `url` with rtspsrc until `frames` decoded frames arrived; their size.
+fn rtspsrc_play(url: &str, frames: usize) -> Option<(i32, i32)> {
+    gst::init().ok()?;
+    let pipeline = gst::parse::launch(&format!(
+        "rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay ! h264parse \
+         ! avdec_h264 ! videoconvert ! appsink name=sink sync=false"
+    ))
+    .ok()?
+    .downcast::<gst::Pipeline>()
+    .ok()?;
+    let sink = pipeline
+        .by_name("sink")?
+        .downcast::<gstreamer_app::AppSink>()
+        .ok()?;
+    pipeline.set_state(gst::State::Playing).ok()?;
+    let mut size = None;
+    for _ in 0..frames {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(15)) else {
+            break;
+        };
+        let caps = sample.caps()?.structure(0)?.to_owned();
+        size = Some((
+            caps.get::<i32>("width").ok()?,
+            caps.get::<i32>("height").ok()?,
+        ));
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    size
+}
+
+/// One RTSP request on `conn`; the status line and headers of its answer, and its body.
+fn request(
+    conn: &mut BufReader<std::net::TcpStream>,
+    seq: u32,
+    line: &str,
+    headers: &str,
+) -> (String, String) {
+    let msg =
+        format!("{line} RTSP/1.0\r\nCSeq: {seq}\r\nUser-Agent: edgecam-test\r\n{headers}\r\n");
+    conn.get_mut().write_all(msg.as_bytes()).expect("send");
+    let mut head = String::new();
+    loop {
+        let mut l = String::new();
+        conn.read_line(&mut l).expect("answer");
+        if l == "\r\n" || l.is_empty() {
+            break;
+        }
+        head.push_str(&l);
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).expect("body");
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvr_clients_read_both_rtsp_streams() {
+    let _bound =
+        crate::common::time_bound("rtsp_streams::nvr_clients_read_both_rtsp_streams", None);
+    if !have("ffprobe") || !have("ffmpeg") {
+        eprintln!("SKIPPED nvr_clients_read_both_rtsp_streams: no ffmpeg (sh tests/setup.sh)");
+        return;
+    }
+    let daemon = Daemon::start(&[
+        ("EDGECAM_RTSP__LISTEN", "127.0.0.1:0"),
+        ("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10"),
+        ("EDGECAM_SUBSTREAM__WIDTH", "320"),
+        ("EDGECAM_SUBSTREAM__HEIGHT", "180"),
+        ("EDGECAM_SUBSTREAM__FPS", "15"),
+    ])
+    .await;
+    let s = daemon.status().await;
+    let port = s["rtsp"]["port"].as_u64().expect("RTSP port in status");
+    assert_eq!(s["substream"]["running"], false, "nobody watches /sub: {s}");
+    let main = format!("rtsp://127.0.0.1:{port}/stream");
+    let sub = format!("rtsp://127.0.0.1:{port}/sub");
+
+    // The protocol as an NVR speaks it, by hand.
+    let (head, sdp, interleaved) = tokio::task::spawn_blocking({
+        let main = main.clone();
+        move || {
+            let tcp = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
+            tcp.set_read_timeout(Some(Duration::from_secs(15))).ok();
+            let mut conn = BufReader::new(tcp);
+            let (options, _) = request(&mut conn, 1, &format!("OPTIONS {main}"), "");
+            let (describe, sdp) = request(
+                &mut conn,
+                2,
+                &format!("DESCRIBE {main}"),
+                "Accept: application/sdp\r\n",
+            );
+            assert!(describe.starts_with("RTSP/1.0 200"), "{describe}");
+            let (setup, _) = request(
+                &mut conn,
+                3,
+                &format!("SETUP {main}/stream=0"),
+                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+            );
+            assert!(setup.starts_with("RTSP/1.0 200"), "{setup}");
+            let session = setup
+                .lines()
+                .find_map(|l| l.strip_prefix("Session: "))
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+                .expect("a session");
+            let (play, _) = request(
+                &mut conn,
+                4,
+                &format!("PLAY {main}"),
+                &format!("Session: {session}\r\nRange: npt=0.000-\r\n"),
+            );
+            assert!(play.starts_with("RTSP/1.0 200"), "{play}");
+            // Media arrives interleaved in the same connection ('$', channel 0).
+            let mut first = [0u8; 1];
+            conn.read_exact(&mut first).expect("interleaved data");
+            (options, sdp, first[0])
+        }
+    })
+    .await
+    .expect("RTSP exchange");
+    assert!(head.contains("GET_PARAMETER"), "keep-alive offered: {head}");
+    assert!(sdp.contains("H264/90000"), "{sdp}");
+    assert!(
+        sdp.contains("sprop-parameter-sets="),
+        "SPS/PPS in the SDP: {sdp}"
+    );
+    assert_eq!(interleaved, b'$');
+
+    // Real clients, TCP and UDP, both streams.
+    let (m, s2) = (main.clone(), sub.clone());
+    let results = tokio::task::spawn_blocking(move || {
+        (
+            probe(&m, "tcp"),
+            probe(&m, "udp"),
+            decode_frames(&m, "tcp"),
+            decode_frames(&m, "udp"),
+            probe(&s2, "tcp"),
+            decode_frames(&s2, "udp"),
+        )
+    })
+    .await
+    .expect("clients ran");
+    assert_eq!(results.0, ("h264".into(), 640, 360), "main over TCP");
+    assert_eq!(results.1, ("h264".into(), 640, 360), "main over UDP");
+    assert_eq!(results.2, 90, "90 frames decoded over TCP");
+    assert_eq!(results.3, 90, "90 frames decoded over UDP");
+    assert_eq!(results.4, ("h264".into(), 320, 180), "sub over TCP");
+    assert_eq!(results.5, 90, "90 sub frames decoded over UDP");
+
+    // GStreamer's rtspsrc plays the sub-stream; meanwhile it is encoded, and stops after.
+    let s3 = sub.clone();
+    let player = tokio::task::spawn_blocking(move || rtspsrc_play(&s3, 60));
+    let s = daemon
+        .wait_status(20, |s| s["substream"]["running"] == true)
+        .await;
+    assert_eq!(s["substream"]["origin"], "camera", "{s}");
+    assert_eq!(player.await.expect("player"), Some((320, 180)));
+    let m2 = main.clone();
+    let size = tokio::task::spawn_blocking(move || rtspsrc_play(&m2, 30))
+        .await
+        .expect("player");
+    assert_eq!(size, Some((640, 360)), "rtspsrc plays /stream");
+    let s = daemon
+        .wait_status(20, |s| {
+            s["substream"]["viewers"] == 0 && s["substream"]["running"] == false
+        })
+        .await;
+    assert!(
+        s["substream"]["frames_encoded"].as_u64().unwrap_or(0) > 0,
+        "{s}"
+    );
+    daemon.stop().await;
+}
