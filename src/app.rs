@@ -48,8 +48,9 @@ pub async fn serve_with(
     // The second, VP8 stream (the camera's second encode, a VP8 presenter's own video,
     // or made from H.264 by the transcoder).
     let vp8 = crate::fanout::SecondStream::new();
-    // The sub-stream for RTSP /sub (NVRs detect motion on it).
+    // The sub-stream for RTSP /sub (NVRs detect motion on it), and snapshots.
     let sub = Hub::new();
+    let snapshots = crate::snapshot::Snapshots::new();
     let admission = Admission::new(config.viewers.max);
     let peers = PeerFactory::new(config.webrtc.clone());
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
@@ -67,6 +68,7 @@ pub async fn serve_with(
             hub: hub.clone(),
             vp8: vp8.clone(),
             sub: sub.clone(),
+            stills: snapshots.hub.clone(),
         },
         admission.clone(),
         camera_tx,
@@ -80,6 +82,7 @@ pub async fn serve_with(
         hub.clone(),
         vp8.clone(),
         sub.clone(),
+        snapshots.hub.clone(),
         transcoding_tx,
         stop_rx.clone(),
     ));
@@ -193,7 +196,7 @@ pub async fn serve_with(
         }),
         config_error,
     });
-    let router = crate::web::router(signaling, status);
+    let router = crate::web::router(signaling, status, snapshots);
     tracing::info!("serving on {scheme}://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {scheme}://{addr}"));
@@ -344,7 +347,12 @@ async fn supervise_camera(
     restarts: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let CameraOutputs { hub, vp8, sub } = outputs;
+    let CameraOutputs {
+        hub,
+        vp8,
+        sub,
+        stills,
+    } = outputs;
     let want = Want {
         width: config.camera.width,
         height: config.camera.height,
@@ -372,6 +380,7 @@ async fn supervise_camera(
         hub: &hub,
         vp8: &vp8,
         sub: &sub,
+        stills: &stills,
         state: &state,
     };
     let mut presenter = admission.watch_presenter();
@@ -520,6 +529,8 @@ struct CameraOutputs {
     hub: Arc<Hub>,
     vp8: Arc<crate::fanout::SecondStream>,
     sub: Arc<Hub>,
+    /// JPEG snapshots.
+    stills: Arc<Hub>,
 }
 
 /// What one pipeline run needs, borrowed from the supervisor.
@@ -534,6 +545,7 @@ struct CameraRun<'a> {
     hub: &'a Arc<Hub>,
     vp8: &'a Arc<crate::fanout::SecondStream>,
     sub: &'a Arc<Hub>,
+    stills: &'a Arc<Hub>,
     state: &'a watch::Sender<CameraState>,
 }
 
@@ -634,11 +646,9 @@ impl CameraRun<'_> {
         });
         // Said before the extra streams' requests are taken: a transcoder that made one
         // for the previous presenter stops at this and lets go of them.
-        let _produced = self.vp8.announce(crate::fanout::Produced::of(
-            true,
-            fallback.is_some(),
-            substream.is_some(),
-        ));
+        let _produced =
+            self.vp8
+                .announce(crate::fanout::Produced::of(true, fallback.is_some(), raw));
         let mut vp8_requests = match fallback {
             Some(_) => Some(self.vp8.hub.keyframe_inbox().lock_owned().await),
             None => None,
@@ -655,9 +665,25 @@ impl CameraRun<'_> {
                 stats.clone(),
             )
         };
+        let mut still_requests = match raw {
+            true => Some(self.stills.keyframe_inbox().lock_owned().await),
+            false => None,
+        };
         let vp8_stats = Arc::new(RunStats::default());
         let sub_stats = Arc::new(RunStats::default());
+        let still_stats = Arc::new(RunStats::default());
         let mut branches = Vec::new();
+        if let Some(requests) = still_requests.as_mut() {
+            let (sink, watched, stats) = branch(self.stills, &still_stats);
+            branches.push(encode::BranchOutput {
+                branch: pipeline::still_branch(),
+                sink_name: "stillsink",
+                sink,
+                keyframes: requests,
+                watched,
+                stats,
+            });
+        }
         if let (Some(requests), Some(v)) = (vp8_requests.as_mut(), fallback) {
             let (sink, watched, stats) = branch(&self.vp8.hub, &vp8_stats);
             branches.push(encode::BranchOutput {
@@ -753,6 +779,8 @@ fn transcode_plan(config: &Config) -> crate::transcode::Plan {
         to_h264,
         sub_from_h264,
         sub_from_vp8,
+        still_from_h264: decoder.map(pipeline::h264_to_still),
+        still_from_vp8: vp8dec.then(pipeline::vp8_to_still),
     }
 }
 

@@ -27,6 +27,7 @@
 //! - [`provision`]: applies the boot partition's settings file at boot.
 //! - [`upstream`]: pushes the stream to a bigger server over WHIP.
 //! - [`rtsp`]: the RTSP server (`/stream`, `/sub`) for NVRs and players.
+//! - [`snapshot`]: `/snapshot.jpg`, stills made only while someone asks.
 //! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
@@ -44,7 +45,7 @@
 //! media, atomic_file, backoff, task, notify  (leaves)
 //!   → auth, config → capture → encode → fanout → transcode → peer
 //!   → admission, supervisor, control
-//!   → gpio, signaling, upstream, rtsp, provision → status → web → app
+//!   → gpio, signaling, upstream, rtsp, snapshot, provision → status → web → app
 //! ```
 //! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
 //! No module cycles (`python3 ../shared/tools/modcycles.py src`); tests/it/dependency_rule.rs
@@ -72,6 +73,7 @@ pub mod peer;
 pub mod provision;
 pub mod rtsp;
 pub mod signaling;
+pub mod snapshot;
 pub mod status;
 pub mod supervisor;
 pub mod task;

@@ -240,7 +240,7 @@ impl Status {
     fn sub_snapshot(&self, camera: &CameraState) -> SubSnapshot {
         let viewers = self.sub.viewers();
         let t = self.transcoding.borrow();
-        let from_camera = self.vp8.produced().sub;
+        let from_camera = self.vp8.produced().raw && self.camera.borrow().sub_run.is_some();
         let (origin, running, frames) = if from_camera {
             let frames = camera
                 .sub_run

@@ -31,6 +31,9 @@ pub struct Plan {
     /// H.264 → the sub-stream, and VP8 → the sub-stream.
     pub sub_from_h264: Option<String>,
     pub sub_from_vp8: Option<String>,
+    /// H.264 → JPEG snapshots, and VP8 → JPEG snapshots.
+    pub still_from_h264: Option<String>,
+    pub still_from_vp8: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,6 +52,8 @@ pub struct Transcoding {
     pub codec: Job,
     /// Making the sub-stream (while the presenter does not make it itself).
     pub sub: Job,
+    /// Making snapshots (likewise).
+    pub still: Job,
 }
 
 /// One transcoder's state.
@@ -71,6 +76,7 @@ pub async fn serve(
     h264: Arc<Hub>,
     vp8: Arc<SecondStream>,
     sub: Arc<Hub>,
+    stills: Arc<Hub>,
     board: watch::Sender<Transcoding>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -89,17 +95,25 @@ pub async fn serve(
                 .map(|d| (d, &vp8.hub, &h264, (Codec::Vp8, Codec::H264))),
             _ => None,
         };
-        let sub_job = match (now.sub, now.h264, now.vp8) {
-            (false, true, _) => plan.sub_from_h264.as_deref().map(|d| (d, &h264)),
-            (false, false, true) => plan.sub_from_vp8.as_deref().map(|d| (d, &vp8.hub)),
+        // Without raw frames, the sub-stream and the snapshots come from the presenter's
+        // own stream, decoded.
+        let from_own = |from_h264: &Option<String>, from_vp8: &Option<String>| match (
+            now.raw, now.h264, now.vp8,
+        ) {
+            (false, true, _) => from_h264.clone().map(|d| (d, h264.clone())),
+            (false, false, true) => from_vp8.clone().map(|d| (d, vp8.hub.clone())),
             _ => None,
         };
+        let sub_job = from_own(&plan.sub_from_h264, &plan.sub_from_vp8);
+        let still_job = from_own(&plan.still_from_h264, &plan.still_from_vp8);
         board.send_modify(|b| {
             b.direction = codec.map(|j| j.3);
             b.codec.planned = codec.is_some();
             b.codec.running = false;
             b.sub.planned = sub_job.is_some();
             b.sub.running = false;
+            b.still.planned = still_job.is_some();
+            b.still.running = false;
         });
         let work = async {
             tokio::join!(
@@ -112,8 +126,16 @@ pub async fn serve(
                     }
                 },
                 async {
-                    match sub_job {
+                    match &sub_job {
                         Some((d, from)) => on_demand(d, from, &sub, &board, |b| &mut b.sub).await,
+                        None => std::future::pending().await,
+                    }
+                },
+                async {
+                    match &still_job {
+                        Some((d, from)) => {
+                            on_demand(d, from, &stills, &board, |b| &mut b.still).await
+                        }
                         None => std::future::pending().await,
                     }
                 }

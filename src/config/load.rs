@@ -896,7 +896,12 @@ mod tests {
             (cfg.substream.width, cfg.substream.height, cfg.substream.fps),
             (640, 360, 10)
         );
-        assert_eq!(load_env(&[("EDGECAM_RTSP__LISTEN", "")]).unwrap().rtsp_listen, None);
+        assert_eq!(
+            load_env(&[("EDGECAM_RTSP__LISTEN", "")])
+                .unwrap()
+                .rtsp_listen,
+            None
+        );
         let bad = load_env(&[
             ("EDGECAM_RTSP__LISTEN", "rtsp://camera"),
             ("EDGECAM_SUBSTREAM__FPS", "0"),

@@ -232,6 +232,55 @@ pub fn vp8_to_sub(encoder: Encoder, sub: &EncodeSettings) -> String {
     )
 }
 
+/// Snapshots are made at most this often (a polling NVR asks about once a second).
+pub const STILLS_PER_SECOND: u32 = 2;
+
+/// Raw frames to JPEG stills, a few a second, up to the appsink.
+fn stills() -> String {
+    format!(
+        "videorate drop-only=true max-rate={STILLS_PER_SECOND} ! videoconvert ! jpegenc quality=85"
+    )
+}
+
+/// The snapshot branch the runner links to the `raw` tee while snapshots are asked for:
+/// the current picture as JPEG at the capture's size, ending in an appsink `stillsink`.
+pub fn still_branch() -> String {
+    format!(
+        "queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 ! {} \
+         ! appsink name=stillsink sync=false async=false max-buffers=2 drop=true",
+        stills()
+    )
+}
+
+/// Snapshots made from the H.264 stream (no raw frames: a camera that delivers H.264, a
+/// relayed presenter), ending in an appsink named `sink`.
+pub fn h264_to_still(decoder: &str) -> String {
+    format!(
+        "{} ! h264parse ! {decoder} ! {QUEUE} ! {} ! appsink name=sink sync=false max-buffers=2 drop=true",
+        transcode_source("video/x-h264,stream-format=byte-stream,alignment=au"),
+        stills()
+    )
+}
+
+/// Snapshots made from a VP8 presenter's video.
+pub fn vp8_to_still() -> String {
+    format!(
+        "{} ! vp8dec ! {QUEUE} ! {} ! appsink name=sink sync=false max-buffers=2 drop=true",
+        transcode_source("video/x-vp8"),
+        stills()
+    )
+}
+
+/// A JPEG scaled to `width` (its height keeps the picture's shape), one picture in, one
+/// out: appsrc `src` to appsink `sink`.
+pub fn rescale_jpeg(width: u32) -> String {
+    format!(
+        "appsrc name=src caps=image/jpeg ! jpegdec ! videoscale ! videoconvert \
+         ! video/x-raw,width={width},pixel-aspect-ratio=1/1 ! jpegenc quality=85 \
+         ! appsink name=sink sync=false"
+    )
+}
+
 /// H.264 decoders, best first: the Raspberry Pi's VideoCore (`v4l2h264dec`), libav,
 /// OpenH264 (in plugins-bad, so always there where edgecam is installed).
 pub const H264_DECODERS: [&str; 3] = ["v4l2h264dec", "avdec_h264", "openh264dec"];

@@ -157,6 +157,39 @@ pub async fn run_fed(
     result
 }
 
+/// Scales one JPEG picture to `width` (blocking; for a snapshot asked for smaller).
+pub fn rescale_jpeg(jpeg: &[u8], width: u32) -> Result<Bytes, EncodeError> {
+    init()?;
+    let pipeline = gst::parse::launch(&super::pipeline::rescale_jpeg(width))
+        .map_err(|e| EncodeError::Parse(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))?;
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or(EncodeError::NoSource)?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or(EncodeError::NoSink)?;
+    let result = (|| {
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| EncodeError::Start)?;
+        src.push_buffer(gst::Buffer::from_slice(jpeg.to_vec()))
+            .map_err(|_| EncodeError::Start)?;
+        let _ = src.end_of_stream();
+        let sample = sink
+            .try_pull_sample(gst::ClockTime::from_seconds(2))
+            .ok_or(EncodeError::Stalled(Duration::from_secs(2)))?;
+        let buffer = sample.buffer().ok_or(EncodeError::Eos)?;
+        let map = buffer.map_readable().map_err(|_| EncodeError::Eos)?;
+        Ok(Bytes::copy_from_slice(&map))
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
 /// Frames an appsrc may hold before new ones are left out (a little over one frame's
 /// work for the decoder and encoder behind it).
 const FEED_QUEUE: u64 = 3;

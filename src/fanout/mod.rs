@@ -61,8 +61,9 @@ pub struct Hub {
 pub struct Produced {
     pub h264: bool,
     pub vp8: bool,
-    /// The small H.264 sub-stream (a camera with raw frames makes it by a branch).
-    pub sub: bool,
+    /// Raw frames: a camera pipeline that has them makes the sub-stream and the
+    /// snapshots itself, by branches of its capture.
+    pub raw: bool,
 }
 
 impl Produced {
@@ -72,8 +73,8 @@ impl Produced {
     /// A Firefox (or WHIP) presenter without H.264.
     pub const VP8: Self = Self::of(false, true, false);
 
-    pub const fn of(h264: bool, vp8: bool, sub: bool) -> Self {
-        Self { h264, vp8, sub }
+    pub const fn of(h264: bool, vp8: bool, raw: bool) -> Self {
+        Self { h264, vp8, raw }
     }
 }
 

@@ -23,7 +23,11 @@ struct Assets;
 /// Builds the router; `signaling` carries what the handlers act on, `status` what the
 /// status and metrics pages read. Routes come in three groups: open (health, login),
 /// viewer (watching) and admin (presenting, control).
-pub fn router(signaling: Arc<Signaling>, status: Arc<crate::status::Status>) -> Router {
+pub fn router(
+    signaling: Arc<Signaling>,
+    status: Arc<crate::status::Status>,
+    snapshots: Arc<crate::snapshot::Snapshots>,
+) -> Router {
     let gate =
         |need: Role| axum::middleware::from_fn_with_state((signaling.clone(), need), login::gate);
     let viewer = Router::new()
@@ -33,6 +37,7 @@ pub fn router(signaling: Arc<Signaling>, status: Arc<crate::status::Status>) -> 
         .route("/one2many", get(websocket))
         .route("/call", get(websocket))
         .route("/api/status", get(api_status))
+        .route("/snapshot.jpg", get(snapshot))
         .route_layer(gate(Role::Viewer));
     // WHEP: watching by HTTP, usable from pages on other origins (CORS).
     let whep = Router::new()
@@ -74,6 +79,7 @@ pub fn router(signaling: Arc<Signaling>, status: Arc<crate::status::Status>) -> 
         .route("/logout", post(login::logout))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(Extension(status))
+        .layer(Extension(snapshots))
         .with_state(signaling)
 }
 
@@ -240,6 +246,42 @@ async fn prometheus(Extension(status): Extension<Arc<crate::status::Status>>) ->
         metrics::render(&status.snapshot()),
     )
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotQuery {
+    width: Option<u32>,
+}
+
+/// The current picture as JPEG; `?width=` (16 to 3840) for a smaller one.
+async fn snapshot(
+    Extension(snapshots): Extension<Arc<crate::snapshot::Snapshots>>,
+    query: Result<axum::extract::Query<SnapshotQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "width must be a whole number of pixels\n",
+        )
+            .into_response();
+    };
+    if q.width.is_some_and(|w| !(16..=3840).contains(&w)) {
+        return (StatusCode::BAD_REQUEST, "width must be from 16 to 3840\n").into_response();
+    }
+    match snapshots.jpeg(q.width).await {
+        Ok(jpeg) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        Err(e @ crate::snapshot::SnapshotError::NoPicture) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn api_status(Extension(status): Extension<Arc<crate::status::Status>>) -> Response {

@@ -31,6 +31,7 @@ mod provisioning;
 mod rtsp_streams;
 mod rust_viewer_receives_h264;
 mod silent_websocket_closed;
+mod snapshot_jpeg;
 mod soak_join_leave;
 mod stats_panel_browser;
 mod systemd_notify_and_sigterm;

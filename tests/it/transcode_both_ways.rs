@@ -154,6 +154,10 @@ async fn an_h264_camera_is_made_vp8_only_while_a_viewer_without_h264_watches() {
     assert_eq!(s["vp8"]["origin"], "transcode", "{s}");
     assert_eq!(s["transcode"]["from"], "h264", "{s}");
     assert_eq!(s["transcode"]["running"], false, "nobody watches VP8: {s}");
+    // A snapshot of an H.264 camera is decoded from its stream (no raw frames).
+    let (code, kind, jpeg) = crate::snapshot_jpeg::get_bytes(&daemon, "/snapshot.jpg").await;
+    assert_eq!((code, kind.as_str()), (200, "image/jpeg"));
+    assert_eq!(crate::snapshot_jpeg::jpeg_size(&jpeg), Some((320, 240)));
 
     let vp8 = RustViewer::join_vp8_only(&daemon.ws_url()).await;
     assert_eq!(vp8.answer["response"], "accepted", "{}", vp8.answer);
