@@ -196,7 +196,30 @@ pub async fn serve_with(
         }),
         config_error,
     });
-    let router = crate::web::router(signaling, status, snapshots);
+    let onvif_facts = {
+        let stream = |s: &EncodeSettings, path| crate::onvif::StreamInfo {
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            bitrate_kbps: s.bitrate_kbps,
+            gov_length: pipeline::gop_frames(s),
+            path,
+        };
+        let main = EncodeSettings {
+            width: config.camera.width,
+            height: config.camera.height,
+            fps: config.camera.fps,
+            bitrate_kbps: config.encoder.bitrate_kbps,
+            keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
+        };
+        Arc::new(crate::web::onvif::Facts::read(
+            stream(&main, "/stream"),
+            stream(&substream_settings(&config), "/sub"),
+            rtsp_server.as_ref().map(|s| s.port),
+            addr,
+        ))
+    };
+    let router = crate::web::router(signaling, status, snapshots, onvif_facts);
     tracing::info!("serving on {scheme}://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {scheme}://{addr}"));

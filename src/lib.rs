@@ -28,6 +28,7 @@
 //! - [`upstream`]: pushes the stream to a bigger server over WHIP.
 //! - [`rtsp`]: the RTSP server (`/stream`, `/sub`) for NVRs and players.
 //! - [`snapshot`]: `/snapshot.jpg`, stills made only while someone asks.
+//! - [`onvif`]: the ONVIF device and media services (pure SOAP in, SOAP out).
 //! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
@@ -45,7 +46,7 @@
 //! media, atomic_file, backoff, task, notify  (leaves)
 //!   → auth, config → capture → encode → fanout → transcode → peer
 //!   → admission, supervisor, control
-//!   → gpio, signaling, upstream, rtsp, snapshot, provision → status → web → app
+//!   → gpio, signaling, upstream, rtsp, snapshot, onvif, provision → status → web → app
 //! ```
 //! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
 //! No module cycles (`python3 ../shared/tools/modcycles.py src`); tests/it/dependency_rule.rs
@@ -69,6 +70,7 @@ pub mod fanout;
 pub mod gpio;
 pub mod media;
 pub mod notify;
+pub mod onvif;
 pub mod peer;
 pub mod provision;
 pub mod rtsp;

@@ -6,7 +6,7 @@ set -eu
 PACKAGES="pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 gstreamer1.0-plugins-ugly gstreamer1.0-x gstreamer1.0-tools libv4l-dev clang libclang-dev systemd \
-iproute2 libgstrtspserver-1.0-dev gstreamer1.0-libav ffmpeg"
+iproute2 libgstrtspserver-1.0-dev gstreamer1.0-libav ffmpeg python3-venv"
 # The browser tests drive Debian's Chromium and Firefox ESR; skip them with
 # EDGECAM_NO_BROWSER=1.
 if [ "${EDGECAM_NO_BROWSER:-0}" != 1 ]; then
@@ -28,6 +28,15 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >&2
+fi
+
+# Third-party clients from PyPI that the tests drive (Home Assistant's ONVIF library),
+# in a virtualenv of the project's own.
+PYENV="${CARGO_TARGET_DIR:-target}/pyenv"
+if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c "import onvif" 2>/dev/null; then
+    echo "edgecam setup: installing onvif-zeep-async into $PYENV" >&2
+    python3 -m venv "$PYENV"
+    "$PYENV/bin/pip" install -q "onvif-zeep-async==4.3.0" >&2
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

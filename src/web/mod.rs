@@ -2,6 +2,7 @@
 
 mod login;
 pub mod metrics;
+pub mod onvif;
 pub mod tls;
 
 use crate::auth::Role;
@@ -27,6 +28,7 @@ pub fn router(
     signaling: Arc<Signaling>,
     status: Arc<crate::status::Status>,
     snapshots: Arc<crate::snapshot::Snapshots>,
+    onvif_facts: Arc<onvif::Facts>,
 ) -> Router {
     let gate =
         |need: Role| axum::middleware::from_fn_with_state((signaling.clone(), need), login::gate);
@@ -38,6 +40,9 @@ pub fn router(
         .route("/call", get(websocket))
         .route("/api/status", get(api_status))
         .route("/snapshot.jpg", get(snapshot))
+        // ONVIF, for NVRs and Home Assistant to find the streams (watching rights).
+        .route("/onvif/device_service", post(onvif_service))
+        .route("/onvif/media_service", post(onvif_service))
         .route_layer(gate(Role::Viewer));
     // WHEP: watching by HTTP, usable from pages on other origins (CORS).
     let whep = Router::new()
@@ -80,6 +85,7 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(Extension(status))
         .layer(Extension(snapshots))
+        .layer(Extension(onvif_facts))
         .with_state(signaling)
 }
 
@@ -246,6 +252,14 @@ async fn prometheus(Extension(status): Extension<Arc<crate::status::Status>>) ->
         metrics::render(&status.snapshot()),
     )
         .into_response()
+}
+
+async fn onvif_service(
+    Extension(facts): Extension<Arc<onvif::Facts>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    onvif::service(facts, headers, body).await
 }
 
 #[derive(serde::Deserialize)]

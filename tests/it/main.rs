@@ -25,6 +25,7 @@ mod image_recipe;
 mod kurento_protocol_client;
 mod metrics_prometheus;
 mod nat_ips_advertised;
+mod onvif_home_assistant;
 mod pipeline_fault_recovery;
 mod presenter_handover;
 mod provisioning;

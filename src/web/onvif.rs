@@ -1,0 +1,206 @@
+//! The ONVIF endpoints: the facts about this device that `crate::onvif` answers with,
+//! gathered here (files, interfaces, the clock), and the SOAP exchange over HTTP.
+
+use crate::onvif::{self, Device, Interface, StreamInfo};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// What is known about the device at start (the rest is read per request).
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub name: String,
+    pub model: String,
+    pub serial: String,
+    pub hardware: String,
+    pub main: StreamInfo,
+    pub sub: StreamInfo,
+    pub rtsp_port: Option<u16>,
+    /// This server's own address, for a request without a usable Host header.
+    pub local: std::net::SocketAddr,
+}
+
+impl Facts {
+    /// The hostname, the board's model and a stable serial number: the Raspberry Pi's
+    /// own serial from the device tree where there is one, else derived from the
+    /// machine id (kept across reboots; a re-flashed card gets a new one).
+    pub fn read(
+        main: StreamInfo,
+        sub: StreamInfo,
+        rtsp_port: Option<u16>,
+        local: std::net::SocketAddr,
+    ) -> Self {
+        let text = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| {
+                    s.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                        .to_string()
+                })
+                .filter(|s| !s.is_empty())
+        };
+        let serial = text("/proc/device-tree/serial-number")
+            .or_else(|| text("/etc/machine-id").map(|id| id.chars().take(16).collect()))
+            .unwrap_or_else(|| "0000000000000000".into());
+        let hardware = text("/proc/device-tree/model")
+            .or_else(|| text("/sys/devices/virtual/dmi/id/product_name"))
+            .unwrap_or_else(|| std::env::consts::ARCH.into());
+        let name = text("/proc/sys/kernel/hostname").unwrap_or_else(|| "edgecam".into());
+        Self {
+            name,
+            model: "edgecam".into(),
+            serial,
+            hardware,
+            main,
+            sub,
+            rtsp_port,
+            local,
+        }
+    }
+}
+
+/// A Host header we may hand back in URLs: host or host:port of plain characters.
+fn usable_host(headers: &HeaderMap) -> Option<String> {
+    let h = headers.get(header::HOST)?.to_str().ok()?;
+    let ok = !h.is_empty()
+        && h.len() <= 255
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    ok.then(|| h.to_string())
+}
+
+/// The host part of `host[:port]` (an IPv6 literal keeps its brackets).
+fn host_part(h: &str) -> String {
+    if h.starts_with('[') {
+        return h
+            .split(']')
+            .next()
+            .map(|s| format!("{s}]"))
+            .unwrap_or_default();
+    }
+    h.rsplit_once(':').map_or(h, |(host, _)| host).to_string()
+}
+
+/// Every interface but loopback, with its MAC and first IPv4 address.
+fn interfaces() -> Vec<Interface> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return out;
+    };
+    let v4 = ipv4_addresses();
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "lo" {
+            continue;
+        }
+        let mac = std::fs::read_to_string(entry.path().join("address"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let ipv4 = v4
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, a, p)| (a.clone(), *p));
+        out.push(Interface { name, mac, ipv4 });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// (interface, address, prefix length) for every IPv4 address, from getifaddrs(3).
+fn ipv4_addresses() -> Vec<(String, String, u8)> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET {
+                let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+                let prefix = if ifa.ifa_netmask.is_null() {
+                    32
+                } else {
+                    let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                    u32::from_be(mask.sin_addr.s_addr).count_ones() as u8
+                };
+                let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((name, ip.to_string(), prefix));
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
+/// One SOAP request to the device or media service.
+pub async fn service(facts: Arc<Facts>, headers: HeaderMap, body: Bytes) -> Response {
+    let http_host = usable_host(&headers).unwrap_or_else(|| facts.local.to_string());
+    let result = onvif::parse(&body).and_then(|request| {
+        let device = Device {
+            host: host_part(&http_host),
+            http_host: http_host.clone(),
+            rtsp_port: facts.rtsp_port,
+            name: facts.name.clone(),
+            hostname: facts.name.clone(),
+            model: facts.model.clone(),
+            firmware: env!("CARGO_PKG_VERSION").into(),
+            serial: facts.serial.clone(),
+            hardware: facts.hardware.clone(),
+            main: facts.main.clone(),
+            sub: facts.sub.clone(),
+            interfaces: interfaces(),
+            now: std::time::SystemTime::now(),
+        };
+        onvif::respond(&request, &device)
+    });
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(f) => (
+            StatusCode::from_u16(f.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            onvif::fault_body(&f),
+        ),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/soap+xml; charset=utf-8")],
+        onvif::envelope(&body),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_taken_only_when_plain() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "192.168.1.20:8080".parse().unwrap());
+        assert_eq!(usable_host(&h).as_deref(), Some("192.168.1.20:8080"));
+        h.insert(header::HOST, "evil\"><x".parse().unwrap());
+        assert_eq!(usable_host(&h), None);
+        assert_eq!(host_part("camera.local:8080"), "camera.local");
+        assert_eq!(host_part("[fe80::1]:8080"), "[fe80::1]");
+        assert_eq!(host_part("camera"), "camera");
+    }
+
+    #[test]
+    fn this_machine_has_interfaces_with_macs() {
+        // Loopback is left out; a CI machine has at least one other interface.
+        let all = interfaces();
+        assert!(all.iter().all(|i| i.name != "lo"));
+        assert!(
+            ipv4_addresses()
+                .iter()
+                .any(|(n, a, _)| n == "lo" && a == "127.0.0.1")
+        );
+    }
+}
