@@ -28,6 +28,9 @@ for unit in cloud-init-main cloud-init-local cloud-init-network cloud-config clo
     install -m644 "$FILES/cloud-init-imager-only.conf" "$ROOT/etc/systemd/system/$unit.service.d/edgecam.conf"
 done
 install -m640 "$FILES/edgecam.toml" "$ROOT/etc/edgecam/edgecam.toml"
+# The page and RTSP on mDNS (DNS-SD): _http._tcp and _rtsp._tcp.
+install -d "$ROOT/etc/avahi/services"
+install -m644 "$FILES/edgecam.avahi.service" "$ROOT/etc/avahi/services/edgecam.service"
 chroot "$ROOT" chown root:edgecam /etc/edgecam/edgecam.toml
 printf "LABEL=RASPIROOT / ext4 rw,noatime 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw,noatime 0 2\n" > "$ROOT/etc/fstab"
 echo edgecam > "$ROOT/etc/hostname"

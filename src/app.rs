@@ -219,6 +219,46 @@ pub async fn serve_with(
             addr,
         ))
     };
+    // WS-Discovery: NVRs and Home Assistant find the camera by themselves.
+    let discovery = config.onvif_discovery.then(|| {
+        let facts = onvif_facts.clone();
+        let port = addr.port();
+        // Every IPv4 address, loopback too (a prober on this machine).
+        let addresses: Vec<std::net::Ipv4Addr> = crate::netif::ipv4_addresses()
+            .into_iter()
+            .filter_map(|(_, a, _)| a.parse().ok())
+            .collect();
+        // Where the web server can be reached: its own address when it listens on one.
+        let reachable = if addr.ip().is_unspecified() {
+            addresses.clone()
+        } else {
+            match addr.ip() {
+                std::net::IpAddr::V4(a) => vec![a],
+                std::net::IpAddr::V6(_) => addresses.clone(),
+            }
+        };
+        let pinned = !addr.ip().is_unspecified();
+        let endpoint = {
+            use sha2::Digest;
+            crate::discovery::uuid_from(&sha2::Sha256::digest(format!("edgecam/{}", facts.serial)))
+        };
+        let identity = move |from: Option<std::net::Ipv4Addr>| crate::discovery::Identity {
+            endpoint: endpoint.clone(),
+            scopes: crate::onvif::scopes(&facts.name, &facts.hardware),
+            // Loopback addresses only for a prober on this machine.
+            xaddrs: reachable
+                .iter()
+                .filter(|a| pinned || !a.is_loopback() || from.is_some_and(|f| f.is_loopback()))
+                .map(|a| format!("http://{a}:{port}/onvif/device_service"))
+                .collect(),
+        };
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::discovery::run(addresses, identity, stop).await {
+                tracing::warn!("WS-Discovery is off: {e}");
+            }
+        })
+    });
     let router = crate::web::router(signaling, status, snapshots, onvif_facts);
     tracing::info!("serving on {scheme}://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
@@ -249,6 +289,10 @@ pub async fn serve_with(
         // The upstream publisher stops with the daemon (its server sees the peer go).
         if let Some(u) = upstream {
             let _ = u.await;
+        }
+        // Discovery says Bye.
+        if let Some(d) = discovery {
+            let _ = d.await;
         }
     })
     .await;

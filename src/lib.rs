@@ -29,6 +29,8 @@
 //! - [`rtsp`]: the RTSP server (`/stream`, `/sub`) for NVRs and players.
 //! - [`snapshot`]: `/snapshot.jpg`, stills made only while someone asks.
 //! - [`onvif`]: the ONVIF device and media services (pure SOAP in, SOAP out).
+//! - [`discovery`]: the WS-Discovery responder (Probe, Hello, Bye) for ONVIF clients.
+//! - [`netif`]: this machine's interfaces and addresses.
 //! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
@@ -43,10 +45,11 @@
 //! feed in `peer`, the push in `upstream`):
 //!
 //! ```text
-//! media, atomic_file, backoff, task, notify  (leaves)
+//! media, atomic_file, backoff, task, notify → onvif (pure SOAP) → netif  (leaves)
 //!   → auth, config → capture → encode → fanout → transcode → peer
 //!   → admission, supervisor, control
-//!   → gpio, signaling, upstream, rtsp, snapshot, onvif, provision → status → web → app
+//!   → gpio, signaling, upstream, rtsp, snapshot, discovery, provision → status
+//!   → web → app
 //! ```
 //! `status` reads the stages and nothing it reads imports it; nothing imports `app`.
 //! No module cycles (`python3 ../shared/tools/modcycles.py src`); tests/it/dependency_rule.rs
@@ -65,10 +68,12 @@ pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod control;
+pub mod discovery;
 pub mod encode;
 pub mod fanout;
 pub mod gpio;
 pub mod media;
+pub mod netif;
 pub mod notify;
 pub mod onvif;
 pub mod peer;

@@ -270,19 +270,16 @@ pub fn respond(request: &Request, d: &Device) -> Result<String, Fault> {
             out
         }
         "GetScopes" if device => {
-            let scope = |item: String| {
-                format!(
-                    "<tds:Scopes><tt:ScopeDef>Fixed</tt:ScopeDef><tt:ScopeItem>{}</tt:ScopeItem></tds:Scopes>",
-                    e(&item)
-                )
-            };
-            format!(
-                "<tds:GetScopesResponse>{}{}{}{}</tds:GetScopesResponse>",
-                scope("onvif://www.onvif.org/type/video_encoder".into()),
-                scope("onvif://www.onvif.org/Profile/Streaming".into()),
-                scope(format!("onvif://www.onvif.org/name/{}", percent(&d.name))),
-                scope(format!("onvif://www.onvif.org/hardware/{}", percent(&d.hardware)))
-            )
+            let items: String = scopes(&d.name, &d.hardware)
+                .iter()
+                .map(|item| {
+                    format!(
+                        "<tds:Scopes><tt:ScopeDef>Fixed</tt:ScopeDef><tt:ScopeItem>{}</tt:ScopeItem></tds:Scopes>",
+                        e(item)
+                    )
+                })
+                .collect();
+            format!("<tds:GetScopesResponse>{items}</tds:GetScopesResponse>")
         }
         "GetHostname" if device => format!(
             "<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP>\
@@ -425,6 +422,17 @@ fn media_uri(operation: &str, uri: &str) -> String {
          <tt:InvalidAfterReboot>false</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout>\
          </trt:MediaUri></trt:{operation}Response>"
     )
+}
+
+/// The camera's scopes: what it is, its name and its hardware (also what discovery
+/// announces).
+pub fn scopes(name: &str, hardware: &str) -> Vec<String> {
+    vec![
+        "onvif://www.onvif.org/type/video_encoder".into(),
+        "onvif://www.onvif.org/Profile/Streaming".into(),
+        format!("onvif://www.onvif.org/name/{}", percent(name)),
+        format!("onvif://www.onvif.org/hardware/{}", percent(hardware)),
+    ]
 }
 
 /// A scope item's text: spaces and the like percent-encoded, as ONVIF scopes are URIs.

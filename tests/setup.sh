@@ -33,10 +33,10 @@ fi
 # Third-party clients from PyPI that the tests drive (Home Assistant's ONVIF library),
 # in a virtualenv of the project's own.
 PYENV="${CARGO_TARGET_DIR:-target}/pyenv"
-if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c "import onvif" 2>/dev/null; then
-    echo "edgecam setup: installing onvif-zeep-async into $PYENV" >&2
+if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c "import onvif, wsdiscovery" 2>/dev/null; then
+    echo "edgecam setup: installing onvif-zeep-async and WSDiscovery into $PYENV" >&2
     python3 -m venv "$PYENV"
-    "$PYENV/bin/pip" install -q "onvif-zeep-async==4.3.0" >&2
+    "$PYENV/bin/pip" install -q "onvif-zeep-async==4.3.0" "WSDiscovery==2.1.2" >&2
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

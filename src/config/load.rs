@@ -645,6 +645,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             .number("substream.bitrate_kbps", 100, 20_000)
             .unwrap_or(500) as u32,
     };
+    let onvif_discovery = r.boolean("onvif.discovery").unwrap_or(true);
     let gop = r.number("encoder.keyframe_interval_s", 1, 60);
     let ice_servers = r.list("webrtc.ice_servers");
     for url in &ice_servers {
@@ -795,6 +796,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             fallback,
             rtsp_listen,
             substream,
+            onvif_discovery,
             encoder: EncoderConfig {
                 kind,
                 bitrate_kbps: bitrate as u32,

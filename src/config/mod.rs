@@ -22,6 +22,8 @@ pub struct Config {
     /// `rtsp.listen`: where the RTSP server listens; `None`: it is off.
     pub rtsp_listen: Option<SocketAddr>,
     pub substream: SubstreamConfig,
+    /// `onvif.discovery`: answer WS-Discovery probes (and say Hello and Bye).
+    pub onvif_discovery: bool,
     pub webrtc: WebRtcConfig,
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,

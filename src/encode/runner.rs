@@ -789,7 +789,13 @@ mod tests {
                 "no VP8 while nobody watches"
             );
             flag.store(true, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(1000)).await;
+            // Watched until ten VP8 frames came (bounded; a busy machine is slower).
+            for _ in 0..100 {
+                if counted.lock().unwrap().len() >= 10 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             flag.store(false, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(300)).await;
         };

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 /// The layers, lowest first, as `src/lib.rs` lists them.
 const LAYERS: &[&[&str]] = &[
     &["media", "atomic_file", "backoff", "task", "notify"],
+    &["onvif"],
+    &["netif"],
     &["auth"],
     &["config"],
     &["capture"],
@@ -21,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "upstream",
         "rtsp",
         "snapshot",
+        "discovery",
         "provision",
     ],
     &["status"],

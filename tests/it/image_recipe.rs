@@ -151,3 +151,42 @@ fn ssh_host_keys_are_made_before_debians_config_check() {
     ));
     assert!(CUSTOMIZE.contains("rm -f \"$ROOT\"/etc/ssh/ssh_host_*"));
 }
+
+#[test]
+fn the_page_and_rtsp_are_advertised_on_mdns_at_the_image_ports() {
+    let _bound = crate::common::time_bound(
+        "image_recipe::the_page_and_rtsp_are_advertised_on_mdns_at_the_image_ports",
+        None,
+    );
+    let service = include_str!("../../image/files/edgecam.avahi.service");
+    assert!(CUSTOMIZE.contains("/etc/avahi/services/edgecam.service"));
+    // Well-formed, with one service per door.
+    let mut reader = quick_xml::Reader::from_str(service);
+    let mut types = Vec::new();
+    let mut ports = Vec::new();
+    let mut current = String::new();
+    loop {
+        match reader.read_event().expect("well-formed avahi service file") {
+            quick_xml::events::Event::Start(e) => {
+                current = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+            }
+            quick_xml::events::Event::Text(t) => {
+                let text = t.decode().expect("text").trim().to_string();
+                match current.as_str() {
+                    "type" => types.push(text),
+                    "port" => ports.push(text),
+                    _ => {}
+                }
+            }
+            quick_xml::events::Event::End(_) => current.clear(),
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(types, ["_http._tcp", "_rtsp._tcp"]);
+    // The image's page port and the default RTSP port.
+    assert!(IMAGE_CONFIG.contains("listen = \"0.0.0.0:80\""));
+    let rtsp_default = edgecam::config::load_str("").expect("defaults").rtsp_listen;
+    assert_eq!(rtsp_default.map(|a| a.port()), Some(8554));
+    assert_eq!(ports, ["80", "8554"]);
+}

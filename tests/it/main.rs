@@ -48,6 +48,7 @@ mod whep_browser_watch;
 mod whep_errors;
 mod whip_browser_present;
 mod whip_client_hangs_up;
+mod ws_discovery_finds_the_camera;
 
 /// Every scenario starts the time bound first thing (so none can hang the run).
 #[test]

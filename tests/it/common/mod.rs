@@ -197,6 +197,7 @@ impl Daemon {
             ("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1"),
             // Off unless a test asks (many daemons run at once; each would want 8554).
             ("EDGECAM_RTSP__LISTEN", ""),
+            ("EDGECAM_ONVIF__DISCOVERY", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
