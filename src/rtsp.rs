@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 /// The media each mount serves: the hub's H.264 as it is, SPS/PPS in the SDP and before
 /// every IDR, packetized for the lowest latency.
-pub const LAUNCH: &str = "( appsrc name=src is-live=true format=time do-timestamp=true \
+pub const LAUNCH: &str = "( appsrc name=src is-live=true format=time \
      caps=video/x-h264,stream-format=byte-stream,alignment=au \
      ! h264parse config-interval=-1 \
      ! rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )";
@@ -50,10 +50,21 @@ pub struct RtspServer {
 }
 
 impl Drop for RtspServer {
+    /// Ends the loop and waits a little for its thread; a media stuck tearing down (a
+    /// client that stopped reading) is left to finish on its own rather than holding
+    /// the daemon's shutdown.
     fn drop(&mut self) {
         self.main_loop.quit();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!("the RTSP server did not stop within 2 s; left to finish");
+            }
         }
     }
 }

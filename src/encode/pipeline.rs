@@ -290,10 +290,10 @@ pub fn h264_decoder(has_element: &dyn Fn(&str) -> bool) -> Option<&'static str> 
     H264_DECODERS.into_iter().find(|d| has_element(d))
 }
 
-/// The head of a transcoding pipeline: an appsrc named `src` taking `caps` frames as they
-/// arrive (stamped on arrival, since a relayed stream's own clock is not ours).
+/// The head of a transcoding pipeline: an appsrc named `src` taking `caps` frames
+/// (timestamped by the feeder: the producer's spacing on the pipeline's clock).
 fn transcode_source(caps: &str) -> String {
-    format!("appsrc name=src is-live=true format=time do-timestamp=true caps={caps}")
+    format!("appsrc name=src is-live=true format=time caps={caps}")
 }
 
 /// The transcoder from the H.264 stream (a camera that delivers H.264, a relayed H.264
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn transcoders_read_an_appsrc_and_end_in_the_sink() {
         let d = h264_to_vp8("avdec_h264", &V, 60);
-        assert!(d.starts_with("appsrc name=src is-live=true format=time do-timestamp=true caps=video/x-h264,stream-format=byte-stream"), "{d}");
+        assert!(d.starts_with("appsrc name=src is-live=true format=time caps=video/x-h264,stream-format=byte-stream"), "{d}");
         assert!(
             d.contains("! h264parse ! avdec_h264 ! queue leaky=downstream"),
             "{d}"

@@ -197,6 +197,7 @@ const FEED_QUEUE: u64 = 3;
 /// Pushes `input` into `src` until the input ends or the appsrc refuses (stopping).
 pub async fn feed(src: &gst_app::AppSrc, input: &mut mpsc::Receiver<Arc<EncodedFrame>>) {
     let mut skipping = false;
+    let mut stamps = Restamper::default();
     while let Some(frame) = input.recv().await {
         if src.current_level_buffers() >= FEED_QUEUE {
             skipping = true;
@@ -205,15 +206,55 @@ pub async fn feed(src: &gst_app::AppSrc, input: &mut mpsc::Receiver<Arc<EncodedF
             continue;
         }
         skipping = false;
+        let now = src
+            .current_running_time()
+            .map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
+        let pts = gst::ClockTime::from_nseconds(stamps.stamp(frame.pts, now).as_nanos() as u64);
         let mut buffer = gst::Buffer::from_slice(frame.data.clone());
-        if !frame.keyframe
-            && let Some(b) = buffer.get_mut()
-        {
-            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(pts);
+            b.set_dts(pts);
+            if !frame.keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
         }
         if src.push_buffer(buffer).is_err() {
             return;
         }
+    }
+}
+
+/// Timestamps for frames fed into a pipeline: the producer's own spacing (so a frame
+/// that waited in a queue keeps its place in time), anchored to the pipeline's running
+/// time, always increasing. A jump back or of over a second (another presenter, a
+/// restarted camera) starts a new anchor.
+#[derive(Debug, Default)]
+pub struct Restamper {
+    anchor: Option<(Duration, Duration)>,
+    last_in: Duration,
+    last_out: Option<Duration>,
+}
+
+impl Restamper {
+    /// The time for a frame stamped `pts` by its producer, fed at running time `now`.
+    pub fn stamp(&mut self, pts: Duration, now: Duration) -> Duration {
+        let jumped = pts < self.last_in || pts - self.last_in > Duration::from_secs(1);
+        if self.anchor.is_none() || jumped {
+            let at = self
+                .last_out
+                .map_or(now, |last| now.max(last + Duration::from_millis(1)));
+            self.anchor = Some((at, pts));
+        }
+        self.last_in = pts;
+        let (at, first) = self.anchor.unwrap_or((now, pts));
+        let mut out = at + pts.saturating_sub(first);
+        if let Some(last) = self.last_out
+            && out <= last
+        {
+            out = last + Duration::from_millis(1);
+        }
+        self.last_out = Some(out);
+        out
     }
 }
 
@@ -624,6 +665,32 @@ mod tests {
         )
         .await
         .unwrap_err()
+    }
+
+    #[test]
+    fn fed_frames_keep_their_spacing_and_always_increase() {
+        let ms = Duration::from_millis;
+        let mut r = Restamper::default();
+        assert_eq!(
+            r.stamp(ms(5000), ms(100)),
+            ms(100),
+            "anchored to running time"
+        );
+        assert_eq!(
+            r.stamp(ms(5033), ms(180)),
+            ms(133),
+            "its own spacing, not arrival"
+        );
+        assert_eq!(
+            r.stamp(ms(5033), ms(190)),
+            ms(134),
+            "never the same time twice"
+        );
+        // Another presenter starts again from 0: a new anchor, still later.
+        assert_eq!(r.stamp(ms(0), ms(400)), ms(400));
+        assert_eq!(r.stamp(ms(33), ms(420)), ms(433));
+        // A gap of minutes: anchored anew at now.
+        assert_eq!(r.stamp(ms(300_000), ms(1000)), ms(1000));
     }
 
     #[tokio::test]

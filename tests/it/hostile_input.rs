@@ -781,6 +781,74 @@ fn http_cases(real_offer: &str) -> Vec<Case> {
         request("DELETE", "/whip/whatever", &[], b""),
         Expect::Status(401),
     ));
+    // ONVIF SOAP: malformed, hostile or unknown, a SOAP fault (400), never a crash.
+    let soap = |op: &str| {
+        format!(
+            "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>\
+             <{op} xmlns=\"http://www.onvif.org/ver10/device/wsdl\"/></s:Body></s:Envelope>"
+        )
+    };
+    let laughs = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\">{}]><l>&e;</l>",
+        (b'b'..=b'e')
+            .map(|c| format!(
+                "<!ENTITY {} \"{}\">",
+                c as char,
+                format!("&{};", (c - 1) as char).repeat(10)
+            ))
+            .collect::<String>()
+    );
+    let deep = format!("{}{}", "<a>".repeat(20_000), "</a>".repeat(20_000));
+    let large = format!("<s:Envelope>{}</s:Envelope>", "x".repeat(100_000));
+    for (name, body) in [
+        ("not XML", "GET / HTTP/1.1".to_string()),
+        ("unclosed", "<s:Envelope><s:Body>".to_string()),
+        ("entity expansion", laughs),
+        ("20000 levels deep", deep),
+        ("over 64 KiB", large),
+        ("unknown operation", soap("SystemReboot")),
+        (
+            "invalid UTF-8",
+            String::from_utf8_lossy(b"\xff\xfe<x/>").into_owned(),
+        ),
+    ] {
+        cases.push(http(
+            &format!("ONVIF {name}"),
+            request(
+                "POST",
+                "/onvif/device_service",
+                &[
+                    ("Authorization", &viewer),
+                    ("Content-Type", "application/soap+xml"),
+                ],
+                body.as_bytes(),
+            ),
+            Expect::Status(400),
+        ));
+    }
+    cases.push(http(
+        "ONVIF without credentials",
+        request(
+            "POST",
+            "/onvif/media_service",
+            &[],
+            soap("GetProfiles").as_bytes(),
+        ),
+        Expect::Status(401),
+    ));
+    for query in [
+        "width=abc",
+        "width=0",
+        "width=-5",
+        "width=99999999999",
+        "width=%00",
+    ] {
+        cases.push(http(
+            &format!("snapshot {query}"),
+            get(&format!("/snapshot.jpg?{query}"), &viewer),
+            Expect::Status(400),
+        ));
+    }
     cases
 }
 

@@ -8,11 +8,35 @@
 use crate::common;
 
 use common::Daemon;
-use gstreamer as gst;
-use gstreamer::prelude::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
 use std::time::Duration;
+
+/// Runs a client with a hard limit: a client that hangs is killed and fails the test
+/// saying which, instead of holding the suite until its bound.
+fn run(cmd: &mut Command, what: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{what} hung for 40 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -53,45 +77,47 @@ fn probe(url: &str, transport: &str) -> (String, u64, u64) {
 
 /// How many frames ffmpeg decodes from `url` (it stops at 90).
 fn decode_frames(url: &str, transport: &str) -> usize {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-rtsp_transport", transport])
-        .args(["-i", url, "-frames:v", "90", "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg runs");
+    let out = run(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-rtsp_transport", transport])
+            .args(["-i", url, "-frames:v", "90", "-f", "framemd5", "-"]),
+        &format!("ffmpeg {url} over {transport}"),
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .count()
 }
 
-/// Plays `url` with rtspsrc until `frames` decoded frames arrived; their size.
+/// Plays `url` with GStreamer's rtspsrc (gst-launch-1.0, a client process of its own)
+/// until `frames` frames are decoded; their size, read from the negotiated caps.
 fn rtspsrc_play(url: &str, frames: usize) -> Option<(i32, i32)> {
-    gst::init().ok()?;
-    let pipeline = gst::parse::launch(&format!(
-        "rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay ! h264parse \
-         ! avdec_h264 ! videoconvert ! appsink name=sink sync=false"
-    ))
-    .ok()?
-    .downcast::<gst::Pipeline>()
-    .ok()?;
-    let sink = pipeline
-        .by_name("sink")?
-        .downcast::<gstreamer_app::AppSink>()
-        .ok()?;
-    pipeline.set_state(gst::State::Playing).ok()?;
-    let mut size = None;
-    for _ in 0..frames {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(15)) else {
-            break;
-        };
-        let caps = sample.caps()?.structure(0)?.to_owned();
-        size = Some((
-            caps.get::<i32>("width").ok()?,
-            caps.get::<i32>("height").ok()?,
-        ));
+    let out = run(
+        Command::new("gst-launch-1.0").args(
+            format!(
+                "-v rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay ! h264parse \
+                 ! avdec_h264 ! identity eos-after={frames} ! fakesink sync=false"
+            )
+            .split_whitespace(),
+        ),
+        &format!("rtspsrc {url}"),
+    );
+    if !out.status.success() {
+        return None;
     }
-    let _ = pipeline.set_state(gst::State::Null);
-    size
+    let text = String::from_utf8_lossy(&out.stdout);
+    let caps = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("fakesink") && l.contains("video/x-raw"))?;
+    let field = |name: &str| -> Option<i32> {
+        let rest = caps.split(&format!("{name}=(int)")).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((field("width")?, field("height")?))
 }
 
 /// One RTSP request on `conn`; the status line and headers of its answer, and its body.

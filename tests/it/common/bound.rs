@@ -27,7 +27,11 @@ pub fn time_bound(name: &'static str, limit: Option<Duration>) -> Bound {
     let (done, finished) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
-            eprintln!(
+            // Straight to the process's stderr: libtest's capture (which eprintln! from
+            // this thread goes to) would swallow it with the exit.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n{name} ran past its time bound of {} s: ending the test run",
                 limit.as_secs()
             );

@@ -26,6 +26,9 @@ impl DaemonProcess {
             .env("EDGECAM_ENCODER__BITRATE_KBPS", "800")
             .env("EDGECAM_WEBRTC__BIND_IPS", "127.0.0.1")
             .env("EDGECAM_GPIO__BACKEND", "simulator")
+            // No fixed ports shared between test daemons (RTSP 8554, discovery 3702).
+            .env("EDGECAM_RTSP__LISTEN", "")
+            .env("EDGECAM_ONVIF__DISCOVERY", "false")
             .env("RUST_LOG", "warn,edgecam=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
