@@ -205,13 +205,7 @@ pub async fn serve_with(
             gov_length: pipeline::gop_frames(s),
             path,
         };
-        let main = EncodeSettings {
-            width: config.camera.width,
-            height: config.camera.height,
-            fps: config.camera.fps,
-            bitrate_kbps: config.encoder.bitrate_kbps,
-            keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
-        };
+        let main = main_settings(&config);
         Arc::new(crate::web::onvif::Facts::read(
             stream(&main, "/stream"),
             stream(&substream_settings(&config), "/sub"),
@@ -425,13 +419,7 @@ async fn supervise_camera(
         height: config.camera.height,
         fps: config.camera.fps,
     };
-    let settings = EncodeSettings {
-        width: want.width,
-        height: want.height,
-        fps: want.fps,
-        bitrate_kbps: config.encoder.bitrate_kbps,
-        keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
-    };
+    let settings = main_settings(&config);
     let fallback = config.fallback.enabled.then_some(pipeline::Vp8Settings {
         width: config.fallback.width,
         height: config.fallback.height,
@@ -802,13 +790,7 @@ impl CameraRun<'_> {
 /// an H.264 decoder installed; H.264 from VP8 with the camera's encoder settings (the
 /// VideoCore encoder where the board has one).
 fn transcode_plan(config: &Config) -> crate::transcode::Plan {
-    let settings = EncodeSettings {
-        width: config.camera.width,
-        height: config.camera.height,
-        fps: config.camera.fps,
-        bitrate_kbps: config.encoder.bitrate_kbps,
-        keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
-    };
+    let settings = main_settings(config);
     let to_vp8 = config
         .fallback
         .enabled
@@ -848,6 +830,17 @@ fn transcode_plan(config: &Config) -> crate::transcode::Plan {
         sub_from_vp8,
         still_from_h264: decoder.map(pipeline::h264_to_still),
         still_from_vp8: vp8dec.then(pipeline::vp8_to_still),
+    }
+}
+
+/// The main stream's encoder settings: the camera's size and rate, `[encoder]`'s rest.
+fn main_settings(config: &Config) -> EncodeSettings {
+    EncodeSettings {
+        width: config.camera.width,
+        height: config.camera.height,
+        fps: config.camera.fps,
+        bitrate_kbps: config.encoder.bitrate_kbps,
+        keyframe_interval_s: config.encoder.keyframe_interval.as_secs() as u32,
     }
 }
 

@@ -93,13 +93,7 @@ pub async fn run(
     // GStreamer calls that may wait on a device (loading, opening, stopping it) run on
     // the blocking pool, so a slow camera never holds up signaling on a 2-core board.
     let description = description.to_owned();
-    let pipeline = blocking(move || {
-        gst::parse::launch(&description)
-            .map_err(|e| EncodeError::Parse(e.to_string()))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))
-    })
-    .await?;
+    let pipeline = blocking(move || parse(&description)).await?;
     // Whatever happens below, the pipeline goes to NULL so the camera is released.
     let guard = NullOnDrop(Some(pipeline.clone()));
     let result = play(
@@ -132,13 +126,7 @@ pub async fn run_fed(
 ) -> Result<(), EncodeError> {
     init()?;
     let description = description.to_owned();
-    let pipeline = blocking(move || {
-        gst::parse::launch(&description)
-            .map_err(|e| EncodeError::Parse(e.to_string()))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))
-    })
-    .await?;
+    let pipeline = blocking(move || parse(&description)).await?;
     let guard = NullOnDrop(Some(pipeline.clone()));
     let result = match pipeline
         .by_name("src")
@@ -160,10 +148,7 @@ pub async fn run_fed(
 /// Scales one JPEG picture to `width` (blocking; for a snapshot asked for smaller).
 pub fn rescale_jpeg(jpeg: &[u8], width: u32) -> Result<Bytes, EncodeError> {
     init()?;
-    let pipeline = gst::parse::launch(&super::pipeline::rescale_jpeg(width))
-        .map_err(|e| EncodeError::Parse(e.to_string()))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))?;
+    let pipeline = parse(&super::pipeline::rescale_jpeg(width))?;
     let src = pipeline
         .by_name("src")
         .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
@@ -256,6 +241,14 @@ impl Restamper {
         self.last_out = Some(out);
         out
     }
+}
+
+/// A pipeline from its description.
+fn parse(description: &str) -> Result<gst::Pipeline, EncodeError> {
+    gst::parse::launch(description)
+        .map_err(|e| EncodeError::Parse(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| EncodeError::Parse("description is not a pipeline".into()))
 }
 
 /// Runs `f` on the blocking pool; a panic there (a bug) is reported as a failed start.
