@@ -90,26 +90,42 @@ fn decode_frames(url: &str, transport: &str) -> usize {
 }
 
 /// Plays `url` with GStreamer's rtspsrc (gst-launch-1.0, a client process of its own)
-/// until `frames` frames are decoded; their size, read from the negotiated caps.
-fn rtspsrc_play(url: &str, frames: usize) -> Option<(i32, i32)> {
+/// until `frames` frames are decoded; their size, read from the negotiated caps, once
+/// the frames written out as raw I420 show that all of them were decoded (what the
+/// client printed otherwise). The frames are counted in the file rather than trusted
+/// from the exit status, which a late teardown message can spoil after the last frame.
+fn rtspsrc_play(url: &str, frames: usize) -> Result<(i32, i32), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = dir.path().join("frames.i420");
     let out = run(
         Command::new("gst-launch-1.0").args(
             format!(
                 "-v rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay ! h264parse \
-                 ! avdec_h264 ! identity eos-after={frames} ! fakesink sync=false"
+                 ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 \
+                 ! identity eos-after={} ! filesink location={}",
+                // identity ends the stream in place of the buffer after the last one.
+                frames + 1,
+                file.display()
             )
             .split_whitespace(),
         ),
         &format!("rtspsrc {url}"),
     );
-    if !out.status.success() {
-        return None;
-    }
     let text = String::from_utf8_lossy(&out.stdout);
+    let written = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let failed = |why: &str| {
+        format!(
+            "rtspsrc {url}: {why} ({}, {written} bytes written)\n{}\n{}",
+            out.status,
+            text.lines().rev().take(15).collect::<Vec<_>>().join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
     let caps = text
         .lines()
         .rev()
-        .find(|l| l.contains("fakesink") && l.contains("video/x-raw"))?;
+        .find(|l| l.contains("filesink") && l.contains("video/x-raw"))
+        .ok_or_else(|| failed("no decoded caps"))?;
     let field = |name: &str| -> Option<i32> {
         let rest = caps.split(&format!("{name}=(int)")).nth(1)?;
         rest.split(|c: char| !c.is_ascii_digit())
@@ -117,7 +133,17 @@ fn rtspsrc_play(url: &str, frames: usize) -> Option<(i32, i32)> {
             .parse()
             .ok()
     };
-    Some((field("width")?, field("height")?))
+    let (w, h) = field("width")
+        .zip(field("height"))
+        .ok_or_else(|| failed("no size in the caps"))?;
+    let frame = (w as u64) * (h as u64) * 3 / 2;
+    if written != frame * frames as u64 {
+        return Err(failed(&format!(
+            "{} frames of {frames} decoded",
+            written / frame
+        )));
+    }
+    Ok((w, h))
 }
 
 /// One RTSP request on `conn`; the status line and headers of its answer, and its body.
@@ -249,12 +275,12 @@ async fn nvr_clients_read_both_rtsp_streams() {
         .wait_status(20, |s| s["substream"]["running"] == true)
         .await;
     assert_eq!(s["substream"]["origin"], "camera", "{s}");
-    assert_eq!(player.await.expect("player"), Some((320, 180)));
+    assert_eq!(player.await.expect("player"), Ok((320, 180)));
     let m2 = main.clone();
     let size = tokio::task::spawn_blocking(move || rtspsrc_play(&m2, 30))
         .await
         .expect("player");
-    assert_eq!(size, Some((640, 360)), "rtspsrc plays /stream");
+    assert_eq!(size, Ok((640, 360)), "rtspsrc plays /stream");
     let s = daemon
         .wait_status(20, |s| {
             s["substream"]["viewers"] == 0 && s["substream"]["running"] == false
