@@ -106,6 +106,10 @@ pub async fn serve_with(
         stop_rx.clone(),
     ));
     let tls = tls_or_fallback(&config);
+    let auth = Arc::new(crate::auth::Auth::new(
+        config.auth.clone(),
+        &config.state.dir,
+    ));
     let signaling = Arc::new(Signaling {
         https: tls.is_some(),
         hub: hub.clone(),
@@ -113,10 +117,7 @@ pub async fn serve_with(
         peers: peers.clone(),
         admission: admission.clone(),
         control: control.clone(),
-        auth: Arc::new(crate::auth::Auth::new(
-            config.auth.clone(),
-            &config.state.dir,
-        )),
+        auth: auth.clone(),
         allowed_origins: config.http.allowed_origins.clone(),
         connections: Default::default(),
         per_address_max: config.http.max_connections_per_address,
@@ -151,7 +152,7 @@ pub async fn serve_with(
                     hub: sub.clone(),
                 },
             ];
-            match crate::rtsp::start(listen, mounts) {
+            match crate::rtsp::start(listen, mounts, auth.clone()) {
                 Ok(server) => {
                     let port = server.port;
                     (

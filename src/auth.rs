@@ -7,7 +7,9 @@
 //! HMAC over the role, the expiry and the current password hash, keyed by a secret kept
 //! in the state directory. So sessions survive daemon restarts, and changing a password
 //! ends every session made with the old one. Tools send HTTP Basic auth instead.
-//! Failed passwords are rate-limited per client address (per /64 for IPv6).
+//! NVRs log in with RTSP Digest and ONVIF UsernameToken instead, checked against the
+//! passwords kept for them ([`crate::nvr_credentials`]). Failed passwords, of every
+//! kind, are rate-limited per client address (per /64 for IPv6).
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -60,6 +62,8 @@ pub enum Denied {
     BadPassword,
     /// Too many wrong passwords from this address; try again after this long.
     TooMany(Duration),
+    /// An HTTP Digest answer to an expired nonce (not a wrong password): ask again.
+    Stale,
 }
 
 /// The configured passwords (argon2 PHC strings), from `[auth]`.
@@ -82,6 +86,11 @@ pub struct Auth {
     /// instead of being kept once per blocking-pool thread (which grew RSS by 19 MiB per
     /// thread that ever verified).
     verifier: std::sync::mpsc::SyncSender<VerifyJob>,
+    /// The passwords NVR logins are checked against; `nvr_generation` counts changes,
+    /// so the RTSP server knows when to take them again.
+    nvr: Mutex<crate::nvr_credentials::Store>,
+    nvr_generation: std::sync::atomic::AtomicU64,
+    nonces: Mutex<crate::nvr_credentials::SeenNonces>,
 }
 
 /// A password to check against the configured hashes, and where the answer goes.
@@ -140,12 +149,182 @@ impl Auth {
                 k
             }
         };
+        let nvr = crate::nvr_credentials::Store::load(
+            &state_dir.join(crate::nvr_credentials::FILE),
+            &[
+                (Role::Viewer.name(), config.viewer_password_hash.as_deref()),
+                (Role::Admin.name(), config.admin_password_hash.as_deref()),
+            ],
+        );
         Self {
             config,
             key,
             verified: Mutex::new(HashMap::new()),
             limiter: Mutex::new(Limiter::default()),
             verifier: spawn_verifier(),
+            nvr: Mutex::new(nvr),
+            nvr_generation: Default::default(),
+            nonces: Default::default(),
+        }
+    }
+
+    /// Whether watching needs a credential (a viewer password is set). NVR protocols
+    /// ask for one exactly then.
+    pub fn watching_needs_credentials(&self) -> bool {
+        !self.grants(None, Role::Viewer)
+    }
+
+    /// The NVR users (`viewer`, `admin`) whose passwords are known, and how many times
+    /// they have changed since start.
+    pub fn nvr_users(&self) -> (u64, Vec<(String, String)>) {
+        let generation = self
+            .nvr_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        let store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
+        let users = store
+            .users()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        (generation, users)
+    }
+
+    /// Keeps a password that was just verified for NVR logins.
+    fn learn(&self, role: Role, password: &str) {
+        let hash = match role {
+            Role::Viewer => &self.config.viewer_password_hash,
+            Role::Admin => &self.config.admin_password_hash,
+        };
+        let Some(hash) = hash else { return };
+        let mut store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
+        match store.learn(role.name(), hash, password) {
+            Ok(false) => {}
+            Ok(true) => {
+                self.nvr_generation
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                tracing::info!(
+                    user = role.name(),
+                    "password kept for RTSP and ONVIF logins"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep the password for RTSP and ONVIF logins")
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` value asking for HTTP Digest now.
+    pub fn digest_challenge(&self, stale: bool) -> String {
+        crate::nvr_credentials::http_challenge(&self.key, unix_now(), stale)
+    }
+
+    fn check_digest(
+        &self,
+        d: &crate::nvr_credentials::DigestAuth,
+        (method, uri): (&str, &str),
+        from: IpAddr,
+    ) -> Result<Role, Denied> {
+        use crate::nvr_credentials::DigestError;
+        if let Some(wait) = self.attempt_blocked(from) {
+            return Err(Denied::TooMany(wait));
+        }
+        let role = match d.username.as_str() {
+            "viewer" => Some(Role::Viewer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        };
+        let password = role.and_then(|r| {
+            let store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
+            store.password(r.name()).map(str::to_string)
+        });
+        let checked = match (role, password) {
+            (Some(role), Some(p)) => {
+                crate::nvr_credentials::check_digest(d, method, uri, &p, &self.key, unix_now())
+                    .map(|()| role)
+            }
+            _ => Err(DigestError::Wrong),
+        };
+        match checked {
+            Ok(role) => {
+                self.attempt_succeeded(from);
+                Ok(role)
+            }
+            Err(DigestError::Stale) => Err(Denied::Stale),
+            Err(DigestError::Wrong) => {
+                self.attempt_failed(from);
+                Err(Denied::BadPassword)
+            }
+        }
+    }
+
+    /// Whether `from` must wait before trying another credential.
+    pub fn attempt_blocked(&self, from: IpAddr) -> Option<Duration> {
+        self.lock_limiter().blocked(from, Instant::now())
+    }
+
+    /// A wrong credential from `from` (counted like a wrong password on the page).
+    pub fn attempt_failed(&self, from: IpAddr) {
+        self.lock_limiter().failed(from, Instant::now());
+    }
+
+    /// A right credential from `from`.
+    pub fn attempt_succeeded(&self, from: IpAddr) {
+        self.lock_limiter().succeeded(from);
+    }
+
+    /// The role an ONVIF UsernameToken grants (user `viewer` or `admin`), rate-limited
+    /// per address like passwords.
+    pub fn check_token(
+        &self,
+        token: &crate::nvr_credentials::UsernameToken,
+        from: IpAddr,
+        now: SystemTime,
+    ) -> Result<Role, Denied> {
+        if let Some(wait) = self.attempt_blocked(from) {
+            return Err(Denied::TooMany(wait));
+        }
+        let role = match token.username.as_str() {
+            "viewer" => Some(Role::Viewer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        };
+        let password = role.and_then(|r| {
+            let store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
+            let p = store.password(r.name()).map(str::to_string);
+            if p.is_none() {
+                tracing::warn!(
+                    user = r.name(),
+                    "an ONVIF login for a password not kept yet: log in once on the camera's page"
+                );
+            }
+            p
+        });
+        let checked = match (role, password) {
+            (Some(role), Some(password)) => {
+                crate::nvr_credentials::check_token(token, &password, now)
+                    .ok()
+                    .map(|()| role)
+            }
+            _ => None,
+        };
+        let fresh = || {
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+            let nonce = token.nonce.as_deref().unwrap_or_default();
+            !token.digest
+                || self
+                    .nonces
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .first_use(nonce, secs)
+        };
+        match checked {
+            Some(role) if fresh() => {
+                self.attempt_succeeded(from);
+                Ok(role)
+            }
+            _ => {
+                self.attempt_failed(from);
+                Err(Denied::BadPassword)
+            }
         }
     }
 
@@ -187,6 +366,7 @@ impl Auth {
                 let found = self.verify(password, from, now).await?;
                 if let Some(role) = found {
                     self.remember(digest, role);
+                    self.learn(role, password);
                 }
                 found
             }
@@ -280,11 +460,14 @@ impl Auth {
     }
 
     /// The role granted by a request's credentials: the session cookie, else HTTP Basic
-    /// (any user name; the password decides). `Ok(None)` when it carries none.
+    /// (any user name; the password decides), else HTTP Digest (user `viewer` or
+    /// `admin`, for NVRs fetching snapshots; `request` is its method and URI).
+    /// `Ok(None)` when it carries none.
     pub async fn identify(
         &self,
         cookie_header: Option<&str>,
         authorization: Option<&str>,
+        request: (&str, &str),
         from: IpAddr,
     ) -> Result<Option<Role>, Denied> {
         if let Some(role) = cookie_header
@@ -292,6 +475,9 @@ impl Auth {
             .and_then(|v| self.session_role(v))
         {
             return Ok(Some(role));
+        }
+        if let Some(digest) = authorization.and_then(crate::nvr_credentials::parse_digest) {
+            return self.check_digest(&digest, request, from).map(Some);
         }
         match authorization.and_then(basic_password) {
             Some(password) => self.check_password(&password, from).await.map(Some),
@@ -675,7 +861,7 @@ mod tests {
 
         let header = format!("{COOKIE}={cookie}; other=1");
         assert_eq!(
-            a.identify(Some(&header), None, HOME).await,
+            a.identify(Some(&header), None, ("GET", "/"), HOME).await,
             Ok(Some(Role::Admin))
         );
         let basic = format!(
@@ -683,11 +869,17 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("anyone:watch-me-1")
         );
         assert_eq!(
-            a.identify(None, Some(&basic), HOME).await,
+            a.identify(None, Some(&basic), ("GET", "/"), HOME).await,
             Ok(Some(Role::Viewer))
         );
-        assert_eq!(a.identify(None, Some("Bearer x"), HOME).await, Ok(None));
-        assert_eq!(a.identify(Some("x=y"), None, HOME).await, Ok(None));
+        assert_eq!(
+            a.identify(None, Some("Bearer x"), ("GET", "/"), HOME).await,
+            Ok(None)
+        );
+        assert_eq!(
+            a.identify(Some("x=y"), None, ("GET", "/"), HOME).await,
+            Ok(None)
+        );
     }
 
     #[tokio::test]

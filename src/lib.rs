@@ -22,6 +22,8 @@
 //! - [`signaling`]: Kurento one2many protocol types and the WebSocket session.
 //! - [`web`]: HTTP routes and the embedded pages.
 //! - [`auth`]: optional viewer/admin passwords, session cookies, login rate limits.
+//! - [`nvr_credentials`]: the passwords NVR logins need (RTSP and HTTP Digest, ONVIF
+//!   UsernameToken), kept bound to their hashes; the pure digest checks.
 //! - [`control`]: start/stop commands shared by the button and the API; remembered.
 //! - [`gpio`]: button and LEDs (GPIO character device, rppal, or a simulator).
 //! - [`provision`]: applies the boot partition's settings file at boot.
@@ -45,7 +47,8 @@
 //! feed in `peer`, the push in `upstream`):
 //!
 //! ```text
-//! media, atomic_file, backoff, task, notify → onvif (pure SOAP) → netif  (leaves)
+//! media, atomic_file, backoff, task, notify → nvr_credentials → onvif (pure SOAP)
+//!   → netif  (leaves)
 //!   → auth, config → capture → encode → fanout → transcode → peer
 //!   → admission, supervisor, control
 //!   → gpio, signaling, upstream, rtsp, snapshot, discovery, provision → status
@@ -75,6 +78,7 @@ pub mod gpio;
 pub mod media;
 pub mod netif;
 pub mod notify;
+pub mod nvr_credentials;
 pub mod onvif;
 pub mod peer;
 pub mod provision;

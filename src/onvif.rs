@@ -6,6 +6,7 @@
 //! written from templates whose every value is escaped. Pure: the HTTP handler in `web`
 //! gives it the request body and what the device is, and sends back what it returns.
 
+use crate::nvr_credentials::UsernameToken;
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -87,6 +88,38 @@ pub struct Request {
     pub namespace: String,
     pub profile_token: Option<String>,
     pub configuration_token: Option<String>,
+    /// The WS-Security UsernameToken in the SOAP Header, if any.
+    pub token: Option<UsernameToken>,
+}
+
+/// Operations anyone may ask, before logging in (ONVIF's PRE_AUTH access class): a
+/// client needs the clock to make its digest and the services to know where to go.
+pub fn pre_auth(operation: &str) -> bool {
+    matches!(
+        operation,
+        "GetSystemDateAndTime"
+            | "GetCapabilities"
+            | "GetServices"
+            | "GetServiceCapabilities"
+            | "GetWsdlUrl"
+            | "GetEndpointReference"
+    )
+}
+
+/// The fault for a request without a credential that lets it in.
+pub fn not_authorized(reason: impl Into<String>) -> Fault {
+    Fault::sender("ter:NotAuthorized", reason)
+}
+
+/// What the text being read belongs to.
+#[derive(Clone, Copy, PartialEq)]
+enum Field {
+    Profile,
+    Configuration,
+    Username,
+    Password,
+    Nonce,
+    Created,
 }
 
 /// Reads a SOAP envelope. Anything that is not one is the sender's fault.
@@ -105,7 +138,8 @@ pub fn parse(body: &[u8]) -> Result<Request, Fault> {
     let mut body_depth: Option<usize> = None;
     let mut depth = 0usize;
     let mut request: Option<Request> = None;
-    let mut reading: Option<bool> = None; // Some(true): ProfileToken, Some(false): ConfigurationToken
+    let mut reading: Option<Field> = None;
+    let mut token: Option<UsernameToken> = None;
     loop {
         let (ns, event) = reader
             .read_resolved_event()
@@ -119,6 +153,25 @@ pub fn parse(body: &[u8]) -> Result<Request, Fault> {
             let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
             match (body_depth, &request) {
                 (None, _) if local == "Body" && !empty => body_depth = Some(depth),
+                (None, _) if local == "UsernameToken" => token = Some(UsernameToken::default()),
+                (None, _) if token.is_some() && !empty => {
+                    reading = match local.as_str() {
+                        "Username" => Some(Field::Username),
+                        "Password" => {
+                            let digest = e.attributes().flatten().any(|a| {
+                                a.key.local_name().as_ref() == b"Type"
+                                    && a.value.ends_with(b"#PasswordDigest")
+                            });
+                            if let Some(t) = token.as_mut() {
+                                t.digest = digest;
+                            }
+                            Some(Field::Password)
+                        }
+                        "Nonce" => Some(Field::Nonce),
+                        "Created" => Some(Field::Created),
+                        _ => None,
+                    };
+                }
                 (Some(b), None) if depth == b + 1 => {
                     let namespace = match ns {
                         quick_xml::name::ResolveResult::Bound(n) => {
@@ -131,12 +184,13 @@ pub fn parse(body: &[u8]) -> Result<Request, Fault> {
                         namespace,
                         profile_token: None,
                         configuration_token: None,
+                        token: token.take(),
                     });
                 }
                 (Some(_), Some(_)) if !empty => {
                     reading = match local.as_str() {
-                        "ProfileToken" => Some(true),
-                        "ConfigurationToken" => Some(false),
+                        "ProfileToken" => Some(Field::Profile),
+                        "ConfigurationToken" => Some(Field::Configuration),
                         _ => None,
                     };
                 }
@@ -153,13 +207,16 @@ pub fn parse(body: &[u8]) -> Result<Request, Fault> {
                 reading = None;
             }
             Event::Text(t) => {
-                if let (Some(profile), Some(r)) = (reading, request.as_mut()) {
-                    let value = t.decode().map(|c| c.trim().to_string()).unwrap_or_default();
-                    if profile {
-                        r.profile_token = Some(value);
-                    } else {
-                        r.configuration_token = Some(value);
-                    }
+                let Some(field) = reading else { continue };
+                let value = t.decode().map(|c| c.trim().to_string()).unwrap_or_default();
+                match (field, request.as_mut(), token.as_mut()) {
+                    (Field::Profile, Some(r), _) => r.profile_token = Some(value),
+                    (Field::Configuration, Some(r), _) => r.configuration_token = Some(value),
+                    (Field::Username, None, Some(t)) => t.username = value,
+                    (Field::Password, None, Some(t)) => t.password = value,
+                    (Field::Nonce, None, Some(t)) => t.nonce = Some(value),
+                    (Field::Created, None, Some(t)) => t.created = Some(value),
+                    _ => {}
                 }
             }
             Event::Eof => break,
@@ -510,6 +567,35 @@ mod tests {
              <s:Header/><s:Body><x:{op} xmlns:x=\"{ns}\" xmlns:tt=\"http://www.onvif.org/ver10/schema\">{inner}</x:{op}></s:Body></s:Envelope>"
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn a_username_token_is_read_from_the_header() {
+        // As zeep (Home Assistant's onvif-zeep-async) writes it.
+        let body = format!(
+            "<soap-env:Envelope xmlns:soap-env=\"http://www.w3.org/2003/05/soap-envelope\">\
+             <soap-env:Header><wsse:Security xmlns:wsse=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd\">\
+             <wsse:UsernameToken><wsse:Username>viewer</wsse:Username>\
+             <wsse:Password Type=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest\">tuOSpGlFlIXsozq4HFNeeGeFLEI=</wsse:Password>\
+             <wsse:Nonce EncodingType=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary\">LKqI6G/AikKCQrN0zqZFlg==</wsse:Nonce>\
+             <wsu:Created xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\">2010-09-16T07:50:45Z</wsu:Created>\
+             </wsse:UsernameToken></wsse:Security></soap-env:Header>\
+             <soap-env:Body><ns0:GetProfiles xmlns:ns0=\"{MEDIA_NS}\"/></soap-env:Body></soap-env:Envelope>"
+        );
+        let r = parse(body.as_bytes()).unwrap();
+        assert_eq!(r.operation, "GetProfiles");
+        let t = r.token.expect("a token");
+        assert_eq!(t.username, "viewer");
+        assert!(t.digest);
+        assert_eq!(t.password, "tuOSpGlFlIXsozq4HFNeeGeFLEI=");
+        assert_eq!(t.nonce.as_deref(), Some("LKqI6G/AikKCQrN0zqZFlg=="));
+        assert_eq!(t.created.as_deref(), Some("2010-09-16T07:50:45Z"));
+        // No header, no token; the clock may be asked without one.
+        assert_eq!(
+            parse(&soap(DEVICE_NS, "GetHostname", "")).unwrap().token,
+            None
+        );
+        assert!(pre_auth("GetSystemDateAndTime") && !pre_auth("GetStreamUri"));
     }
 
     #[test]

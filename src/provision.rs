@@ -42,7 +42,7 @@ pub fn run(boot_file: &Path, root: &Path, state_dir: &Path) -> Result<Outcome, P
         return Ok(Outcome::NothingToDo);
     }
     let error_file = under(root, &state_dir.join(ERROR_FILE));
-    let result = apply(boot_file, root);
+    let result = apply(boot_file, root, state_dir);
     match &result {
         Ok(_) => {
             let _ = std::fs::remove_file(&error_file);
@@ -55,7 +55,7 @@ pub fn run(boot_file: &Path, root: &Path, state_dir: &Path) -> Result<Outcome, P
     result
 }
 
-fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
+fn apply(boot_file: &Path, root: &Path, state_dir: &Path) -> Result<Outcome, ProvisionError> {
     // Validate first, completely: an invalid file must change nothing.
     let cfg = config::load_file_only(boot_file)?;
     let p = cfg.provisioning.clone().unwrap_or_default();
@@ -104,7 +104,7 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
         })?;
     let merged = toml::to_string(&settings).unwrap_or_default();
     // What the daemon will load must be valid as a whole, not just the file.
-    config::load_str(&merged)?;
+    let loaded = config::load_str(&merged)?;
     let settings = format!(
         "# Written by `edgecam provision`: {} layered onto what was here.\n{merged}",
         boot_file.display(),
@@ -119,6 +119,7 @@ fn apply(boot_file: &Path, root: &Path) -> Result<Outcome, ProvisionError> {
             }
         })?;
     }
+    keep_nvr_passwords(root, state_dir, &loaded.auth, &p)?;
 
     if let Some(h) = &p.hostname {
         write(
@@ -253,6 +254,58 @@ pub fn redact_secrets(text: &str) -> String {
 /// cloud-init drop-in written when edgecam.toml sets the hostname.
 pub const CLOUD_INIT_HOSTNAME: &str = "91-edgecam-hostname.cfg";
 
+/// The plain passwords the file set, kept for RTSP Digest and ONVIF logins (see
+/// `crate::nvr_credentials`) in the state directory, readable by the daemon's user only.
+fn keep_nvr_passwords(
+    root: &Path,
+    state_dir: &Path,
+    auth: &crate::auth::AuthConfig,
+    p: &config::provisioning::Provisioning,
+) -> Result<(), ProvisionError> {
+    let path = under(root, &state_dir.join(crate::nvr_credentials::FILE));
+    let hashes = [
+        (
+            "viewer",
+            auth.viewer_password_hash.as_deref(),
+            &p.viewer_password,
+        ),
+        (
+            "admin",
+            auth.admin_password_hash.as_deref(),
+            &p.admin_password,
+        ),
+    ];
+    let current: Vec<(&str, Option<&str>)> = hashes.iter().map(|(u, h, _)| (*u, *h)).collect();
+    let mut store = crate::nvr_credentials::Store::load(&path, &current);
+    let failed = |e: std::io::Error| ProvisionError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut wrote = false;
+    for (user, hash, plain) in hashes {
+        if let (Some(hash), Some(plain)) = (hash, plain.as_deref().filter(|p| !p.is_empty())) {
+            wrote |= store.learn(user, hash, plain).map_err(failed)?;
+        }
+    }
+    if wrote
+        && let (Some(uid), Some(gid)) =
+            (id_of(root, "passwd", "edgecam"), group_id(root, "edgecam"))
+    {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// A user's id from `<root>/etc/passwd` (or a group's from `<root>/etc/group`).
+fn id_of(root: &Path, file: &str, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(under(root, &Path::new("/etc").join(file))).ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
 /// `path` (absolute) inside `root`.
 fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
@@ -267,12 +320,7 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<(), ProvisionError> {
 
 /// A group's id from `<root>/etc/group`.
 fn group_id(root: &Path, name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(under(root, Path::new("/etc/group"))).ok()?;
-    text.lines().find_map(|line| {
-        let mut f = line.split(':');
-        (f.next()? == name).then_some(())?;
-        f.nth(1)?.parse().ok()
-    })
+    id_of(root, "group", name)
 }
 
 /// /etc/hosts with the 127.0.1.1 line naming `hostname` (Debian's convention).

@@ -7,6 +7,11 @@
 //! subscribes to its hub when the first client asks for it, so it starts on a keyframe
 //! (forced, with the usual coalescing), and leaves when the last client goes; a client
 //! that starts playing a media already running asks for a keyframe too.
+//!
+//! With a viewer password set, every request needs RTSP Digest credentials (user
+//! `viewer` or `admin`, checked against the passwords `crate::nvr_credentials` keeps;
+//! Basic is not offered: it would send the password in the clear on the LAN), and wrong
+//! ones count toward the address's limit like wrong passwords on the page.
 
 use crate::fanout::Hub;
 use crate::task::AbortOnDrop;
@@ -69,14 +74,138 @@ impl Drop for RtspServer {
     }
 }
 
-/// Starts serving `mounts` on `listen`. Must be called inside the tokio runtime (the
-/// hubs are read from its tasks).
-pub fn start(listen: SocketAddr, mounts: Vec<Mount>) -> Result<RtspServer, RtspError> {
+/// The role a credential gets in RTSP: both users may watch every mount.
+const WATCH: &str = "watch";
+
+/// GStreamer's RTSP authentication (Digest, its nonces and checks), with the passwords
+/// taken from `crate::auth::Auth` whenever they change and every attempt counted by
+/// address there.
+mod digest {
+    use super::*;
+    use gstreamer_rtsp_server::subclass::prelude::*;
+
+    glib::wrapper! {
+        pub struct GuardedAuth(ObjectSubclass<imp::Guard>)
+            @extends rtsp::RTSPAuth;
+    }
+
+    impl GuardedAuth {
+        pub fn new(auth: Arc<crate::auth::Auth>) -> Self {
+            let this: Self = glib::Object::new();
+            let _ = this.imp().auth.set(auth);
+            this.set_realm(Some("edgecam"));
+            this.set_supported_methods(gstreamer_rtsp::RTSPAuthMethod::Digest);
+            this
+        }
+    }
+
+    /// The address a client connected from, if its connection says.
+    fn peer_ip(client: &rtsp::RTSPClient) -> Option<std::net::IpAddr> {
+        // The binding leaves the connection out; reading its address is all we need.
+        unsafe {
+            let conn = rtsp::ffi::gst_rtsp_client_get_connection(client.as_ptr());
+            if conn.is_null() {
+                return None;
+            }
+            let ip = gstreamer_rtsp::ffi::gst_rtsp_connection_get_ip(conn);
+            if ip.is_null() {
+                return None;
+            }
+            std::ffi::CStr::from_ptr(ip).to_str().ok()?.parse().ok()
+        }
+    }
+
+    pub mod imp {
+        use super::*;
+
+        #[derive(Default)]
+        pub struct Guard {
+            pub auth: std::sync::OnceLock<Arc<crate::auth::Auth>>,
+            /// The generation of the passwords last given to GStreamer.
+            pub generation: Mutex<Option<u64>>,
+        }
+
+        #[glib::object_subclass]
+        impl ObjectSubclass for Guard {
+            const NAME: &'static str = "EdgecamRtspAuth";
+            type Type = GuardedAuth;
+            type ParentType = rtsp::RTSPAuth;
+        }
+
+        impl ObjectImpl for Guard {}
+
+        impl Guard {
+            /// Gives GStreamer the passwords as they are now, if they changed.
+            fn refresh(&self, auth: &crate::auth::Auth) {
+                let (generation, users) = auth.nvr_users();
+                let mut seen = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+                if *seen == Some(generation) {
+                    return;
+                }
+                let obj = self.obj();
+                let token = rtsp::RTSPToken::builder()
+                    .field("media.factory.role", WATCH)
+                    .build();
+                for user in ["viewer", "admin"] {
+                    obj.remove_digest(user);
+                }
+                for (user, password) in &users {
+                    obj.add_digest(user, password, &token);
+                }
+                *seen = Some(generation);
+            }
+        }
+
+        impl RTSPAuthImpl for Guard {
+            fn authenticate(&self, ctx: &rtsp::RTSPContext) -> bool {
+                let Some(auth) = self.auth.get() else {
+                    return false;
+                };
+                self.refresh(auth);
+                let from = ctx.client().and_then(peer_ip);
+                if let Some(ip) = from
+                    && auth.attempt_blocked(ip).is_some()
+                {
+                    return false;
+                }
+                let sent = ctx
+                    .request()
+                    .is_some_and(|r| !r.parse_auth_credentials().is_empty());
+                let ok = self.parent_authenticate(ctx);
+                let granted = ctx
+                    .token()
+                    .is_some_and(|t| t.string("media.factory.role").as_deref() == Some(WATCH));
+                if let (Some(ip), true) = (from, sent) {
+                    if granted {
+                        auth.attempt_succeeded(ip);
+                    } else {
+                        tracing::info!(%ip, "RTSP credentials refused");
+                        auth.attempt_failed(ip);
+                    }
+                }
+                ok
+            }
+        }
+    }
+}
+
+/// Starts serving `mounts` on `listen`, asking for credentials when `auth` says
+/// watching needs them. Must be called inside the tokio runtime (the hubs are read from
+/// its tasks).
+pub fn start(
+    listen: SocketAddr,
+    mounts: Vec<Mount>,
+    auth: Arc<crate::auth::Auth>,
+) -> Result<RtspServer, RtspError> {
     crate::encode::runner::init().map_err(|e| RtspError::Init(e.to_string()))?;
     let context = glib::MainContext::new();
     let server = rtsp::RTSPServer::new();
     server.set_address(&listen.ip().to_string());
     server.set_service(&listen.port().to_string());
+    let guarded = auth.watching_needs_credentials();
+    if guarded {
+        server.set_auth(Some(&digest::GuardedAuth::new(auth)));
+    }
     let points = server
         .mount_points()
         .ok_or_else(|| RtspError::Init("the server has no mount points".into()))?;
@@ -86,6 +215,14 @@ pub fn start(listen: SocketAddr, mounts: Vec<Mount>) -> Result<RtspServer, RtspE
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(LAUNCH);
         factory.set_shared(true);
+        if guarded {
+            factory.add_role_from_structure(
+                &gst::Structure::builder(WATCH)
+                    .field("media.factory.access", true)
+                    .field("media.factory.construct", true)
+                    .build(),
+            );
+        }
         let hub = mount.hub;
         let runtime = runtime.clone();
         factory.connect_media_configure(move |_, media| {

@@ -39,20 +39,28 @@ pub async fn gate(
         .map(str::to_owned);
     let have = match sig
         .auth
-        .identify(cookie.as_deref(), authorization.as_deref(), from)
+        .identify(
+            cookie.as_deref(),
+            authorization.as_deref(),
+            (
+                req.method().as_str(),
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            ),
+            from,
+        )
         .await
     {
         Ok(have) => have,
-        Err(denied) => return refuse(&req, denied),
+        Err(denied) => return refuse(&req, &sig.auth, denied),
     };
     if !sig.auth.grants(have, need) {
-        return refuse(&req, Denied::Unauthorized);
+        return refuse(&req, &sig.auth, Denied::Unauthorized);
     }
     req.extensions_mut().insert(Access(have));
     next.run(req).await
 }
 
-fn refuse(req: &Request, denied: Denied) -> Response {
+fn refuse(req: &Request, auth: &crate::auth::Auth, denied: Denied) -> Response {
     if let Denied::TooMany(wait) = denied {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -77,15 +85,16 @@ fn refuse(req: &Request, denied: Denied) -> Response {
         Denied::BadPassword => "wrong password\n",
         _ => "this needs a password: log in at /login, or use HTTP Basic auth\n",
     };
-    (
-        StatusCode::UNAUTHORIZED,
-        [(
-            header::WWW_AUTHENTICATE,
-            r#"Basic realm="edgecam", charset="UTF-8""#,
-        )],
-        message,
-    )
-        .into_response()
+    // Digest first: clients that speak it (NVRs fetching snapshots) read the first
+    // challenge; Basic stays for scripts and curl -u.
+    let mut challenges = HeaderMap::new();
+    let digest = auth.digest_challenge(denied == Denied::Stale);
+    for value in [digest.as_str(), r#"Basic realm="edgecam", charset="UTF-8""#] {
+        if let Ok(v) = header::HeaderValue::from_str(value) {
+            challenges.append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    (StatusCode::UNAUTHORIZED, challenges, message).into_response()
 }
 
 #[derive(serde::Deserialize)]

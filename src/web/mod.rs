@@ -40,10 +40,12 @@ pub fn router(
         .route("/call", get(websocket))
         .route("/api/status", get(api_status))
         .route("/snapshot.jpg", get(snapshot))
-        // ONVIF, for NVRs and Home Assistant to find the streams (watching rights).
-        .route("/onvif/device_service", post(onvif_service))
-        .route("/onvif/media_service", post(onvif_service))
         .route_layer(gate(Role::Viewer));
+    // ONVIF, for NVRs and Home Assistant to find the streams: watching rights, checked
+    // by the service itself (its credential is in the SOAP header).
+    let onvif = Router::new()
+        .route("/onvif/device_service", post(onvif_service))
+        .route("/onvif/media_service", post(onvif_service));
     // WHEP: watching by HTTP, usable from pages on other origins (CORS).
     let whep = Router::new()
         .route("/whep", post(wish::post_whep).options(wish::options))
@@ -77,6 +79,7 @@ pub fn router(
         .route_layer(gate(Role::Admin));
     Router::new()
         .merge(viewer)
+        .merge(onvif)
         .merge(whep)
         .merge(whip)
         .merge(admin)
@@ -255,11 +258,18 @@ async fn prometheus(Extension(status): Extension<Arc<crate::status::Status>>) ->
 }
 
 async fn onvif_service(
+    State(sig): State<Arc<Signaling>>,
     Extension(facts): Extension<Arc<onvif::Facts>>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    onvif::service(facts, headers, body).await
+    let from = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |Extension(c)| {
+        c.0.ip()
+    });
+    let uri = uri.path_and_query().map_or("/", |p| p.as_str());
+    onvif::service(facts, &sig.auth, from, uri, headers, body).await
 }
 
 #[derive(serde::Deserialize)]

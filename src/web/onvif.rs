@@ -1,10 +1,12 @@
 //! The ONVIF endpoints: the facts about this device that `crate::onvif` answers with,
 //! gathered here (files, interfaces, the clock), and the SOAP exchange over HTTP.
 
+use crate::auth::{Auth, Denied, Role};
 use crate::onvif::{self, Device, StreamInfo};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What is known about the device at start (the rest is read per request).
@@ -82,10 +84,72 @@ fn host_part(h: &str) -> String {
     h.rsplit_once(':').map_or(h, |(host, _)| host).to_string()
 }
 
+/// Whether `request` may be answered: anyone may ask the PRE_AUTH operations and, on
+/// a camera without a viewer password, everything; otherwise the WS-Security
+/// UsernameToken (user `viewer` or `admin`) or the page's own credentials (session
+/// cookie, HTTP Basic) must let the sender watch.
+async fn admitted(
+    auth: &Auth,
+    uri: &str,
+    request: &onvif::Request,
+    headers: &HeaderMap,
+    from: IpAddr,
+) -> Result<(), onvif::Fault> {
+    if !auth.watching_needs_credentials() || onvif::pre_auth(&request.operation) {
+        return Ok(());
+    }
+    let denied = |d: Denied| match d {
+        Denied::TooMany(wait) => onvif::not_authorized(format!(
+            "too many wrong credentials from this address; try again in {} s",
+            wait.as_secs() + 1
+        )),
+        _ => {
+            onvif::not_authorized("the camera needs a user name (viewer or admin) and its password")
+        }
+    };
+    if let Some(token) = &request.token {
+        return auth
+            .check_token(token, from, std::time::SystemTime::now())
+            .map(|_| ())
+            .map_err(denied);
+    }
+    let text = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    match auth
+        .identify(
+            text(header::COOKIE),
+            text(header::AUTHORIZATION),
+            ("POST", uri),
+            from,
+        )
+        .await
+    {
+        Ok(have) if auth.grants(have, Role::Viewer) => Ok(()),
+        Ok(_) => Err(denied(Denied::Unauthorized)),
+        Err(d) => Err(denied(d)),
+    }
+}
+
 /// One SOAP request to the device or media service.
-pub async fn service(facts: Arc<Facts>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn service(
+    facts: Arc<Facts>,
+    auth: &Auth,
+    from: IpAddr,
+    uri: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let http_host = usable_host(&headers).unwrap_or_else(|| facts.local.to_string());
-    let result = onvif::parse(&body).and_then(|request| {
+    let parsed = match onvif::parse(&body) {
+        Ok(request) => admitted(auth, uri, &request, &headers, from)
+            .await
+            .map(|()| request),
+        Err(f) => Err(f),
+    };
+    let result = parsed.and_then(|request| {
         let device = Device {
             host: host_part(&http_host),
             http_host: http_host.clone(),

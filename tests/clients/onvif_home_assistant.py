@@ -49,6 +49,9 @@ async def main(host: str, port: int, user: str, password: str) -> None:
             )
         snap = await media.GetSnapshotUri({"ProfileToken": profiles[0].token})
         out["snapshot_uri"] = snap.Uri
+        # As the camera entity fetches it (HTTP Digest with the ONVIF credentials).
+        image = await cam.get_snapshot(profiles[0].token)
+        out["snapshot_jpeg_bytes"] = len(image) if image and image[:2] == b"\xff\xd8" else 0
     except Exception as e:  # what the integration would log
         out["error"] = f"{type(e).__name__}: {e}"
     finally:

@@ -47,7 +47,16 @@ async fn passwords_guard_watching_and_control() {
     assert_eq!(header(&head, "location"), Some("/login?next=/"));
     let (code, head, _) = http_full(a, "GET", "/api/status", &[], "").await;
     assert_eq!(code, 401);
-    assert!(header(&head, "www-authenticate").is_some_and(|v| v.starts_with("Basic")));
+    // Digest first (NVRs fetching stills read the first challenge), then Basic.
+    assert!(
+        header(&head, "www-authenticate")
+            .is_some_and(|v| v.starts_with("Digest realm=\"edgecam\""))
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"edgecam\""),
+        "{head}"
+    );
     assert_eq!(http_full(a, "GET", "/app.js", &[], "").await.0, 401);
     assert_eq!(
         http_full(a, "POST", "/api/stream/stop", &[], "").await.0,

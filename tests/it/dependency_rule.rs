@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 /// The layers, lowest first, as `src/lib.rs` lists them.
 const LAYERS: &[&[&str]] = &[
     &["media", "atomic_file", "backoff", "task", "notify"],
+    &["nvr_credentials"],
     &["onvif"],
     &["netif"],
     &["auth"],

@@ -834,8 +834,72 @@ fn http_cases(real_offer: &str) -> Vec<Case> {
             &[],
             soap("GetProfiles").as_bytes(),
         ),
-        Expect::Status(401),
+        Expect::Status(400),
     ));
+    // Hostile WS-Security tokens: a NotAuthorized fault, never a crash.
+    let token = |user: &str, password: &str, nonce: &str, created: &str| {
+        format!(
+            "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Header>\
+             <Security><UsernameToken><Username>{user}</Username>\
+             <Password Type=\"x#PasswordDigest\">{password}</Password><Nonce>{nonce}</Nonce>\
+             <Created>{created}</Created></UsernameToken></Security></s:Header><s:Body>\
+             <GetProfiles xmlns=\"http://www.onvif.org/ver10/media/wsdl\"/></s:Body></s:Envelope>"
+        )
+    };
+    let long = "A".repeat(30_000);
+    for (name, body) in [
+        (
+            "token, not Base64 nonce",
+            token("viewer", "x", "%%%", "2026-01-01T00:00:00Z"),
+        ),
+        (
+            "token, bad Created",
+            token("viewer", "x", "AAAA", "9999-99-99T99:99:99+99:99"),
+        ),
+        ("token, 30 kB fields", token(&long, &long, &long, &long)),
+        ("token, empty", token("", "", "", "")),
+        (
+            "token, admin guessed",
+            token(
+                "admin",
+                "tuOSpGlFlIXsozq4HFNeeGeFLEI=",
+                "AAAA",
+                "2026-12-01T00:00:00Z",
+            ),
+        ),
+    ] {
+        cases.push(http(
+            &format!("ONVIF {name}"),
+            request(
+                "POST",
+                "/onvif/media_service",
+                &[("Content-Type", "application/soap+xml")],
+                body.as_bytes(),
+            ),
+            Expect::Status(400),
+        ));
+    }
+    // Hostile HTTP Digest answers: refused (401), never a crash.
+    let huge_digest = format!("Digest username=\"viewer\", nonce=\"{long}\", response=\"x\"");
+    for (name, value) in [
+        ("no fields", "Digest "),
+        (
+            "forged nonce",
+            "Digest username=\"viewer\", realm=\"edgecam\", nonce=\"ffffffff.00\", uri=\"/snapshot.jpg\", response=\"00\"",
+        ),
+        ("unterminated quote", "Digest username=\"viewer, nonce=\"a"),
+        ("30 kB nonce", huge_digest.as_str()),
+        (
+            "bad qop",
+            "Digest username=\"admin\", realm=\"edgecam\", nonce=\"1.2\", uri=\"/snapshot.jpg\", qop=x, response=\"0\"",
+        ),
+    ] {
+        cases.push(http(
+            &format!("HTTP Digest {name}"),
+            get("/snapshot.jpg", value),
+            Expect::Status(401),
+        ));
+    }
     for query in [
         "width=abc",
         "width=0",

@@ -14,6 +14,143 @@ fn python() -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Runs Home Assistant's calls against `daemon` with the given credentials; what the
+/// client learnt (an `error` key when it failed).
+async fn add_camera(
+    python: &std::path::Path,
+    daemon: &Daemon,
+    user: &str,
+    password: &str,
+) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/onvif_home_assistant.py"
+    );
+    let port = daemon.addr.port().to_string();
+    let (python, user, password) = (python.to_path_buf(), user.to_string(), password.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args([script, "127.0.0.1", &port, &user, &password])
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!(
+            "client output: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// With a viewer password, Home Assistant's library gets in only with a right
+/// UsernameToken (PasswordDigest), and its snapshot only with HTTP Digest; the stream
+/// URI it is given plays with the same credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_passwords_only_the_right_credentials_add_the_camera() {
+    let _bound = crate::common::time_bound(
+        "onvif_home_assistant::with_passwords_only_the_right_credentials_add_the_camera",
+        None,
+    );
+    let Some(python) = python() else {
+        eprintln!(
+            "SKIPPED with_passwords_only_the_right_credentials_add_the_camera: no target/pyenv"
+        );
+        return;
+    };
+    let viewer_hash = edgecam::auth::hash_password("front-door-cam").expect("hash");
+    let daemon = Daemon::start_with_admin(
+        &[
+            ("EDGECAM_RTSP__LISTEN", "127.0.0.1:0"),
+            ("EDGECAM_AUTH__VIEWER_PASSWORD_HASH", &viewer_hash),
+        ],
+        "the-owner-only",
+    )
+    .await;
+    // The harness's own requests (HTTP Basic as admin) have made the admin password
+    // known for NVR logins; the viewer's is learnt at its first use on the page.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "x:front-door-cam"
+        )
+    );
+    let (code, _, _) = http_full(
+        daemon.addr,
+        "GET",
+        "/api/status",
+        &[("Authorization", &basic)],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+
+    // Without a credential: the clock (to make a digest with), nothing else.
+    let soap = [("Content-Type", "application/soap+xml")];
+    let ask = |op: &str, ns: &str| {
+        format!(
+            "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>\
+             <x:{op} xmlns:x=\"{ns}\"/></s:Body></s:Envelope>"
+        )
+    };
+    let device = "http://www.onvif.org/ver10/device/wsdl";
+    let (code, _, _) = http_full(
+        daemon.addr,
+        "POST",
+        "/onvif/device_service",
+        &soap,
+        &ask("GetSystemDateAndTime", device),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _, answer) = http_full(
+        daemon.addr,
+        "POST",
+        "/onvif/media_service",
+        &soap,
+        &ask("GetProfiles", "http://www.onvif.org/ver10/media/wsdl"),
+    )
+    .await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("ter:NotAuthorized"), "{answer}");
+    let wrong = add_camera(&python, &daemon, "viewer", "front-door-cat").await;
+    assert!(
+        wrong.get("error").is_some(),
+        "a wrong password is refused: {wrong}"
+    );
+    let stranger = add_camera(&python, &daemon, "root", "front-door-cam").await;
+    assert!(
+        stranger.get("error").is_some(),
+        "an unknown user is refused: {stranger}"
+    );
+    for (user, password) in [("viewer", "front-door-cam"), ("admin", "the-owner-only")] {
+        let v = add_camera(&python, &daemon, user, password).await;
+        assert!(v.get("error").is_none(), "{user}: {v}");
+        assert_eq!(v["profiles"].as_array().map(Vec::len), Some(2), "{v}");
+        assert!(
+            v["snapshot_jpeg_bytes"].as_u64().unwrap_or(0) > 1000,
+            "snapshot over HTTP Digest: {v}"
+        );
+    }
+    // Five wrong attempts in a row from this address, and even the right password
+    // waits (the page's limit, shared).
+    for _ in 0..5 {
+        let w = add_camera(&python, &daemon, "viewer", "guessing-again").await;
+        assert!(w.get("error").is_some(), "{w}");
+    }
+    let blocked = add_camera(&python, &daemon, "viewer", "front-door-cam").await;
+    assert!(
+        blocked["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many")),
+        "{blocked}"
+    );
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_assistants_onvif_library_adds_the_camera() {
     let _bound = crate::common::time_bound(
@@ -35,26 +172,7 @@ async fn home_assistants_onvif_library_adds_the_camera() {
     let rtsp = daemon.status().await["rtsp"]["port"]
         .as_u64()
         .expect("RTSP port");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/onvif_home_assistant.py"
-    );
-    let port = daemon.addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args([script, "127.0.0.1", &port, "admin", "unused"])
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
-        panic!(
-            "client output: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let v = add_camera(&python, &daemon, "admin", "unused").await;
     assert!(v.get("error").is_none(), "{v}");
     assert_eq!(v["model"], "edgecam", "{v}");
     assert_eq!(v["firmware"], env!("CARGO_PKG_VERSION"));

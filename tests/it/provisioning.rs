@@ -57,6 +57,14 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
         format!("root:x:0:\nedgecam:x:{edgecam_gid}:\n"),
     )
     .unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        format!(
+            "root:x:0:0::/root:/bin/sh\nedgecam:x:{}:{edgecam_gid}::/:/usr/sbin/nologin\n",
+            me.uid()
+        ),
+    )
+    .unwrap();
     let file = boot.join("edgecam.toml");
     // The image's own settings: port 80.
     std::fs::create_dir_all(root.join("etc/edgecam")).unwrap();
@@ -102,6 +110,22 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
             && !settings.contains("family-room-7")
             && !settings.contains("only-me-please"),
         "{settings}"
+    );
+    // The passwords themselves are kept for RTSP Digest and ONVIF logins, in the state
+    // directory, readable by the daemon's user alone, bound to the hashes just written.
+    let kept_path = root.join("var/lib/edgecam/nvr-credentials");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&kept_path).expect("NVR credentials kept")).unwrap();
+    assert_eq!(kept["viewer"]["password"], "family-room-7");
+    assert_eq!(kept["admin"]["password"], "only-me-please");
+    let hash = kept["viewer"]["for_hash"].as_str().unwrap();
+    assert!(settings.contains(hash), "bound to the configured hash");
+    let meta = std::fs::metadata(&kept_path).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (me.uid(), edgecam_gid),
+        "owned by edgecam"
     );
     let check = Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .arg("check-config")

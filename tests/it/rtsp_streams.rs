@@ -292,3 +292,129 @@ async fn nvr_clients_read_both_rtsp_streams() {
     );
     daemon.stop().await;
 }
+
+/// ffprobe's codec and size of `url`'s video over TCP, or what it printed when it failed.
+fn probe_or_why(url: &str) -> Result<(String, u64, u64), String> {
+    let out = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", "tcp"])
+            .args([
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=codec_name,width,height",
+            ])
+            .args(["-of", "json", url]),
+        &format!("ffprobe {url}"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let s = &v["streams"][0];
+    match (
+        s["codec_name"].as_str(),
+        s["width"].as_u64(),
+        s["height"].as_u64(),
+    ) {
+        (Some(c), Some(w), Some(h)) => Ok((c.to_string(), w, h)),
+        _ => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// With a viewer password, both streams need RTSP Digest credentials (user `viewer` or
+/// `admin`): refused without and with wrong ones, played with right ones by ffprobe and
+/// rtspsrc; wrong ones count toward the same per-address limit as the page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_passwords_nvrs_need_digest_credentials() {
+    let _bound = crate::common::time_bound(
+        "rtsp_streams::with_passwords_nvrs_need_digest_credentials",
+        None,
+    );
+    if !have("ffprobe") {
+        eprintln!(
+            "SKIPPED with_passwords_nvrs_need_digest_credentials: no ffmpeg (sh tests/setup.sh)"
+        );
+        return;
+    }
+    let viewer_hash = edgecam::auth::hash_password("garden-camera").expect("hash");
+    let daemon = Daemon::start_with_admin(
+        &[
+            ("EDGECAM_RTSP__LISTEN", "127.0.0.1:0"),
+            ("EDGECAM_AUTH__VIEWER_PASSWORD_HASH", &viewer_hash),
+            ("EDGECAM_SUBSTREAM__WIDTH", "320"),
+            ("EDGECAM_SUBSTREAM__HEIGHT", "180"),
+        ],
+        "owner-secret-9",
+    )
+    .await;
+    // The admin password is known from the harness's own logins; the viewer's from its
+    // first use on the page.
+    let basic = |p: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("x:{p}"))
+        )
+    };
+    let viewer = basic("garden-camera");
+    let (code, _, _) = crate::common::http_full(
+        daemon.addr,
+        "GET",
+        "/api/status",
+        &[("Authorization", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let port = daemon.status().await["rtsp"]["port"]
+        .as_u64()
+        .expect("RTSP port");
+    let url = move |cred: &str, path: &str| format!("rtsp://{cred}127.0.0.1:{port}{path}");
+
+    let results = tokio::task::spawn_blocking(move || {
+        (
+            probe_or_why(&url("", "/stream")),
+            probe_or_why(&url("viewer:garden-cat@", "/stream")),
+            probe_or_why(&url("guest:garden-camera@", "/stream")),
+            probe_or_why(&url("viewer:garden-camera@", "/stream")),
+            probe_or_why(&url("admin:owner-secret-9@", "/sub")),
+            rtspsrc_play(&url("viewer:garden-camera@", "/stream"), 30),
+        )
+    })
+    .await
+    .expect("clients ran");
+    for (what, r) in [
+        ("no credentials", &results.0),
+        ("a wrong password", &results.1),
+        ("an unknown user", &results.2),
+    ] {
+        let why = r.as_ref().expect_err(what);
+        assert!(why.contains("401"), "{what}: {why}");
+    }
+    assert_eq!(results.3, Ok(("h264".into(), 640, 360)), "viewer");
+    assert_eq!(
+        results.4,
+        Ok(("h264".into(), 320, 180)),
+        "admin, sub-stream"
+    );
+    assert_eq!(results.5, Ok((640, 360)), "rtspsrc with credentials");
+
+    // Five wrong in a row: the right one waits too, here and on the page.
+    let refused = tokio::task::spawn_blocking(move || {
+        for n in 0..5 {
+            let r = probe_or_why(&url(&format!("viewer:guess-{n}@"), "/stream"));
+            assert!(r.is_err(), "guess {n}: {r:?}");
+        }
+        probe_or_why(&url("viewer:garden-camera@", "/stream"))
+    })
+    .await
+    .expect("clients ran");
+    assert!(refused.is_err(), "blocked after five wrong: {refused:?}");
+    let (code, _, _) = crate::common::http_full(
+        daemon.addr,
+        "GET",
+        "/api/status",
+        &[("Authorization", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(code, 429, "the page's limit is the same one");
+    daemon.stop().await;
+}
