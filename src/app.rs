@@ -76,6 +76,23 @@ pub async fn serve_with(
         control.restarts(),
         stop_rx.clone(),
     ));
+    // The microphone, apart from the camera: it never holds up a picture.
+    let audio_on = config.audio.source != crate::config::AudioSource::None;
+    let (audio_tx, audio_state) = watch::channel(crate::audio::AudioState {
+        source: config.audio.source.to_string(),
+        state: if audio_on { "starting" } else { "off" },
+        ..Default::default()
+    });
+    tokio::spawn(crate::audio::run(
+        config.audio.clone(),
+        hub.clone(),
+        {
+            let admission = admission.clone();
+            Arc::new(move || admission.presenter() == Presenter::Camera)
+        },
+        audio_tx,
+        stop_rx.clone(),
+    ));
     let (transcoding_tx, transcoding) = watch::channel(crate::transcode::Transcoding::default());
     tokio::spawn(crate::transcode::serve(
         transcode_plan(&config),
@@ -146,10 +163,12 @@ pub async fn serve_with(
                 crate::rtsp::Mount {
                     path: "/stream",
                     hub: hub.clone(),
+                    audio: audio_on.then(|| hub.clone()),
                 },
                 crate::rtsp::Mount {
                     path: "/sub",
                     hub: sub.clone(),
+                    audio: audio_on.then(|| hub.clone()),
                 },
             ];
             match crate::rtsp::start(listen, mounts, auth.clone()) {
@@ -187,6 +206,7 @@ pub async fn serve_with(
         vp8: vp8.clone(),
         sub,
         transcoding,
+        audio: audio_state,
         rtsp: rtsp_info,
         upstream: upstream_state,
         hub,
@@ -415,6 +435,8 @@ async fn supervise_camera(
         sub,
         stills,
     } = outputs;
+    // Viewers get an audio track from the camera when it has a microphone configured.
+    let audio_on = config.audio.source != crate::config::AudioSource::None;
     let want = Want {
         width: config.camera.width,
         height: config.camera.height,
@@ -464,7 +486,7 @@ async fn supervise_camera(
             match action {
                 Action::Claim => {
                     let lease = try_claim(&mut presenter, || {
-                        admission.present(Presenter::Camera, false).ok()
+                        admission.present(Presenter::Camera, audio_on).ok()
                     });
                     let claimed = lease.is_some();
                     if let Some(lease) = lease {

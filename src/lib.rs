@@ -16,6 +16,8 @@
 //! - [`capture`]: source selection, V4L2 probing, the test pattern; renders a pipeline head.
 //! - [`encode`]: pure pipeline builder, the GStreamer runner, the keyframe pacer.
 //! - [`fanout`]: the hub; per-viewer bounded queues and keyframe gates; the VP8 stream.
+//! - [`audio`]: the microphone, encoded once to Opus onto the main hub; healed apart
+//!   from the video.
 //! - [`transcode`]: the stream the presenter does not produce (VP8 from H.264, H.264
 //!   from VP8), made on demand while someone watches it.
 //! - [`peer`]: one WebRTC session per viewer (webrtc crate).
@@ -49,7 +51,7 @@
 //! ```text
 //! media, atomic_file, backoff, task, notify → nvr_credentials → onvif (pure SOAP)
 //!   → netif  (leaves)
-//!   → auth, config → capture → encode → fanout → transcode → peer
+//!   → auth, config → capture → encode → fanout → transcode, audio → peer
 //!   → admission, supervisor, control
 //!   → gpio, signaling, upstream, rtsp, snapshot, discovery, provision → status
 //!   → web → app
@@ -66,6 +68,7 @@
 pub mod admission;
 pub mod app;
 pub mod atomic_file;
+pub mod audio;
 pub mod auth;
 pub mod backoff;
 pub mod capture;

@@ -25,16 +25,28 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// The media each mount serves: the hub's H.264 as it is, SPS/PPS in the SDP and before
-/// every IDR, packetized for the lowest latency.
-pub const LAUNCH: &str = "( appsrc name=src is-live=true format=time \
-     caps=video/x-h264,stream-format=byte-stream,alignment=au \
-     ! h264parse config-interval=-1 \
-     ! rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )";
+/// every IDR, packetized for the lowest latency; with `audio`, the microphone's Opus
+/// packets as they are, stamped on arrival (the video is too, so they stay in step).
+pub fn launch(audio: bool) -> String {
+    let video = "appsrc name=src is-live=true format=time \
+         caps=video/x-h264,stream-format=byte-stream,alignment=au \
+         ! h264parse config-interval=-1 \
+         ! rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency";
+    let audio = if audio {
+        " appsrc name=asrc is-live=true format=time do-timestamp=true \
+         caps=audio/x-opus,channel-mapping-family=0,channels=1,rate=48000 \
+         ! rtpopuspay name=pay1 pt=97"
+    } else {
+        ""
+    };
+    format!("( {video}{audio} )")
+}
 
-/// A path and the hub it serves.
+/// A path, the hub it serves, and the hub whose audio it carries (the main one).
 pub struct Mount {
     pub path: &'static str,
     pub hub: Arc<Hub>,
+    pub audio: Option<Arc<Hub>>,
 }
 
 /// Why the server could not start.
@@ -189,6 +201,29 @@ mod digest {
     }
 }
 
+/// Pushes each Opus packet into `src` as it comes (a lagging reader skips ahead: old
+/// sound is worth nothing live).
+async fn feed_audio(
+    src: gst_app::AppSrc,
+    mut packets: tokio::sync::broadcast::Receiver<Arc<crate::media::AudioPacket>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let packet = match packets.recv().await {
+            Ok(p) => p,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let mut buffer = gst::Buffer::from_slice(packet.payload.clone());
+        if let Some(b) = buffer.get_mut() {
+            b.set_duration(gst::ClockTime::from_mseconds(20));
+        }
+        if src.push_buffer(buffer).is_err() {
+            return;
+        }
+    }
+}
+
 /// Starts serving `mounts` on `listen`, asking for credentials when `auth` says
 /// watching needs them. Must be called inside the tokio runtime (the hubs are read from
 /// its tasks).
@@ -213,7 +248,7 @@ pub fn start(
     let hubs: Vec<Arc<Hub>> = mounts.iter().map(|m| m.hub.clone()).collect();
     for mount in mounts {
         let factory = rtsp::RTSPMediaFactory::new();
-        factory.set_launch(LAUNCH);
+        factory.set_launch(&launch(mount.audio.is_some()));
         factory.set_shared(true);
         if guarded {
             factory.add_role_from_structure(
@@ -224,27 +259,32 @@ pub fn start(
             );
         }
         let hub = mount.hub;
+        let audio = mount.audio;
         let runtime = runtime.clone();
         factory.connect_media_configure(move |_, media| {
-            let src = media
-                .element()
-                .downcast::<gst::Bin>()
-                .ok()
-                .and_then(|bin| bin.by_name("src"))
-                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
-            let Some(src) = src else {
+            let bin = media.element().downcast::<gst::Bin>().ok();
+            let appsrc = |name: &str| {
+                bin.as_ref()
+                    .and_then(|b| b.by_name(name))
+                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            };
+            let Some(src) = appsrc("src") else {
                 tracing::warn!("RTSP media without its appsrc; not fed");
                 return;
             };
             let mut input = hub.subscribe();
-            let feeder = runtime.spawn(async move {
+            let mut feeders = vec![AbortOnDrop(runtime.spawn(async move {
                 crate::encode::runner::feed(&src, &mut input.frames).await;
-            });
+            }))];
+            if let (Some(asrc), Some(audio)) = (appsrc("asrc"), &audio) {
+                let packets = audio.audio.subscribe();
+                feeders.push(AbortOnDrop(runtime.spawn(feed_audio(asrc, packets))));
+            }
             // Fed until the media is taken down (its last client gone).
-            let feeder = Mutex::new(Some(AbortOnDrop(feeder)));
+            let feeders = Mutex::new(feeders);
             media.connect_unprepared(move |_| {
-                if let Ok(mut f) = feeder.lock() {
-                    f.take();
+                if let Ok(mut f) = feeders.lock() {
+                    f.clear();
                 }
             });
         });

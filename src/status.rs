@@ -28,6 +28,8 @@ pub struct Status {
     pub transcoding: watch::Receiver<crate::transcode::Transcoding>,
     /// The sub-stream's hub (RTSP `/sub`).
     pub sub: Arc<Hub>,
+    /// The microphone.
+    pub audio: watch::Receiver<crate::audio::AudioState>,
     /// The RTSP server (None: `rtsp.listen` is empty).
     pub rtsp: Option<RtspInfo>,
     /// HTTPS certificate in use (None: plain HTTP).
@@ -82,6 +84,8 @@ pub struct Snapshot {
     pub rtsp: Option<RtspInfo>,
     /// The sub-stream at RTSP `/sub`.
     pub substream: SubSnapshot,
+    /// The microphone (`state` `off` when `audio.source` is none).
+    pub audio: AudioSnapshot,
     pub leds: Leds,
     /// Why the last provisioning file was rejected, if it was.
     pub config_error: Option<String>,
@@ -142,6 +146,15 @@ pub struct Vp8Snapshot {
     pub running: bool,
     /// Frames encoded for it in the current camera or transcoder run.
     pub frames_encoded: u64,
+}
+
+/// The microphone in `/api/status`.
+#[derive(Debug, Serialize)]
+pub struct AudioSnapshot {
+    #[serde(flatten)]
+    pub state: crate::audio::AudioState,
+    /// Opus packets captured since start (silence sent while it is missing not counted).
+    pub packets: u64,
 }
 
 /// The sub-stream in `/api/status`.
@@ -207,6 +220,13 @@ impl Status {
             vp8: self.vp8_snapshot(&camera),
             rtsp: self.rtsp.clone(),
             substream: self.sub_snapshot(&camera),
+            audio: {
+                let a = self.audio.borrow().clone();
+                AudioSnapshot {
+                    packets: a.packets(),
+                    state: a,
+                }
+            },
             transcode: {
                 let t = self.transcoding.borrow();
                 TranscodeSnapshot {

@@ -6,7 +6,7 @@ set -eu
 PACKAGES="pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 gstreamer1.0-plugins-ugly gstreamer1.0-x gstreamer1.0-tools libv4l-dev clang libclang-dev systemd \
-iproute2 libgstrtspserver-1.0-dev gstreamer1.0-libav ffmpeg python3-venv"
+iproute2 libgstrtspserver-1.0-dev gstreamer1.0-libav gstreamer1.0-alsa ffmpeg python3-venv"
 # The browser tests drive Debian's Chromium and Firefox ESR; skip them with
 # EDGECAM_NO_BROWSER=1.
 if [ "${EDGECAM_NO_BROWSER:-0}" != 1 ]; then

@@ -646,6 +646,12 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             .unwrap_or(500) as u32,
     };
     let onvif_discovery = r.boolean("onvif.discovery").unwrap_or(true);
+    let audio = crate::config::AudioConfig {
+        source: r
+            .parse("audio.source")
+            .unwrap_or(crate::config::AudioSource::None),
+        bitrate_kbps: r.number("audio.bitrate_kbps", 6, 256).unwrap_or(32) as u32,
+    };
     let gop = r.number("encoder.keyframe_interval_s", 1, 60);
     let ice_servers = r.list("webrtc.ice_servers");
     for url in &ice_servers {
@@ -797,6 +803,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             rtsp_listen,
             substream,
             onvif_discovery,
+            audio,
             encoder: EncoderConfig {
                 kind,
                 bitrate_kbps: bitrate as u32,

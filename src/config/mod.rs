@@ -7,7 +7,7 @@ pub mod provisioning;
 mod source;
 
 pub use load::{CONFIG_PATH, EXAMPLE, Overrides, layer, load, load_file_only, load_str};
-pub use source::{EncoderKind, PortRange, SourceSpec};
+pub use source::{AudioSource, EncoderKind, PortRange, SourceSpec};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct Config {
     pub substream: SubstreamConfig,
     /// `onvif.discovery`: answer WS-Discovery probes (and say Hello and Bye).
     pub onvif_discovery: bool,
+    /// `[audio]`: the microphone.
+    pub audio: AudioConfig,
     pub webrtc: WebRtcConfig,
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,
@@ -138,6 +140,13 @@ pub struct FallbackConfig {
     pub enabled: bool,
     pub width: u32,
     pub height: u32,
+    pub bitrate_kbps: u32,
+}
+
+/// `[audio]`: the microphone, encoded once to Opus for every viewer and RTSP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioConfig {
+    pub source: AudioSource,
     pub bitrate_kbps: u32,
 }
 

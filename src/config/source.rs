@@ -221,3 +221,64 @@ mod tests {
         assert!("40000".parse::<PortRange>().is_err());
     }
 }
+
+/// Where the camera's sound comes from (`audio.source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioSource {
+    /// No audio: viewers and RTSP clients get video only.
+    None,
+    /// The first ALSA capture device the board has (a USB microphone, a HAT).
+    Auto,
+    /// An ALSA device by name, e.g. `alsa:plughw:1,0` or `alsa:plughw:CARD=Device`.
+    Alsa(String),
+    /// A tone, for testing without a microphone.
+    Test,
+    /// The tone ending after N packets of 20 ms, as a microphone that vanishes would
+    /// (`test:packets=N`, for exercising recovery).
+    TestEnding(u32),
+}
+
+impl FromStr for AudioSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "none" | "" => Ok(Self::None),
+            "auto" => Ok(Self::Auto),
+            "test" => Ok(Self::Test),
+            other if other.starts_with("test:packets=") => other["test:packets=".len()..]
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Self::TestEnding)
+                .ok_or_else(|| format!("{other:?}: test:packets= takes a whole number above 0")),
+            other => match other.strip_prefix("alsa:") {
+                // The name goes into a pipeline description: plain characters only.
+                Some(dev)
+                    if !dev.is_empty()
+                        && dev.len() <= 64
+                        && dev
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ":,=_.-".contains(c)) =>
+                {
+                    Ok(Self::Alsa(dev.to_string()))
+                }
+                _ => Err(format!(
+                    "{other:?} is not an audio source; use none, auto, test or alsa:DEVICE \
+                     (e.g. alsa:plughw:1,0; `arecord -L` lists them)"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for AudioSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("none"),
+            Self::Auto => f.write_str("auto"),
+            Self::Alsa(d) => write!(f, "alsa:{d}"),
+            Self::Test => f.write_str("test"),
+            Self::TestEnding(n) => write!(f, "test:packets={n}"),
+        }
+    }
+}

@@ -65,12 +65,13 @@ impl ViewerPeer {
     ) -> Result<(Self, String), PeerError> {
         let offer = parse_offer(offer_sdp)?;
         let stream = check_video_codecs(offer_sdp, false, vp8.get().is_some(), vp8.preferred())?;
+        // Audio only when the presenter sends it (the camera's microphone, a browser
+        // presenter's): always from the main hub, whichever video codec this viewer gets.
+        let audio = (presenter_audio && offer_sdp.contains("m=audio")).then_some(hub);
         let hub = match stream {
             VideoStream::Vp8 => &vp8.hub,
             VideoStream::H264 => hub,
         };
-        // Audio only when the presenter sends it (a browser presenter with a microphone).
-        let audio = presenter_audio && offer_sdp.contains("m=audio");
         let (peer, sender) = Self::build(factory, hub, stream, events, audio, kind).await?;
         let answer = match negotiate(&peer.conn.pc, offer).await {
             Ok(a) => a,
@@ -98,7 +99,7 @@ impl ViewerPeer {
             hub,
             VideoStream::H264,
             events,
-            false,
+            None,
             ViewerKind::Upstream,
         )
         .await?;
@@ -137,7 +138,7 @@ impl ViewerPeer {
         hub: &Arc<Hub>,
         stream: VideoStream,
         events: mpsc::UnboundedSender<PeerEvent>,
-        with_audio: bool,
+        audio_from: Option<&Arc<Hub>>,
         kind: ViewerKind,
     ) -> Result<(Self, Arc<dyn webrtc::rtp_transceiver::RtpSender>), PeerError> {
         let (connected_tx, connected_rx) = watch::channel(false);
@@ -167,14 +168,14 @@ impl ViewerPeer {
             .add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(webrtc_err)?;
-        let audio = if with_audio {
+        let audio = if let Some(audio_hub) = audio_from {
             let assrc = random_u32();
             let t = local_track(RtpCodecKind::Audio, assrc, &audio_codec);
             let s = pc
                 .add_track(t.clone() as Arc<dyn TrackLocal>)
                 .await
                 .map_err(webrtc_err)?;
-            Some((t, s, assrc))
+            Some((t, s, assrc, audio_hub.audio.subscribe()))
         } else {
             None
         };
@@ -209,8 +210,7 @@ impl ViewerPeer {
                 }
             }
         }));
-        if let Some((atrack, asender, assrc)) = audio {
-            let mut rx = hub.audio.subscribe();
+        if let Some((atrack, asender, assrc, mut rx)) = audio {
             let mut connected = connected_rx.clone();
             tasks.push(AbortOnDrop::spawn(async move {
                 if connected.wait_for(|c| *c).await.is_err() {

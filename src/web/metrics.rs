@@ -215,6 +215,27 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_audio_running",
+        kind: Kind::Gauge,
+        help: "1 while the microphone delivers (audio.source set and captured).",
+        samples: |s| one(flag(s.audio.state.state == "running")),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_audio_packets_total",
+        kind: Kind::Counter,
+        help: "Opus packets captured from the microphone.",
+        samples: |s| one(s.audio.packets as f64),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_audio_restarts_total",
+        kind: Kind::Counter,
+        help: "Times the microphone was opened again after failing or vanishing.",
+        samples: |s| one(s.audio.state.restarts as f64),
+        optional: false,
+    },
+    Family {
         name: "edgecam_fanout_subscribers",
         kind: Kind::Gauge,
         help: "Subscribers of the fan-out (viewers and the upstream push).",

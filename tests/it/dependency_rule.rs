@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["capture"],
     &["encode"],
     &["fanout"],
-    &["transcode"],
+    &["transcode", "audio"],
     &["peer"],
     &["admission", "supervisor", "control"],
     &[

@@ -10,6 +10,7 @@ mod bad_input_keeps_serving;
 mod browser_presenter_relay;
 mod browser_reconnects_after_restart;
 mod browser_three_viewers;
+mod camera_audio;
 mod candidate_flood_refused;
 mod candidates_before_offer;
 mod cli;
