@@ -66,6 +66,42 @@ const AUDIO_PROBE: &str = r#"(async () => {
   return out;
 })()"#;
 
+/// A one2many viewer in Chromium whose offer has VP8 and no H.264 (as Firefox without
+/// OpenH264): the video and audio it receives after a few seconds.
+const VP8_VIEWER: &str = r#"new Promise(async (resolve) => {
+  const pc = new RTCPeerConnection();
+  const t = pc.addTransceiver('video', { direction: 'recvonly' });
+  t.setCodecPreferences(RTCRtpReceiver.getCapabilities('video').codecs
+    .filter(c => c.mimeType === 'video/VP8'));
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  const ws = new WebSocket(`ws://${location.host}/one2many`);
+  pc.onicecandidate = e => e.candidate && ws.readyState === 1 &&
+    ws.send(JSON.stringify({ id: 'onIceCandidate', candidate: e.candidate }));
+  ws.onmessage = async (e) => {
+    const m = JSON.parse(e.data);
+    if (m.id === 'viewerResponse' && m.response === 'accepted')
+      await pc.setRemoteDescription({ type: 'answer', sdp: m.sdpAnswer });
+    if (m.id === 'iceCandidate') await pc.addIceCandidate(m.candidate);
+  };
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const join = () => ws.send(JSON.stringify({ id: 'viewer', sdpOffer: offer.sdp }));
+  if (ws.readyState === 1) join(); else ws.onopen = join;
+  const deadline = Date.now() + 12000;
+  for (;;) {
+    await new Promise(r => setTimeout(r, 500));
+    const out = { video: '', audio: 0, frames: 0, pc: pc.connectionState, answered: !!pc.remoteDescription };
+    const stats = await pc.getStats();
+    const codecs = {};
+    stats.forEach(r => { if (r.type === 'codec') codecs[r.id] = r.mimeType; });
+    stats.forEach(r => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') { out.frames = r.framesDecoded || 0; out.video = codecs[r.codecId] || ''; }
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') out.audio = r.packetsReceived || 0;
+    });
+    if ((out.frames > 10 && out.audio > 50) || Date.now() > deadline) { ws.close(); pc.close(); return resolve(out); }
+  }
+})"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_microphone_reaches_chromium_and_both_rtsp_streams() {
     let _bound = crate::common::time_bound(
@@ -129,6 +165,13 @@ async fn the_microphone_reaches_chromium_and_both_rtsp_streams() {
         })
         .await;
     eprintln!("viewer page audio, unmuted: {v}");
+    // A viewer of the VP8 stream hears the same microphone.
+    let v = page.eval(VP8_VIEWER).await;
+    assert_eq!(v["video"], "video/VP8", "{v}");
+    assert!(
+        v["audio"].as_u64().unwrap_or(0) > 50,
+        "VP8 viewer hears: {v}"
+    );
     page.close().await;
     drop(browser);
     daemon.stop().await;
