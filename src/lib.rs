@@ -35,6 +35,7 @@
 //! - [`onvif`]: the ONVIF device and media services (pure SOAP in, SOAP out).
 //! - [`discovery`]: the WS-Discovery responder (Probe, Hello, Bye) for ONVIF clients.
 //! - [`netif`]: this machine's interfaces and addresses.
+//! - [`board`]: the board's health (temperature, throttling, load, memory, uptime).
 //! - [`supervisor`]: the camera supervisor's rules (pure; driven by `app`).
 //! - [`app`]: wiring and supervision (systemd readiness and watchdog via [`notify`]).
 //!
@@ -50,7 +51,7 @@
 //!
 //! ```text
 //! media, atomic_file, backoff, task, notify → nvr_credentials → onvif (pure SOAP)
-//!   → netif  (leaves)
+//!   → netif, board  (leaves)
 //!   → auth, config → capture → encode → fanout → transcode, audio → peer
 //!   → admission, supervisor, control
 //!   → gpio, signaling, upstream, rtsp, snapshot, discovery, provision → status
@@ -71,6 +72,7 @@ pub mod atomic_file;
 pub mod audio;
 pub mod auth;
 pub mod backoff;
+pub mod board;
 pub mod capture;
 pub mod config;
 pub mod control;

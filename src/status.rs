@@ -97,6 +97,37 @@ pub struct Snapshot {
     pub tls: Option<TlsInfo>,
     /// What the daemon itself holds: memory, descriptors, threads, tasks.
     pub process: ProcessSnapshot,
+    /// The board: temperature, throttling and undervoltage, load, memory, uptime.
+    pub board: crate::board::Health,
+    /// The names and addresses the camera can be reached at.
+    pub network: NetworkSnapshot,
+}
+
+/// Where the camera is on the network.
+#[derive(Debug, Serialize)]
+pub struct NetworkSnapshot {
+    pub hostname: String,
+    /// Its mDNS name (the image runs avahi).
+    pub mdns_name: String,
+    /// `interface: address/prefix` for each IPv4 address but loopback's.
+    pub addresses: Vec<String>,
+}
+
+impl NetworkSnapshot {
+    pub fn read() -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        Self {
+            mdns_name: format!("{hostname}.local"),
+            hostname,
+            addresses: crate::netif::ipv4_addresses()
+                .into_iter()
+                .filter(|(name, _, _)| name != "lo")
+                .map(|(name, a, p)| format!("{name}: {a}/{p}"))
+                .collect(),
+        }
+    }
 }
 
 /// The daemon's own resource use (for leak checks and dashboards).
@@ -244,6 +275,8 @@ impl Status {
             viewer_links: self.links.list(),
             tls: self.tls.clone(),
             process: ProcessSnapshot::read(),
+            board: crate::board::read(std::path::Path::new("/")),
+            network: NetworkSnapshot::read(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),
                 frames_in: h.frames_in.load(Ordering::Relaxed),

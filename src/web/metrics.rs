@@ -236,6 +236,71 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_board_temperature_celsius",
+        kind: Kind::Gauge,
+        help: "Each thermal zone's temperature (absent where the board has none).",
+        samples: |s| {
+            s.board
+                .thermal_zones
+                .iter()
+                .map(|z| (vec![("zone", z.name.clone())], z.temp_c))
+                .collect()
+        },
+        optional: true,
+    },
+    Family {
+        name: "edgecam_board_condition",
+        kind: Kind::Gauge,
+        help: "1 while (when=now) or if ever since boot (when=since_boot) the firmware \
+               reports the condition (Raspberry Pi get_throttled; absent elsewhere).",
+        samples: |s| {
+            let Some(t) = s.board.throttling else {
+                return vec![];
+            };
+            let mut out = Vec::new();
+            for (when, c) in [("now", t.now), ("since_boot", t.since_boot)] {
+                for (name, on) in [
+                    ("undervoltage", c.undervoltage),
+                    ("frequency_capped", c.frequency_capped),
+                    ("throttled", c.throttled),
+                    ("soft_temperature_limit", c.soft_temperature_limit),
+                ] {
+                    out.push((
+                        vec![("condition", name.into()), ("when", when.into())],
+                        flag(on),
+                    ));
+                }
+            }
+            out
+        },
+        optional: true,
+    },
+    Family {
+        name: "edgecam_board_load1",
+        kind: Kind::Gauge,
+        help: "The one-minute load average.",
+        samples: |s| s.board.load.map_or(vec![], |l| one(l[0])),
+        optional: true,
+    },
+    Family {
+        name: "edgecam_board_memory_available_bytes",
+        kind: Kind::Gauge,
+        help: "Memory available to programs (MemAvailable).",
+        samples: |s| {
+            s.board
+                .memory_available_mib
+                .map_or(vec![], |m| one((m * 1024 * 1024) as f64))
+        },
+        optional: true,
+    },
+    Family {
+        name: "edgecam_board_uptime_seconds",
+        kind: Kind::Gauge,
+        help: "Seconds since the board booted.",
+        samples: |s| s.board.uptime_s.map_or(vec![], |u| one(u as f64)),
+        optional: true,
+    },
+    Family {
         name: "edgecam_fanout_subscribers",
         kind: Kind::Gauge,
         help: "Subscribers of the fan-out (viewers and the upstream push).",

@@ -9,7 +9,7 @@ const LAYERS: &[&[&str]] = &[
     &["media", "atomic_file", "backoff", "task", "notify"],
     &["nvr_credentials"],
     &["onvif"],
-    &["netif"],
+    &["netif", "board"],
     &["auth"],
     &["config"],
     &["capture"],
