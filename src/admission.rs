@@ -46,7 +46,8 @@ pub struct Admission {
     ended: AtomicU64,
     /// Viewers holding a lease (connected or connecting).
     viewers: watch::Sender<usize>,
-    max: usize,
+    /// `viewers.max`; the settings page may change it (viewers already in stay).
+    max: std::sync::atomic::AtomicUsize,
     /// Whether the current presenter sends audio (viewers then get an audio track).
     audio: AtomicBool,
     /// Set at shutdown: nobody presents any more.
@@ -59,7 +60,7 @@ impl Admission {
             presenter: watch::channel(Presenter::None).0,
             ended: AtomicU64::new(0),
             viewers: watch::channel(0).0,
-            max: viewers_max,
+            max: std::sync::atomic::AtomicUsize::new(viewers_max),
             audio: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
@@ -73,7 +74,7 @@ impl Admission {
         if self.presenter() == Presenter::None {
             return Err(Refusal::NoPresenter);
         }
-        let max = self.max;
+        let max = self.max.load(Ordering::Acquire);
         let mut full = false;
         self.viewers.send_if_modified(|n| {
             full = *n >= max;
@@ -167,8 +168,13 @@ impl Admission {
         self.viewers.subscribe()
     }
 
+    /// A new `viewers.max`, for viewers joining from now on.
+    pub fn set_viewers_max(&self, max: usize) {
+        self.max.store(max, Ordering::Release);
+    }
+
     pub fn viewers_max(&self) -> usize {
-        self.max
+        self.max.load(Ordering::Acquire)
     }
 
     /// Whether the current presenter sends audio.

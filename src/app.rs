@@ -61,9 +61,11 @@ pub async fn serve_with(
         tracing::error!("the boot partition's settings were rejected: {text}");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The settings in effect; the settings page changes them while everything runs.
+    let (settings_tx, settings_rx) = watch::channel(config.clone());
     let (camera_tx, camera_state) = watch::channel(CameraState::default());
     let camera = tokio::spawn(supervise_camera(
-        config.clone(),
+        settings_rx.clone(),
         CameraOutputs {
             hub: hub.clone(),
             vp8: vp8.clone(),
@@ -84,7 +86,7 @@ pub async fn serve_with(
         ..Default::default()
     });
     tokio::spawn(crate::audio::run(
-        config.audio.clone(),
+        settings_rx.clone(),
         hub.clone(),
         {
             let admission = admission.clone();
@@ -274,7 +276,12 @@ pub async fn serve_with(
             }
         })
     });
-    let router = crate::web::router(signaling, status, snapshots, onvif_facts);
+    let settings = crate::web::settings::SettingsService::new(
+        settings_tx,
+        admission.clone(),
+        camera_state.clone(),
+    );
+    let router = crate::web::router(signaling, status, snapshots, onvif_facts, settings);
     tracing::info!("serving on {scheme}://{addr}/");
     // HTTP listens and the camera supervisor runs (streaming or retrying): ready.
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {scheme}://{addr}"));
@@ -421,7 +428,7 @@ async fn until(flag: &mut watch::Receiver<bool>, want: bool) {
 /// [`supervisor::Supervisor`]'s; this loop turns channels, timers and pipeline runs into
 /// its events and carries out its actions.
 async fn supervise_camera(
-    config: Config,
+    settings_rx: watch::Receiver<Config>,
     outputs: CameraOutputs,
     admission: Arc<Admission>,
     state: watch::Sender<CameraState>,
@@ -436,31 +443,7 @@ async fn supervise_camera(
         stills,
     } = outputs;
     // Viewers get an audio track from the camera when it has a microphone configured.
-    let audio_on = config.audio.source != crate::config::AudioSource::None;
-    let want = Want {
-        width: config.camera.width,
-        height: config.camera.height,
-        fps: config.camera.fps,
-    };
-    let settings = main_settings(&config);
-    let fallback = config.fallback.enabled.then_some(pipeline::Vp8Settings {
-        width: config.fallback.width,
-        height: config.fallback.height,
-        bitrate_kbps: config.fallback.bitrate_kbps,
-    });
-    let substream = config.rtsp_listen.map(|_| substream_settings(&config));
-    let run = CameraRun {
-        config: &config,
-        want,
-        settings,
-        fallback,
-        substream,
-        hub: &hub,
-        vp8: &vp8,
-        sub: &sub,
-        stills: &stills,
-        state: &state,
-    };
+    let audio_on = settings_rx.borrow().audio.source != crate::config::AudioSource::None;
     let mut presenter = admission.watch_presenter();
     let mut machine = Supervisor::new();
     // The presenter slot while the camera presents; its keyframe requests are read by
@@ -514,7 +497,31 @@ async fn supervise_camera(
                         continue;
                     };
                     let started = Instant::now();
-                    let outcome = run.once(inbox, &camera_on, &restarts, &stop).await;
+                    // Each run takes the settings in effect as it starts.
+                    let config = settings_rx.borrow().clone();
+                    let run = CameraRun {
+                        config: &config,
+                        want: Want {
+                            width: config.camera.width,
+                            height: config.camera.height,
+                            fps: config.camera.fps,
+                        },
+                        settings: main_settings(&config),
+                        fallback: config.fallback.enabled.then_some(pipeline::Vp8Settings {
+                            width: config.fallback.width,
+                            height: config.fallback.height,
+                            bitrate_kbps: config.fallback.bitrate_kbps,
+                        }),
+                        substream: config.rtsp_listen.map(|_| substream_settings(&config)),
+                        hub: &hub,
+                        vp8: &vp8,
+                        sub: &sub,
+                        stills: &stills,
+                        state: &state,
+                    };
+                    let outcome = run
+                        .once(inbox, &camera_on, &restarts, &settings_rx, &stop)
+                        .await;
                     let event = if *stop.borrow() {
                         Event::Stop
                     } else if !*camera_on.borrow() {
@@ -636,9 +643,16 @@ impl CameraRun<'_> {
         keyframes: &mut tokio::sync::mpsc::Receiver<()>,
         camera_on: &watch::Receiver<bool>,
         restarts: &watch::Receiver<u64>,
+        settings: &watch::Receiver<Config>,
         stop: &watch::Receiver<bool>,
     ) -> Outcome {
         let (config, want, state) = (self.config, self.want, self.state);
+        // A new bitrate is taken by the running encoder; other camera settings need a
+        // new pipeline (the run ends as for a restart; viewers stay).
+        let (bitrate_tx, bitrate_rx) = watch::channel(config.encoder.bitrate_kbps);
+        let mut changes = settings.clone();
+        changes.borrow_and_update();
+        let running = config.clone();
         let spec = config.camera.source.clone();
         let resolved =
             tokio::task::spawn_blocking(move || Source::resolve(&spec, want, &encode::has_element))
@@ -658,12 +672,25 @@ impl CameraRun<'_> {
             vec![]
         };
         let stop_fut = async move {
-            tokio::select! {
-                _ = until(&mut stop_run, true) => {}
-                _ = until(&mut off, false) => {}
-                _ = restart.changed() => {}
-                _ = camera_appeared(present_now), if watch_hotplug => {
-                    tracing::info!("a camera appeared; switching to it");
+            let appeared = camera_appeared(present_now);
+            tokio::pin!(appeared);
+            loop {
+                tokio::select! {
+                    _ = until(&mut stop_run, true) => break,
+                    _ = until(&mut off, false) => break,
+                    _ = restart.changed() => break,
+                    _ = &mut appeared, if watch_hotplug => {
+                        tracing::info!("a camera appeared; switching to it");
+                        break;
+                    }
+                    Ok(()) = changes.changed() => {
+                        let new = changes.borrow_and_update().clone();
+                        if crate::settings::pipeline_changed(&running, &new) {
+                            tracing::info!("camera settings changed; starting a new pipeline");
+                            break;
+                        }
+                        let _ = bitrate_tx.send(new.encoder.bitrate_kbps);
+                    }
                 }
             }
         };
@@ -800,6 +827,7 @@ impl CameraRun<'_> {
             STALL_AFTER,
             stop_fut,
             branches,
+            Some(bitrate_rx),
         )
         .await;
         match result {

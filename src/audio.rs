@@ -180,15 +180,13 @@ impl AudioClock {
 /// Packets go out only while `on_air()` (the camera is the presenter: a browser
 /// presenter's own audio is not mixed with it). Returns at once when audio is off.
 pub async fn run(
-    config: AudioConfig,
+    mut settings: watch::Receiver<crate::config::Config>,
     hub: Arc<Hub>,
     on_air: Arc<dyn Fn() -> bool + Send + Sync>,
     state: watch::Sender<AudioState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if config.source == AudioSource::None {
-        return;
-    }
+    let mut config: AudioConfig = settings.borrow_and_update().audio.clone();
     let packets = state.borrow().packets.clone();
     let clock = Arc::new(std::sync::Mutex::new(AudioClock::default()));
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
@@ -210,6 +208,26 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
+        if config.source == AudioSource::None {
+            // Off until the settings turn it on.
+            state.send_modify(|s| {
+                s.state = "off";
+                s.source = config.source.to_string();
+                s.device = None;
+                s.error = None;
+            });
+            tokio::select! {
+                _ = stop.changed() => return,
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    config = settings.borrow_and_update().audio.clone();
+                    continue;
+                }
+            }
+        }
+        state.send_modify(|s| s.source = config.source.to_string());
         let pcm = std::fs::read_to_string("/proc/asound/pcm").unwrap_or_default();
         let outcome = match source_element(&config.source, &pcm) {
             Err(Absent(why)) => {
@@ -249,6 +267,8 @@ pub async fn run(
                 let (_keep, mut keyframes) = mpsc::channel::<()>(1);
                 let stats = Arc::new(crate::encode::runner::RunStats::default());
                 let mut stopped = stop.clone();
+                let mut retuned = settings.clone();
+                let before = config.clone();
                 let description = pipeline(&element, config.bitrate_kbps);
                 let running = crate::encode::runner::run(
                     &description,
@@ -256,10 +276,15 @@ pub async fn run(
                     &mut keyframes,
                     stats.clone(),
                     STALL,
+                    // Ends on stop, or when the microphone's settings change.
                     async move {
-                        let _ = stopped.wait_for(|s| *s).await;
+                        tokio::select! {
+                            _ = stopped.wait_for(|s| *s) => {}
+                            _ = retuned.wait_for(|c| c.audio != before) => {}
+                        }
                     },
                     Vec::new(),
+                    None,
                 );
                 // Silence fills in until the microphone's first packet.
                 let result = tokio::select! {
@@ -274,6 +299,13 @@ pub async fn run(
         };
         if *stop.borrow() {
             return;
+        }
+        let new = settings.borrow_and_update().audio.clone();
+        if new != config {
+            tracing::info!(source = %new.source, "microphone settings changed");
+            config = new;
+            backoff.reset();
+            continue;
         }
         if let Some(Err(e)) = &outcome {
             tracing::warn!(source = %config.source, error = %e, "microphone failed; video goes on");
@@ -295,6 +327,11 @@ pub async fn run(
             tokio::select! {
                 () = &mut wait => break,
                 _ = stop.changed() => return,
+                Ok(()) = settings.changed() => {
+                    config = settings.borrow_and_update().audio.clone();
+                    backoff.reset();
+                    break;
+                }
                 _ = tick.tick() => {
                     let ts = lock(&clock).silence();
                     publish(Bytes::from_static(&SILENCE), ts, false);

@@ -22,7 +22,9 @@
 //!   from VP8), made on demand while someone watches it.
 //! - [`peer`]: one WebRTC session per viewer (webrtc crate).
 //! - [`signaling`]: Kurento one2many protocol types and the WebSocket session.
-//! - [`web`]: HTTP routes and the embedded pages.
+//! - [`web`]: HTTP routes and the embedded pages (the settings page among them).
+//! - [`settings`]: what the settings page may change, how each change applies, and the
+//!   file the changes are kept in (pure but for that file).
 //! - [`auth`]: optional viewer/admin passwords, session cookies, login rate limits.
 //! - [`nvr_credentials`]: the passwords NVR logins need (RTSP and HTTP Digest, ONVIF
 //!   UsernameToken), kept bound to their hashes; the pure digest checks.
@@ -52,7 +54,7 @@
 //! ```text
 //! media, atomic_file, backoff, task, notify → nvr_credentials → onvif (pure SOAP)
 //!   → netif, board  (leaves)
-//!   → auth, config → capture → encode → fanout → transcode, audio → peer
+//!   → auth, config → settings → capture → encode → fanout → transcode, audio → peer
 //!   → admission, supervisor, control
 //!   → gpio, signaling, upstream, rtsp, snapshot, discovery, provision → status
 //!   → web → app
@@ -88,6 +90,7 @@ pub mod onvif;
 pub mod peer;
 pub mod provision;
 pub mod rtsp;
+pub mod settings;
 pub mod signaling;
 pub mod snapshot;
 pub mod status;

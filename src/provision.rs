@@ -120,6 +120,17 @@ fn apply(boot_file: &Path, root: &Path, state_dir: &Path) -> Result<Outcome, Pro
         })?;
     }
     keep_nvr_passwords(root, state_dir, &loaded.auth, &p)?;
+    // The boot file decides the keys it names: the settings page's earlier choices for
+    // them are taken out (the rest of them stay).
+    let page = crate::settings::Store::new(&under(root, state_dir));
+    let kept = page.read();
+    let left = crate::settings::without(&kept, &crate::settings::keys_of(&table));
+    if left != kept {
+        page.write(&left).map_err(|e| ProvisionError::Write {
+            path: page.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
 
     if let Some(h) = &p.hostname {
         write(

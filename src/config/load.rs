@@ -3,8 +3,8 @@
 
 use super::{
     ButtonPin, CameraConfig, Config, ConfigError, EncoderConfig, FallbackConfig, GpioBackend,
-    GpioConfig, HttpConfig, KeyError, LedPin, LongPressAction, StateConfig, TlsMode, ViewersConfig,
-    WebRtcConfig,
+    GpioConfig, HttpConfig, KeyError, Layers, LedPin, LongPressAction, StateConfig, TlsMode,
+    ViewersConfig, WebRtcConfig,
 };
 use config::{Environment, Map, Value, ValueKind};
 use std::collections::HashMap;
@@ -15,24 +15,61 @@ use std::time::Duration;
 /// Where the daemon looks for its configuration when `--config` is not given.
 pub const CONFIG_PATH: &str = "/etc/edgecam/edgecam.toml";
 
+/// The settings page's settings, in the state directory (see the `settings` module).
+pub const SETTINGS_FILE: &str = "settings.toml";
+
 /// The shipped, fully commented example; its values are also the built-in defaults.
 pub const EXAMPLE: &str = include_str!("edgecam.example.toml");
 
 /// Command-line overrides, applied last.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Overrides {
     pub source: Option<String>,
     pub listen: Option<String>,
 }
 
-/// Loads defaults, then `file` (if given), then `env` (the process environment when
-/// `None`), then `overrides`, and validates the result.
+/// Loads defaults, then `file` (if given), then the settings page's kept settings
+/// (`<state.dir>/settings.toml`, when there are any), then `env` (the process
+/// environment when `None`), then `overrides`, and validates the result. Kept settings
+/// that are not valid on top of the rest are logged and left out, so a camera never
+/// stops starting because of them.
 pub fn load(
     file: Option<&Path>,
     env: Option<HashMap<String, String>>,
     overrides: &Overrides,
 ) -> Result<Config, ConfigError> {
-    let text = match file {
+    let layers = Layers {
+        file: file.map(Path::to_path_buf),
+        env,
+        overrides: overrides.clone(),
+    };
+    let base = load_layers(&layers, None)?;
+    let path = base.state.dir.join(SETTINGS_FILE);
+    let mut config = match std::fs::read_to_string(&path) {
+        Err(_) => base,
+        Ok(text) => match text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+            .and_then(|kept| load_layers(&layers, Some(&kept)))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(path = %path.display(), "the settings page's settings are left out: {e}");
+                base
+            }
+        },
+    };
+    config.layers = layers;
+    Ok(config)
+}
+
+/// The layers of `layers` with `kept` as the settings page's settings: what the page
+/// checks a change with before keeping it.
+pub fn load_layers(layers: &Layers, kept: Option<&toml::Table>) -> Result<Config, ConfigError> {
+    let text = match &layers.file {
         Some(path) => Some(
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
                 path: path.display().to_string(),
@@ -41,8 +78,16 @@ pub fn load(
         ),
         None => None,
     };
-    let named = file.map(|p| p.display().to_string());
-    load_text(text.as_deref().zip(named.as_deref()), env, overrides)
+    let named = layers.file.as_ref().map(|p| p.display().to_string());
+    let kept = kept.map(|t| toml::to_string(t).unwrap_or_default());
+    let mut config = load_text(
+        text.as_deref().zip(named.as_deref()),
+        kept.as_deref(),
+        layers.env.clone(),
+        &layers.overrides,
+    )?;
+    config.layers = layers.clone();
+    Ok(config)
 }
 
 /// Validates `text` as a config file on top of the defaults, without the environment
@@ -50,6 +95,7 @@ pub fn load(
 pub fn load_str(text: &str) -> Result<Config, ConfigError> {
     load_text(
         Some((text, "(text)")),
+        None,
         Some(HashMap::new()),
         &Overrides::default(),
     )
@@ -58,11 +104,13 @@ pub fn load_str(text: &str) -> Result<Config, ConfigError> {
 /// `load` once the file (its text and the name errors use) has been read.
 fn load_text(
     file: Option<(&str, &str)>,
+    kept: Option<&str>,
     env: Option<HashMap<String, String>>,
     overrides: &Overrides,
 ) -> Result<Config, ConfigError> {
     let mut files = vec![(EXAMPLE, "(defaults)")];
     files.extend(file);
+    files.extend(kept.map(|k| (k, "(the settings page's settings)")));
     let mut builder = files_layered(&files)?;
     // Values stay text (the reader parses numbers and booleans itself): the crate's own
     // parsing would turn a token like "0000123456789012" into the number 123456789012.
@@ -123,10 +171,15 @@ pub fn layer(files: &[(&str, &str)]) -> Result<toml::Table, ConfigError> {
         })
 }
 
-/// Loads exactly one file on top of the defaults, ignoring the environment
-/// (what `edgecam check-config FILE` judges).
+/// Loads exactly one file on top of the defaults, ignoring the environment and the
+/// settings page's settings (what `edgecam check-config FILE` judges).
 pub fn load_file_only(file: &Path) -> Result<Config, ConfigError> {
-    load(file.into(), Some(HashMap::new()), &Overrides::default())
+    let layers = Layers {
+        file: Some(file.to_path_buf()),
+        env: Some(HashMap::new()),
+        overrides: Overrides::default(),
+    };
+    load_layers(&layers, None)
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
@@ -784,6 +837,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             Some(udp_ports),
             Some(max),
         ) => Ok(Config {
+            layers: Layers::default(),
             http: HttpConfig {
                 listen,
                 allowed_origins,

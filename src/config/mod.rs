@@ -6,15 +6,36 @@ mod load;
 pub mod provisioning;
 mod source;
 
-pub use load::{CONFIG_PATH, EXAMPLE, Overrides, layer, load, load_file_only, load_str};
+pub use load::{
+    CONFIG_PATH, EXAMPLE, Overrides, SETTINGS_FILE, layer, load, load_file_only, load_layers,
+    load_str,
+};
 pub use source::{AudioSource, EncoderKind, PortRange, SourceSpec};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// Where a configuration came from, so the settings page can check a change against the
+/// same layers. Not part of what a configuration is: any two compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    pub file: Option<std::path::PathBuf>,
+    /// The environment it was read with (`None`: the process's own).
+    pub env: Option<std::collections::HashMap<String, String>>,
+    pub overrides: Overrides,
+}
+
+impl PartialEq for Layers {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Where it came from.
+    pub layers: Layers,
     pub http: HttpConfig,
     pub camera: CameraConfig,
     pub encoder: EncoderConfig,

@@ -11,7 +11,7 @@ use gstreamer_app as gst_app;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Why a pipeline run ended.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +77,14 @@ pub struct BranchOutput<'a> {
     pub stats: Arc<RunStats>,
 }
 
+/// What a running encoder takes without a restart: its bitrate (kb/s), set on the
+/// element named `enc` whenever the value changes.
+pub type Tuning = watch::Receiver<u32>;
+
 /// Runs `description` until an error or until `stop` resolves (then returns Ok).
 /// Every access unit goes to `sink`. Keyframe requests arriving on `keyframes` are
 /// coalesced and turned into upstream force-key-unit events.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     description: &str,
     sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
@@ -88,6 +93,7 @@ pub async fn run(
     stall_after: Duration,
     stop: impl std::future::Future<Output = ()>,
     branches: Vec<BranchOutput<'_>>,
+    tuning: Option<Tuning>,
 ) -> Result<(), EncodeError> {
     init()?;
     // GStreamer calls that may wait on a device (loading, opening, stopping it) run on
@@ -104,10 +110,50 @@ pub async fn run(
         stall_after,
         stop,
         branches,
+        tuning,
     )
     .await;
     guard.release().await;
     result
+}
+
+/// Sets the encoder's bitrate while it runs, in the unit each encoder takes: x264enc
+/// kb/s, openh264enc b/s (both documented as changeable while playing), v4l2h264enc its
+/// `video_bitrate` control (applied to the open device; checkable only on a board).
+fn set_bitrate(pipeline: &gst::Pipeline, kbps: u32) -> bool {
+    let Some(enc) = pipeline.by_name("enc") else {
+        return false;
+    };
+    let factory = enc
+        .factory()
+        .map(|f| f.name().to_string())
+        .unwrap_or_default();
+    let bps = kbps.saturating_mul(1000);
+    match factory.as_str() {
+        "x264enc" => enc.set_property("bitrate", kbps),
+        "openh264enc" => enc.set_property("bitrate", bps),
+        "v4l2h264enc" => {
+            let mut controls = enc
+                .property::<Option<gst::Structure>>("extra-controls")
+                .unwrap_or_else(|| gst::Structure::new_empty("controls"));
+            controls.set("video_bitrate", bps as i32);
+            enc.set_property("extra-controls", controls);
+        }
+        _ => return false,
+    }
+    tracing::info!(kbps, encoder = %factory, "bitrate changed live");
+    true
+}
+
+/// The next bitrate asked of `tuning`; never, once its sender is gone (or without one).
+async fn next_bitrate(tuning: &mut Option<Tuning>) -> u32 {
+    if let Some(rx) = tuning {
+        if rx.changed().await.is_ok() {
+            return *rx.borrow_and_update();
+        }
+        *tuning = None;
+    }
+    std::future::pending().await
 }
 
 /// Runs a transcoding pipeline until an error or `stop`: `description` begins with an
@@ -135,7 +181,7 @@ pub async fn run_fed(
         None => Err(EncodeError::NoSource),
         Some(src) => {
             tokio::select! {
-                r = play(&pipeline, sink, keyframes, stats, stall_after, stop, Vec::new()) => r,
+                r = play(&pipeline, sink, keyframes, stats, stall_after, stop, Vec::new(), None) => r,
                 // The input ends only when its hub is gone.
                 _ = feed(&src, input) => Err(EncodeError::Eos),
             }
@@ -261,6 +307,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Plays the pipeline until an error, a stall or `stop`.
+#[allow(clippy::too_many_arguments)]
 async fn play(
     pipeline: &gst::Pipeline,
     sink: Arc<dyn Fn(EncodedFrame) + Send + Sync>,
@@ -269,6 +316,7 @@ async fn play(
     stall_after: Duration,
     stop: impl std::future::Future<Output = ()>,
     branches: Vec<BranchOutput<'_>>,
+    mut tuning: Option<Tuning>,
 ) -> Result<(), EncodeError> {
     // A stamping test source names its last element `stamp` (see capture::stamp).
     if let Some(stamp) = pipeline.by_name("stamp") {
@@ -329,6 +377,9 @@ async fn play(
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
         tokio::select! {
             _ = &mut stop => break Ok(()),
+            kbps = next_bitrate(&mut tuning) => {
+                set_bitrate(pipeline, kbps);
+            }
             msg = messages.next() => match msg {
                 None => break Err(EncodeError::Eos),
                 Some(msg) => if let Some(err) = to_error(&msg) { break Err(err) },
@@ -655,6 +706,7 @@ mod tests {
             Duration::from_secs(5),
             std::future::pending(),
             Vec::new(),
+            None,
         )
         .await
         .unwrap_err()
@@ -764,6 +816,7 @@ mod tests {
             Duration::from_secs(5),
             stop,
             Vec::new(),
+            None,
         )
         .await
         .unwrap();
@@ -819,6 +872,7 @@ mod tests {
             Duration::from_secs(20),
             std::future::pending(),
             vec![out],
+            None,
         )
         .await
         .unwrap_err();
@@ -876,6 +930,7 @@ mod tests {
             Duration::from_secs(5),
             stop,
             vec![out],
+            None,
         )
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 mod login;
 pub mod metrics;
 pub mod onvif;
+pub mod settings;
 pub mod tls;
 
 use crate::auth::Role;
@@ -29,6 +30,7 @@ pub fn router(
     status: Arc<crate::status::Status>,
     snapshots: Arc<crate::snapshot::Snapshots>,
     onvif_facts: Arc<onvif::Facts>,
+    settings: Arc<settings::SettingsService>,
 ) -> Router {
     let gate =
         |need: Role| axum::middleware::from_fn_with_state((signaling.clone(), need), login::gate);
@@ -76,6 +78,9 @@ pub fn router(
         )
         .route("/api/stream/stop", post(|s, h| stream(s, h, Command::Stop)))
         .route("/metrics", get(prometheus))
+        .route("/settings", get(|| page("settings.html")))
+        .route("/settings.js", get(|| asset("settings.js")))
+        .route("/api/settings", get(settings_view).put(settings_change))
         .route_layer(gate(Role::Admin));
     Router::new()
         .merge(viewer)
@@ -89,6 +94,7 @@ pub fn router(
         .layer(Extension(status))
         .layer(Extension(snapshots))
         .layer(Extension(onvif_facts))
+        .layer(Extension(settings))
         .with_state(signaling)
 }
 
@@ -103,10 +109,14 @@ async fn page(html: &'static str) -> Response {
                 .map(|f| String::from_utf8_lossy(&f.data).into_owned())
                 .unwrap_or_default()
         };
-        [("index.html", "app.js"), ("presenter.html", "presenter.js")]
-            .into_iter()
-            .map(|(h, j)| (h, inline_assets(&text(h), &text("style.css"), j, &text(j))))
-            .collect()
+        [
+            ("index.html", "app.js"),
+            ("presenter.html", "presenter.js"),
+            ("settings.html", "settings.js"),
+        ]
+        .into_iter()
+        .map(|(h, j)| (h, inline_assets(&text(h), &text("style.css"), j, &text(j))))
+        .collect()
     });
     match pages.get(html) {
         Some(body) => (
@@ -255,6 +265,48 @@ async fn prometheus(Extension(status): Extension<Arc<crate::status::Status>>) ->
         metrics::render(&status.snapshot()),
     )
         .into_response()
+}
+
+async fn settings_view(Extension(service): Extension<Arc<settings::SettingsService>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(service.view().await),
+    )
+        .into_response()
+}
+
+/// `PUT /api/settings` with a JSON object of the keys to change. Same-origin only (a
+/// foreign page's PUT is refused, as for start/stop), at most 16 KiB.
+async fn settings_change(
+    State(sig): State<Arc<Signaling>>,
+    Extension(service): Extension<Arc<settings::SettingsService>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = same_origin_only(&headers, &sig.allowed_origins, "settings change") {
+        return refused;
+    }
+    if body.len() > crate::settings::MAX_BODY {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(serde_json::json!({"error": "at most 16 KiB of settings at once"})),
+        )
+            .into_response();
+    }
+    let changes = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": "send a JSON object of the settings to change, e.g. {\"camera.width\": 640}"})),
+            )
+                .into_response();
+        }
+    };
+    match service.change(&changes).await {
+        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response(),
+        Err(refused) => refused,
+    }
 }
 
 async fn onvif_service(

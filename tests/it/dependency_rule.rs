@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["netif", "board"],
     &["auth"],
     &["config"],
+    &["settings"],
     &["capture"],
     &["encode"],
     &["fanout"],

@@ -879,6 +879,65 @@ fn http_cases(real_offer: &str) -> Vec<Case> {
             Expect::Status(400),
         ));
     }
+    // The settings page's API: hostile values for every kind of field are refused with
+    // the validator's message (400), a body too large with 413; nothing is changed.
+    let settings = |body: &str| {
+        request(
+            "PUT",
+            "/api/settings",
+            &[
+                ("Authorization", &admin),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let huge = format!("{{\"camera.source\": \"{}\"}}", "x".repeat(20_000));
+    cases.push(http(
+        "settings, 20 kB body",
+        settings(&huge),
+        Expect::Status(413),
+    ));
+    for (name, body) in [
+        ("not JSON", "camera.width=640".to_string()),
+        ("a list", "[1, 2]".to_string()),
+        (
+            "a key it may not change",
+            r#"{"state.dir": "/"}"#.to_string(),
+        ),
+        (
+            "width of 20 digits",
+            r#"{"camera.width": "99999999999999999999"}"#.to_string(),
+        ),
+        ("negative viewers", r#"{"viewers.max": -1}"#.to_string()),
+        ("fractional fps", r#"{"camera.fps": 29.97}"#.to_string()),
+        (
+            "a number too large for JSON",
+            r#"{"camera.fps": 1e400}"#.to_string(),
+        ),
+        ("bool as text", r#"{"tls.enabled": "yes"}"#.to_string()),
+        (
+            "unknown source",
+            r#"{"camera.source": "rtsp://x"}"#.to_string(),
+        ),
+        (
+            "microphone with a pipeline",
+            r#"{"audio.source": "alsa:hw:0 ! filesink location=/x"}"#.to_string(),
+        ),
+        (
+            "short password",
+            r#"{"auth.admin_password": "short"}"#.to_string(),
+        ),
+        ("bool as a number", r#"{"fallback.enabled": 1}"#.to_string()),
+        ("audio bitrate", r#"{"audio.bitrate_kbps": 100000}"#.to_string()),
+        ("nested", r#"{"camera": {"width": 1}}"#.to_string()),
+    ] {
+        cases.push(http(
+            &format!("settings, {name}"),
+            settings(&body),
+            Expect::Status(400),
+        ));
+    }
     // Hostile HTTP Digest answers: refused (401), never a crash.
     let huge_digest = format!("Digest username=\"viewer\", nonce=\"{long}\", response=\"x\"");
     for (name, value) in [

@@ -32,6 +32,7 @@ mod presenter_handover;
 mod provisioning;
 mod rtsp_streams;
 mod rust_viewer_receives_h264;
+mod settings_page;
 mod silent_websocket_closed;
 mod snapshot_jpeg;
 mod soak_join_leave;

@@ -80,6 +80,11 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
     let out = provision(&file, &root);
     assert!(out.status.success());
 
+    // The settings page chose a width and a frame rate earlier; the boot file below
+    // names the frame rate, so the page's choice for it goes and its width stays.
+    let page = root.join("var/lib/edgecam/settings.toml");
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    std::fs::write(&page, "[camera]\nwidth = 320\nfps = 10\n").unwrap();
     std::fs::write(&file, GOOD).unwrap();
     let out = provision(&file, &root);
     assert!(
@@ -110,6 +115,11 @@ async fn boot_file_is_applied_kept_and_errors_are_reported() {
             && !settings.contains("family-room-7")
             && !settings.contains("only-me-please"),
         "{settings}"
+    );
+    let left = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        left.contains("width = 320") && !left.contains("fps"),
+        "the boot file wins for the keys it names: {left}"
     );
     // The passwords themselves are kept for RTSP Digest and ONVIF logins, in the state
     // directory, readable by the daemon's user alone, bound to the hashes just written.

@@ -170,7 +170,14 @@ impl Daemon {
         let basic =
             base64::engine::general_purpose::STANDARD.encode(format!("admin:{admin_password}"));
         let state = std::sync::Arc::new(tempfile::tempdir().expect("state dir"));
-        Self::start_inner("127.0.0.1:0", &all, state, Some(format!("Basic {basic}"))).await
+        Self::start_inner(
+            "127.0.0.1:0",
+            &all,
+            state,
+            Some(format!("Basic {basic}")),
+            false,
+        )
+        .await
     }
 
     /// Starts with a given state directory (to check what a restart remembers).
@@ -179,7 +186,30 @@ impl Daemon {
         extra: &[(&str, &str)],
         state: std::sync::Arc<tempfile::TempDir>,
     ) -> Self {
-        Self::start_inner(listen, extra, state, None).await
+        Self::start_inner(listen, extra, state, None, false).await
+    }
+
+    /// Like `start_full`, with the settings in a settings file (`<state>/edgecam.toml`)
+    /// instead of the environment, as on a device: the settings page may then change
+    /// them (the environment wins over the page). `admin`: an admin password.
+    pub async fn start_settable(
+        extra: &[(&str, &str)],
+        state: std::sync::Arc<tempfile::TempDir>,
+        admin: Option<&str>,
+    ) -> Self {
+        use base64::Engine;
+        let hash = admin.map(|p| edgecam::auth::hash_password(p).expect("hash"));
+        let mut all = extra.to_vec();
+        if let Some(h) = &hash {
+            all.push(("EDGECAM_AUTH__ADMIN_PASSWORD_HASH", h));
+        }
+        let credentials = admin.map(|p| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("admin:{p}"))
+            )
+        });
+        Self::start_inner("127.0.0.1:0", &all, state, credentials, true).await
     }
 
     async fn start_inner(
@@ -187,6 +217,7 @@ impl Daemon {
         extra: &[(&str, &str)],
         state: std::sync::Arc<tempfile::TempDir>,
         credentials: Option<String>,
+        in_file: bool,
     ) -> Self {
         let mut env: HashMap<String, String> = [
             ("EDGECAM_CAMERA__SOURCE", "test"),
@@ -209,7 +240,29 @@ impl Daemon {
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
-        let cfg = edgecam::config::load(None, Some(env), &Default::default()).expect("test config");
+        // For `start_settable`: the settings go into a file, as a device has them.
+        let file = in_file.then(|| {
+            let mut table = toml::Table::new();
+            for (key, value) in env.drain() {
+                let Some((section, name)) = key
+                    .strip_prefix("EDGECAM_")
+                    .and_then(|k| k.split_once("__"))
+                else {
+                    continue;
+                };
+                let section = table
+                    .entry(section.to_ascii_lowercase())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(t) = section {
+                    t.insert(name.to_ascii_lowercase(), toml::Value::String(value));
+                }
+            }
+            let path = state.path().join("edgecam.toml");
+            std::fs::write(&path, toml::to_string(&table).expect("toml")).expect("settings file");
+            path
+        });
+        let cfg = edgecam::config::load(file.as_deref(), Some(env.clone()), &Default::default())
+            .expect("test config");
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();

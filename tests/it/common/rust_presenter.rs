@@ -217,6 +217,7 @@ async fn stream_test_pattern(track: Arc<TrackLocalStaticSample>, pt: u8, vp8: bo
             Duration::from_secs(5),
             std::future::pending(),
             Vec::new(),
+            None,
         )
         .await;
     });

@@ -1,0 +1,246 @@
+//! The settings page as an owner uses it, in Chromium: logged in as admin on `/settings`,
+//! a new bitrate is taken by the running encoder (no pipeline restart, the measured
+//! bitrate follows); a new size restarts the pipeline while a viewer page in another tab
+//! keeps its connection and shows the new width; a bad value shows the validator's
+//! message beside its field and changes nothing; a viewer credential and a foreign page
+//! get no settings; a restarted daemon keeps what was saved.
+
+use crate::common;
+
+use common::browser::{Browser, VIEWER_PROBE};
+use common::{Daemon, http_full};
+
+const ADMIN: &str = "owner-only-42";
+const VIEWER: &str = "family-screen-7";
+
+/// The daemon's bitrate over a few seconds (bits per second, averaged).
+async fn bitrate(daemon: &Daemon) -> u64 {
+    let mut sum = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        sum += daemon.status().await["bitrate_bps"].as_u64().unwrap_or(0);
+    }
+    sum / 4
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_changes_the_camera_from_its_page() {
+    let _bound = crate::common::time_bound(
+        "settings_page::the_owner_changes_the_camera_from_its_page",
+        None,
+    );
+    let viewer_hash = edgecam::auth::hash_password(VIEWER).expect("hash");
+    let state = std::sync::Arc::new(tempfile::tempdir().expect("state dir"));
+    let daemon = Daemon::start_settable(
+        &[
+            ("EDGECAM_AUTH__VIEWER_PASSWORD_HASH", &viewer_hash),
+            ("EDGECAM_ENCODER__BITRATE_KBPS", "1500"),
+        ],
+        state.clone(),
+        Some(ADMIN),
+    )
+    .await;
+    let a = daemon.addr;
+    let basic = |p: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("x:{p}"))
+        )
+    };
+
+    // Who may: a viewer credential gets no settings; a foreign page's PUT is refused.
+    let viewer = basic(VIEWER);
+    let (code, _, _) =
+        http_full(a, "GET", "/api/settings", &[("Authorization", &viewer)], "").await;
+    assert_eq!(code, 401, "a viewer credential gets no settings");
+    let admin = basic(ADMIN);
+    let json = [
+        ("Authorization", admin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let foreign = [
+        ("Authorization", admin.as_str()),
+        ("Origin", "http://evil.example"),
+    ];
+    let (code, _, _) = http_full(a, "PUT", "/api/settings", &foreign, r#"{"camera.fps": 5}"#).await;
+    assert_eq!(code, 403, "a foreign page's PUT");
+    let (code, _, body) = http_full(a, "GET", "/api/settings", &json, "").await;
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["values"]["camera.width"], 640, "{view}");
+    assert_eq!(
+        view["values"]["auth.admin_password"], true,
+        "passwords are only said to be set"
+    );
+    assert!(!body.contains("argon2"), "no hash leaves the camera");
+
+    let Some(browser) = Browser::launch_or_skip("settings_page", &[]).await else {
+        daemon.stop().await;
+        return;
+    };
+    // A viewer page (logged in as viewer) in one tab.
+    let watch = browser.open(&daemon.url("/")).await;
+    watch
+        .wait_for("location.pathname", 20, "the login form", |v| v == "/login")
+        .await;
+    watch
+        .eval(&format!(
+            "document.getElementById('password').value = '{VIEWER}'; \
+             document.querySelector('form').submit(); true"
+        ))
+        .await;
+    watch
+        .wait_for(VIEWER_PROBE, 30, "the viewer sees 640 wide", |v| {
+            v["frames"].as_u64().unwrap_or(0) > 5 && v["width"] == 640
+        })
+        .await;
+    watch.eval("window.firstPc = window.edgecam.pc; true").await;
+
+    // The owner, logged in as admin, on /settings in another tab.
+    let owner = browser.open(&daemon.url("/settings")).await;
+    owner
+        .wait_for("location.pathname", 20, "the login form", |v| v == "/login")
+        .await;
+    owner
+        .eval(&format!(
+            "document.getElementById('password').value = '{ADMIN}'; \
+             document.querySelector('form').submit(); true"
+        ))
+        .await;
+    owner
+        .wait_for(
+            "document.getElementById('camera.width') ? document.getElementById('camera.width').value : ''",
+            20,
+            "the settings form",
+            |v| v == "640",
+        )
+        .await;
+
+    // The bitrate: taken live.
+    let before = daemon.status().await;
+    let high = bitrate(&daemon).await;
+    owner
+        .eval(
+            "document.getElementById('encoder.bitrate_kbps').value = 200; \
+             document.getElementById('save').click(); true",
+        )
+        .await;
+    owner
+        .wait_for(
+            "document.getElementById('result').textContent",
+            20,
+            "applied",
+            |v| v.as_str().is_some_and(|t| t.starts_with("Applied.")),
+        )
+        .await;
+    // The rate control settles within a second or two.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let low = bitrate(&daemon).await;
+    let after = daemon.status().await;
+    eprintln!("bitrate before {high} b/s, after the change to 200 kb/s {low} b/s");
+    assert_eq!(
+        after["pipeline_restarts"], before["pipeline_restarts"],
+        "no restart for a bitrate"
+    );
+    assert!(
+        low < high / 2 && low < 400_000,
+        "the bitrate follows: {high} → {low}"
+    );
+
+    // A bad value: its message beside the field, nothing changed.
+    owner
+        .eval(
+            "document.getElementById('camera.width').value = 5; \
+             document.getElementById('save').click(); true",
+        )
+        .await;
+    let message = owner
+        .wait_for(
+            "document.getElementById('error-camera.width').textContent",
+            20,
+            "the field's message",
+            |v| v.as_str().is_some_and(|t| !t.is_empty()),
+        )
+        .await;
+    assert!(
+        message.as_str().unwrap_or_default().contains("16"),
+        "{message}"
+    );
+    assert_eq!(
+        daemon.status().await["pipeline_restarts"],
+        before["pipeline_restarts"]
+    );
+
+    // A new size: a new pipeline; the viewer keeps its connection and sees it.
+    owner.eval("location.reload(); true").await;
+    owner
+        .wait_for(
+            "document.getElementById('camera.width') ? document.getElementById('camera.width').value : ''",
+            20,
+            "the settings form again",
+            |v| v == "640",
+        )
+        .await;
+    owner
+        .eval(
+            "document.getElementById('camera.width').value = 320; \
+             document.getElementById('camera.height').value = 180; \
+             document.getElementById('save').click(); true",
+        )
+        .await;
+    owner
+        .wait_for(
+            "document.getElementById('result').textContent",
+            20,
+            "applied with a restart",
+            |v| v.as_str().is_some_and(|t| t.contains("restarted")),
+        )
+        .await;
+    let v = watch
+        .wait_for(
+            "(async () => { const v = await (0, eval)(PROBE); v.same = window.edgecam.pc === window.firstPc; return v; })()"
+                .replace("PROBE", &serde_json::to_string(VIEWER_PROBE).unwrap())
+                .as_str(),
+            30,
+            "the viewer sees the new width on the same connection",
+            |v| v["width"] == 320,
+        )
+        .await;
+    assert_eq!(v["same"], true, "the viewer never reconnected: {v}");
+    assert_eq!(v["pc"], "connected", "{v}");
+    let s = daemon.status().await;
+    assert!(
+        s["pipeline_restarts"].as_u64() > before["pipeline_restarts"].as_u64(),
+        "a size needs a new pipeline: {s}"
+    );
+
+    // Kept: a restarted daemon starts with what was saved.
+    owner.close().await;
+    watch.close().await;
+    drop(browser);
+    daemon.stop().await;
+    let kept = std::fs::read_to_string(state.path().join("settings.toml")).expect("kept");
+    assert!(
+        kept.contains("width = 320") && kept.contains("bitrate_kbps = 200"),
+        "{kept}"
+    );
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .arg("check-config")
+        .arg(state.path().join("settings.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "check-config accepts what the page wrote"
+    );
+    let again = Daemon::start_settable(&[], state, Some(ADMIN)).await;
+    let s = again
+        .wait_status(20, |s| s["pipeline"]["state"] == "running")
+        .await;
+    let (code, body) = again.get("/api/settings").await;
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["values"]["camera.width"], 320, "{view} {s}");
+    assert_eq!(view["values"]["encoder.bitrate_kbps"], 200);
+    again.stop().await;
+}
