@@ -146,22 +146,19 @@ impl SettingsService {
         old: Config,
     ) {
         let mut camera = self.camera.clone();
+        // Only what happens from now on counts (an error from before the change is the
+        // old settings' fault).
+        camera.borrow_and_update();
         let verdict = tokio::time::timeout(SETTLE, async {
-            loop {
-                {
-                    let s = camera.borrow_and_update();
-                    if !Arc::ptr_eq(&s.run, &run_before) {
-                        match &s.pipeline {
-                            Pipeline::Running => return None,
-                            Pipeline::Error(reason) => return Some(reason.clone()),
-                            _ => {}
-                        }
-                    }
-                }
-                if camera.changed().await.is_err() {
-                    return None;
+            while camera.changed().await.is_ok() {
+                let s = camera.borrow_and_update();
+                match &s.pipeline {
+                    Pipeline::Error(reason) => return Some(reason.clone()),
+                    Pipeline::Running if !Arc::ptr_eq(&s.run, &run_before) => return None,
+                    _ => {}
                 }
             }
+            None
         })
         .await;
         let Ok(Some(reason)) = verdict else {

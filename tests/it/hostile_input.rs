@@ -929,7 +929,10 @@ fn http_cases(real_offer: &str) -> Vec<Case> {
             r#"{"auth.admin_password": "short"}"#.to_string(),
         ),
         ("bool as a number", r#"{"fallback.enabled": 1}"#.to_string()),
-        ("audio bitrate", r#"{"audio.bitrate_kbps": 100000}"#.to_string()),
+        (
+            "audio bitrate",
+            r#"{"audio.bitrate_kbps": 100000}"#.to_string(),
+        ),
         ("nested", r#"{"camera": {"width": 1}}"#.to_string()),
     ] {
         cases.push(http(

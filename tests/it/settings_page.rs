@@ -214,6 +214,42 @@ async fn the_owner_changes_the_camera_from_its_page() {
         "a size needs a new pipeline: {s}"
     );
 
+    // A camera that will not start with new settings: the old ones come back, and the
+    // page is told why.
+    let json = [
+        ("Authorization", admin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, _, body) = http_full(
+        a,
+        "PUT",
+        "/api/settings",
+        &json,
+        r#"{"camera.source": "v4l2:/dev/video77"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let mut view = serde_json::Value::Null;
+    for _ in 0..60 {
+        let (_, _, body) = http_full(a, "GET", "/api/settings", &json, "").await;
+        view = serde_json::from_str(&body).unwrap_or_default();
+        if view["last_change"]["ok"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        view["values"]["camera.source"], "test",
+        "the previous source is back: {view}"
+    );
+    assert!(
+        view["last_change"]["message"].as_str().is_some_and(|m| m.contains("/dev/video77") && m.contains("previous settings are back")),
+        "{view}"
+    );
+    daemon
+        .wait_status(30, |s| s["pipeline"]["state"] == "running")
+        .await;
+
     // Kept: a restarted daemon starts with what was saved.
     owner.close().await;
     watch.close().await;
