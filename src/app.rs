@@ -279,6 +279,7 @@ pub async fn serve_with(
     let settings = crate::web::settings::SettingsService::new(
         settings_tx,
         admission.clone(),
+        auth.clone(),
         camera_state.clone(),
     );
     let router = crate::web::router(signaling, status, snapshots, onvif_facts, settings);

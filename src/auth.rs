@@ -74,7 +74,10 @@ pub struct AuthConfig {
 }
 
 pub struct Auth {
-    config: AuthConfig,
+    /// The passwords in effect; the settings page may change them while the daemon runs.
+    config: std::sync::RwLock<AuthConfig>,
+    /// Where the NVR passwords are kept (read again when the passwords change).
+    nvr_path: std::path::PathBuf,
     /// Signs session cookies; kept in the state directory so logins survive restarts.
     key: [u8; 32],
     /// SHA-256 of passwords already verified, so Basic auth does not run argon2
@@ -149,15 +152,11 @@ impl Auth {
                 k
             }
         };
-        let nvr = crate::nvr_credentials::Store::load(
-            &state_dir.join(crate::nvr_credentials::FILE),
-            &[
-                (Role::Viewer.name(), config.viewer_password_hash.as_deref()),
-                (Role::Admin.name(), config.admin_password_hash.as_deref()),
-            ],
-        );
+        let nvr_path = state_dir.join(crate::nvr_credentials::FILE);
+        let nvr = nvr_store(&nvr_path, &config);
         Self {
-            config,
+            config: std::sync::RwLock::new(config),
+            nvr_path,
             key,
             verified: Mutex::new(HashMap::new()),
             limiter: Mutex::new(Limiter::default()),
@@ -166,6 +165,28 @@ impl Auth {
             nvr_generation: Default::default(),
             nonces: Default::default(),
         }
+    }
+
+    /// The passwords in effect.
+    pub fn config(&self) -> AuthConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// New passwords, in effect at once: sessions and NVR passwords made with the old
+    /// ones stop working.
+    pub fn set_config(&self, config: AuthConfig) {
+        if self.config() == config {
+            return;
+        }
+        *self.nvr.lock().unwrap_or_else(|p| p.into_inner()) = nvr_store(&self.nvr_path, &config);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.lock_verified().clear();
+        self.nvr_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        tracing::info!("passwords changed");
     }
 
     /// Whether watching needs a credential (a viewer password is set). NVR protocols
@@ -190,9 +211,10 @@ impl Auth {
 
     /// Keeps a password that was just verified for NVR logins.
     fn learn(&self, role: Role, password: &str) {
+        let config = self.config();
         let hash = match role {
-            Role::Viewer => &self.config.viewer_password_hash,
-            Role::Admin => &self.config.admin_password_hash,
+            Role::Viewer => &config.viewer_password_hash,
+            Role::Admin => &config.admin_password_hash,
         };
         let Some(hash) = hash else { return };
         let mut store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
@@ -330,14 +352,16 @@ impl Auth {
 
     /// No password at all: everyone on the network may do everything.
     pub fn is_open(&self) -> bool {
-        self.config.viewer_password_hash.is_none() && self.config.admin_password_hash.is_none()
+        let c = self.config();
+        c.viewer_password_hash.is_none() && c.admin_password_hash.is_none()
     }
 
     /// Whether someone holding `have` may do what needs `need`. Admin actions fall back
     /// to the viewer password when no admin password is set.
     pub fn grants(&self, have: Option<Role>, need: Role) -> bool {
-        let viewer = self.config.viewer_password_hash.is_some();
-        let admin = self.config.admin_password_hash.is_some();
+        let c = self.config();
+        let viewer = c.viewer_password_hash.is_some();
+        let admin = c.admin_password_hash.is_some();
         match need {
             Role::Viewer if !viewer => true,
             Role::Viewer => have.is_some(),
@@ -404,8 +428,8 @@ impl Auth {
         let job = VerifyJob {
             password: password.to_owned(),
             candidates: [
-                (Role::Admin, self.config.admin_password_hash.clone()),
-                (Role::Viewer, self.config.viewer_password_hash.clone()),
+                (Role::Admin, self.config().admin_password_hash),
+                (Role::Viewer, self.config().viewer_password_hash),
             ],
             reply,
         };
@@ -488,9 +512,10 @@ impl Auth {
     fn mac(&self, role: Role, expiry: u64) -> Hmac<Sha256> {
         // A key of any length is accepted by HMAC.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        let config = self.config();
         let hash = match role {
-            Role::Viewer => &self.config.viewer_password_hash,
-            Role::Admin => &self.config.admin_password_hash,
+            Role::Viewer => &config.viewer_password_hash,
+            Role::Admin => &config.admin_password_hash,
         };
         mac.update(role.name().as_bytes());
         mac.update(b".");
@@ -507,6 +532,17 @@ impl Auth {
     fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Role>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The NVR passwords kept for `config`'s hashes.
+fn nvr_store(path: &Path, config: &AuthConfig) -> crate::nvr_credentials::Store {
+    crate::nvr_credentials::Store::load(
+        path,
+        &[
+            (Role::Viewer.name(), config.viewer_password_hash.as_deref()),
+            (Role::Admin.name(), config.admin_password_hash.as_deref()),
+        ],
+    )
 }
 
 /// Why a password or a password hash cannot be used.
@@ -847,13 +883,13 @@ mod tests {
             assert_eq!(a.session_role(junk), None, "{junk:?}");
         }
         // The key is kept: a restarted daemon accepts the same cookie.
-        let again = Auth::new(a.config.clone(), dir.path());
+        let again = Auth::new(a.config(), dir.path());
         assert_eq!(again.session_role(&cookie), Some(Role::Admin));
         // A new password ends sessions made with the old one.
         let changed = Auth::new(
             AuthConfig {
                 admin_password_hash: Some(hash_password("control-me-3").unwrap()),
-                ..a.config.clone()
+                ..a.config()
             },
             dir.path(),
         );

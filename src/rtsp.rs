@@ -173,6 +173,16 @@ mod digest {
                 let Some(auth) = self.auth.get() else {
                     return false;
                 };
+                // Open while no viewer password is set (the settings page may set one
+                // while the server runs).
+                if !auth.watching_needs_credentials() {
+                    ctx.set_token(
+                        rtsp::RTSPToken::builder()
+                            .field("media.factory.role", WATCH)
+                            .build(),
+                    );
+                    return true;
+                }
                 self.refresh(auth);
                 let from = ctx.client().and_then(peer_ip);
                 if let Some(ip) = from
@@ -224,7 +234,7 @@ async fn feed_audio(
     }
 }
 
-/// Starts serving `mounts` on `listen`, asking for credentials when `auth` says
+/// Starts serving `mounts` on `listen`, asking for credentials whenever `auth` says
 /// watching needs them. Must be called inside the tokio runtime (the hubs are read from
 /// its tasks).
 pub fn start(
@@ -237,10 +247,7 @@ pub fn start(
     let server = rtsp::RTSPServer::new();
     server.set_address(&listen.ip().to_string());
     server.set_service(&listen.port().to_string());
-    let guarded = auth.watching_needs_credentials();
-    if guarded {
-        server.set_auth(Some(&digest::GuardedAuth::new(auth)));
-    }
+    server.set_auth(Some(&digest::GuardedAuth::new(auth)));
     let points = server
         .mount_points()
         .ok_or_else(|| RtspError::Init("the server has no mount points".into()))?;
@@ -250,14 +257,12 @@ pub fn start(
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&launch(mount.audio.is_some()));
         factory.set_shared(true);
-        if guarded {
-            factory.add_role_from_structure(
-                &gst::Structure::builder(WATCH)
-                    .field("media.factory.access", true)
-                    .field("media.factory.construct", true)
-                    .build(),
-            );
-        }
+        factory.add_role_from_structure(
+            &gst::Structure::builder(WATCH)
+                .field("media.factory.access", true)
+                .field("media.factory.construct", true)
+                .build(),
+        );
         let hub = mount.hub;
         let audio = mount.audio;
         let runtime = runtime.clone();

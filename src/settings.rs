@@ -21,13 +21,13 @@ pub const MAX_BODY: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Apply {
-    /// The running pipeline takes it (bitrate, viewer limit).
+    /// In effect at once (bitrate, viewer limit, passwords).
     Live,
     /// The camera pipeline restarts with it, as after a camera fault; viewers stay.
     Pipeline,
     /// The microphone restarts with it.
     Audio,
-    /// Kept now, used from the daemon's next start (passwords, HTTPS, ports).
+    /// Kept now, used from the daemon's next start (HTTPS).
     NextStart,
 }
 

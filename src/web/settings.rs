@@ -25,6 +25,7 @@ pub struct SettingsService {
     /// The settings in effect; every stage that takes changes watches it.
     pub settings: watch::Sender<Config>,
     pub admission: Arc<Admission>,
+    pub auth: Arc<crate::auth::Auth>,
     pub store: Store,
     pub camera: watch::Receiver<CameraState>,
     /// What became of the last change, for the page.
@@ -37,12 +38,14 @@ impl SettingsService {
     pub fn new(
         settings: watch::Sender<Config>,
         admission: Arc<Admission>,
+        auth: Arc<crate::auth::Auth>,
         camera: watch::Receiver<CameraState>,
     ) -> Arc<Self> {
         let store = Store::new(&settings.borrow().state.dir);
         Arc::new(Self {
             settings,
             admission,
+            auth,
             store,
             camera,
             last: Mutex::new(None),
@@ -119,6 +122,7 @@ impl SettingsService {
                 .into_response());
         }
         self.admission.set_viewers_max(new.viewers.max);
+        self.auth.set_config(new.auth.clone());
         let run_before = self.camera.borrow().run.clone();
         self.settings.send_replace(new.clone());
         let pipeline = settings::pipeline_changed(&old, &new);
@@ -172,6 +176,7 @@ impl SettingsService {
             tracing::error!("cannot put the previous settings back: {e}");
         }
         self.admission.set_viewers_max(old.viewers.max);
+        self.auth.set_config(old.auth.clone());
         self.settings.send_replace(old);
         self.remember(json!({
             "ok": false,

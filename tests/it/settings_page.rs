@@ -250,6 +250,51 @@ async fn the_owner_changes_the_camera_from_its_page() {
         .wait_status(30, |s| s["pipeline"]["state"] == "running")
         .await;
 
+    // Passwords: in effect at once. A new viewer password shuts out the old one; removed,
+    // watching is open again.
+    let (code, _, body) = http_full(
+        a,
+        "PUT",
+        "/api/settings",
+        &json,
+        r#"{"auth.viewer_password": "a-new-family-pass"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let status_with = |cred: String| async move {
+        let h = [("Authorization", cred.as_str())];
+        http_full(a, "GET", "/api/status", &h, "").await.0
+    };
+    assert_eq!(
+        status_with(basic(VIEWER)).await,
+        401,
+        "the old viewer password"
+    );
+    assert_eq!(
+        status_with(basic("a-new-family-pass")).await,
+        200,
+        "the new one"
+    );
+    let (code, _, body) = http_full(
+        a,
+        "PUT",
+        "/api/settings",
+        &json,
+        r#"{"auth.viewer_password": ""}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        http_full(a, "GET", "/api/status", &[], "").await.0,
+        200,
+        "open to watch again"
+    );
+    assert_eq!(
+        http_full(a, "GET", "/api/settings", &[], "").await.0,
+        401,
+        "settings still need the admin"
+    );
+
     // Kept: a restarted daemon starts with what was saved.
     owner.close().await;
     watch.close().await;
