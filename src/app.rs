@@ -610,6 +610,10 @@ async fn next_event(
     }
 }
 
+/// The camera encoder's own keyframe interval: twice the longest the settings allow,
+/// as the runner forces each GOP's IDR itself.
+const GOP_CEILING_S: u32 = 120;
+
 /// Where the camera's streams go: the H.264 hub, the VP8 stream and the sub-stream.
 struct CameraOutputs {
     hub: Arc<Hub>,
@@ -650,7 +654,11 @@ impl CameraRun<'_> {
         let (config, want, state) = (self.config, self.want, self.state);
         // A new bitrate is taken by the running encoder; other camera settings need a
         // new pipeline (the run ends as for a restart; viewers stay).
-        let (bitrate_tx, bitrate_rx) = watch::channel(config.encoder.bitrate_kbps);
+        let tune = |c: &Config| encode::runner::Tune {
+            bitrate_kbps: c.encoder.bitrate_kbps,
+            keyframe_interval: Some(c.encoder.keyframe_interval),
+        };
+        let (tune_tx, tune_rx) = watch::channel(tune(config));
         let mut changes = settings.clone();
         changes.borrow_and_update();
         let running = config.clone();
@@ -690,7 +698,7 @@ impl CameraRun<'_> {
                             tracing::info!("camera settings changed; starting a new pipeline");
                             break;
                         }
-                        let _ = bitrate_tx.send(new.encoder.bitrate_kbps);
+                        let _ = tune_tx.send(tune(&new));
                     }
                 }
             }
@@ -728,7 +736,13 @@ impl CameraRun<'_> {
         let raw = encoder != pipeline::Encoder::Passthrough;
         let fallback = self.fallback.filter(|_| raw);
         let substream = self.substream.filter(|_| raw);
-        let desc = pipeline::describe(&source.fragment(want), encoder, &self.settings, raw);
+        // The runner keeps the GOP (so a new keyframe interval applies live); the
+        // encoder's own interval is only a ceiling.
+        let ceiling = EncodeSettings {
+            keyframe_interval_s: GOP_CEILING_S,
+            ..self.settings
+        };
+        let desc = pipeline::describe(&source.fragment(want), encoder, &ceiling, raw);
         tracing::info!(source = %source.describe(), encoder = encoder.name(), "starting pipeline");
         tracing::debug!(pipeline = %desc);
         let stats = Arc::new(RunStats::default());
@@ -828,7 +842,7 @@ impl CameraRun<'_> {
             STALL_AFTER,
             stop_fut,
             branches,
-            Some(bitrate_rx),
+            Some(tune_rx),
         )
         .await;
         match result {

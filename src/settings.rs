@@ -21,7 +21,7 @@ pub const MAX_BODY: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Apply {
-    /// In effect at once (bitrate, viewer limit, passwords).
+    /// In effect at once (bitrate, keyframe interval, viewer limit, passwords).
     Live,
     /// The camera pipeline restarts with it, as after a camera fault; viewers stay.
     Pipeline,
@@ -76,7 +76,7 @@ pub const FIELDS: &[Field] = &[
     f(
         "encoder.keyframe_interval_s",
         Kind::Number,
-        Apply::Pipeline,
+        Apply::Live,
         "Keyframe interval (s)",
     ),
     f(
@@ -125,13 +125,13 @@ pub const FIELDS: &[Field] = &[
     f(
         "auth.viewer_password",
         Kind::Password,
-        Apply::NextStart,
+        Apply::Live,
         "Viewer password",
     ),
     f(
         "auth.admin_password",
         Kind::Password,
-        Apply::NextStart,
+        Apply::Live,
         "Admin password",
     ),
     f("tls.enabled", Kind::Bool, Apply::NextStart, "HTTPS"),
@@ -289,12 +289,11 @@ pub fn needs(old: &Config, new: &Config) -> Option<Apply> {
 }
 
 /// Whether the camera pipeline must be built again to go from `old` to `new` (its
-/// source, size, rate, encoder, keyframe interval or extra streams changed); the bitrate
-/// is taken by a running encoder.
+/// source, size, rate, encoder or extra streams changed); the bitrate and the keyframe
+/// interval are taken by a running one.
 pub fn pipeline_changed(old: &Config, new: &Config) -> bool {
     old.camera != new.camera
         || old.encoder.kind != new.encoder.kind
-        || old.encoder.keyframe_interval != new.encoder.keyframe_interval
         || old.fallback != new.fallback
         || old.substream != new.substream
 }
@@ -397,6 +396,7 @@ mod tests {
             &merged,
             &changes(json!({"auth.viewer_password": ""})),
             no_hash,
+            |_| None,
         )
         .unwrap();
         assert_eq!(removed["auth"]["viewer_password_hash"].as_str(), Some(""));
@@ -451,7 +451,7 @@ mod tests {
         );
         assert_eq!(
             needs(&base, &with("[encoder]\nkeyframe_interval_s = 5")),
-            Some(Apply::Pipeline)
+            Some(Apply::Live)
         );
         assert_eq!(
             needs(&base, &with("[camera]\nwidth = 640")),

@@ -77,9 +77,17 @@ pub struct BranchOutput<'a> {
     pub stats: Arc<RunStats>,
 }
 
-/// What a running encoder takes without a restart: its bitrate (kb/s), set on the
-/// element named `enc` whenever the value changes.
-pub type Tuning = watch::Receiver<u32>;
+/// What a running camera encoder takes without a restart: its bitrate (kb/s, set on the
+/// element named `enc`) and its keyframe interval. With an interval the runner makes the
+/// GOP itself, forcing an IDR when that long has passed since the last keyframe (the
+/// encoder's own interval is then only a ceiling), so a new interval applies at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tune {
+    pub bitrate_kbps: u32,
+    pub keyframe_interval: Option<Duration>,
+}
+
+pub type Tuning = watch::Receiver<Tune>;
 
 /// Runs `description` until an error or until `stop` resolves (then returns Ok).
 /// Every access unit goes to `sink`. Keyframe requests arriving on `keyframes` are
@@ -117,6 +125,46 @@ pub async fn run(
     result
 }
 
+/// The GOP a runner keeps by forcing keyframes: pure, fed the keyframe count and the
+/// time on every tick.
+#[derive(Debug)]
+struct GopClock {
+    keyframes: u64,
+    last_keyframe: Instant,
+    asked: Option<Instant>,
+}
+
+impl GopClock {
+    fn new(now: Instant) -> Self {
+        Self {
+            keyframes: 0,
+            last_keyframe: now,
+            asked: None,
+        }
+    }
+
+    /// Whether to ask for a keyframe now, given how many came out so far.
+    fn due(&mut self, keyframes: u64, interval: Option<Duration>, now: Instant) -> bool {
+        if keyframes != self.keyframes {
+            self.keyframes = keyframes;
+            self.last_keyframe = now;
+            self.asked = None;
+        }
+        let Some(interval) = interval else {
+            return false;
+        };
+        // Asked and not come yet: ask again only after a second (a lost request).
+        if self.asked.is_some_and(|t| now - t < Duration::from_secs(1)) {
+            return false;
+        }
+        if now - self.last_keyframe >= interval {
+            self.asked = Some(now);
+            return true;
+        }
+        false
+    }
+}
+
 /// Sets the encoder's bitrate while it runs, in the unit each encoder takes: x264enc
 /// kb/s, openh264enc b/s (both documented as changeable while playing), v4l2h264enc its
 /// `video_bitrate` control (applied to the open device; checkable only on a board).
@@ -145,8 +193,8 @@ fn set_bitrate(pipeline: &gst::Pipeline, kbps: u32) -> bool {
     true
 }
 
-/// The next bitrate asked of `tuning`; never, once its sender is gone (or without one).
-async fn next_bitrate(tuning: &mut Option<Tuning>) -> u32 {
+/// The next tune asked of `tuning`; never, once its sender is gone (or without one).
+async fn next_tune(tuning: &mut Option<Tuning>) -> Tune {
     if let Some(rx) = tuning {
         if rx.changed().await.is_ok() {
             return *rx.borrow_and_update();
@@ -318,6 +366,7 @@ async fn play(
     branches: Vec<BranchOutput<'_>>,
     mut tuning: Option<Tuning>,
 ) -> Result<(), EncodeError> {
+    let mut tune = tuning.as_ref().map(|t| *t.borrow());
     // A stamping test source names its last element `stamp` (see capture::stamp).
     if let Some(stamp) = pipeline.by_name("stamp") {
         crate::capture::stamp::install(&stamp);
@@ -371,14 +420,23 @@ async fn play(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_frames = 0;
     let mut last_progress = Instant::now();
+    // The GOP the runner keeps (see `Tune`): when the last keyframe came out, and when
+    // one was last asked for (not asked again until it arrives).
+    let mut gop = GopClock::new(Instant::now());
     tokio::pin!(stop);
     let mut rate_mark = (Instant::now(), stats.bytes.load(Ordering::Relaxed));
     loop {
         let kf_due = pacer.due(stats.keyframes.load(Ordering::Relaxed));
         tokio::select! {
             _ = &mut stop => break Ok(()),
-            kbps = next_bitrate(&mut tuning) => {
-                set_bitrate(pipeline, kbps);
+            new = next_tune(&mut tuning) => {
+                if tune.map(|t| t.bitrate_kbps) != Some(new.bitrate_kbps) {
+                    set_bitrate(pipeline, new.bitrate_kbps);
+                }
+                if tune.map(|t| t.keyframe_interval) != Some(new.keyframe_interval) {
+                    tracing::info!(interval = ?new.keyframe_interval, "keyframe interval changed live");
+                }
+                tune = Some(new);
             }
             msg = messages.next() => match msg {
                 None => break Err(EncodeError::Eos),
@@ -402,6 +460,13 @@ async fn play(
             }
             _ = tick.tick() => {
                 stats.ticks.fetch_add(1, Ordering::Relaxed);
+                let interval = tune.and_then(|t| t.keyframe_interval);
+                if gop.due(stats.keyframes.load(Ordering::Relaxed), interval, Instant::now()) {
+                    let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                        .all_headers(true)
+                        .build();
+                    appsink.send_event(event);
+                }
                 // An extra encode runs only while someone watches it (its first frame is
                 // a keyframe); its viewers' keyframe requests are served on the tick.
                 for branch in &mut extra {
@@ -781,6 +846,31 @@ mod tests {
         assert!(matches!(err, EncodeError::Parse(_)), "{err}");
         let err = failure("fakesrc ! fakesink").await;
         assert!(matches!(err, EncodeError::NoSink), "{err}");
+    }
+
+    #[test]
+    fn the_runners_gop_forces_a_keyframe_once_per_interval() {
+        let t0 = Instant::now();
+        let s = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut g = GopClock::new(t0);
+        let two = Some(Duration::from_secs(2));
+        assert!(!g.due(1, two, s(100)), "a keyframe just came");
+        assert!(!g.due(1, two, s(2000)));
+        assert!(g.due(1, two, s(2100)), "2 s since the last keyframe");
+        assert!(!g.due(1, two, s(2200)), "asked; waits for it");
+        assert!(
+            !g.due(2, two, s(2300)),
+            "it came: the interval starts again"
+        );
+        assert!(g.due(2, two, s(4300)));
+        assert!(
+            g.due(2, two, s(5300)),
+            "a lost request is asked again after a second"
+        );
+        // A shorter interval applies at once; none: the encoder's own GOP.
+        assert!(!g.due(3, Some(Duration::from_millis(500)), s(5400)));
+        assert!(g.due(3, Some(Duration::from_millis(500)), s(5900)));
+        assert!(!g.due(4, None, s(60_000)));
     }
 
     #[tokio::test]

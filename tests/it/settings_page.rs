@@ -13,6 +13,23 @@ use common::{Daemon, http_full};
 const ADMIN: &str = "owner-only-42";
 const VIEWER: &str = "family-screen-7";
 
+fn admin_header(p: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{p}")
+        )
+    )
+}
+
+async fn daemon_keyframes(a: std::net::SocketAddr, auth: &str) -> u64 {
+    let (_, _, body) = http_full(a, "GET", "/api/status", &[("Authorization", auth)], "").await;
+    serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["keyframes"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// The daemon's bitrate over a few seconds (bits per second, averaged).
 async fn bitrate(daemon: &Daemon) -> u64 {
     let mut sum = 0;
@@ -145,6 +162,37 @@ async fn the_owner_changes_the_camera_from_its_page() {
     assert!(
         low < high / 2 && low < 400_000,
         "the bitrate follows: {high} → {low}"
+    );
+
+    // The keyframe interval: live too (the runner keeps the GOP).
+    let keyframes_over = |secs: u64| async move {
+        let k0 = daemon_keyframes(a, &admin_header(ADMIN)).await;
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        daemon_keyframes(a, &admin_header(ADMIN)).await - k0
+    };
+    let every_2s = keyframes_over(6).await;
+    let json = [
+        ("Authorization", admin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, _, body) = http_full(
+        a,
+        "PUT",
+        "/api/settings",
+        &json,
+        r#"{"encoder.keyframe_interval_s": 1}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""applied":"live""#), "{body}");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let every_1s = keyframes_over(6).await;
+    eprintln!("keyframes in 6 s: {every_2s} at a 2 s interval, {every_1s} at 1 s");
+    assert!((2..=4).contains(&every_2s), "{every_2s}");
+    assert!((5..=7).contains(&every_1s), "{every_1s}");
+    assert_eq!(
+        daemon.status().await["pipeline_restarts"],
+        before["pipeline_restarts"]
     );
 
     // A bad value: its message beside the field, nothing changed.
