@@ -165,6 +165,19 @@ pub fn current(c: &Config) -> Value {
     })
 }
 
+/// A `PUT /api/settings` body, shaped like the settings file's sections
+/// (`{"camera": {"width": 640}}`), as dotted keys (`camera.width`); None if it is not
+/// an object of objects.
+pub fn flatten(body: &Value) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    for (section, keys) in body.as_object()? {
+        for (key, value) in keys.as_object()? {
+            out.insert(format!("{section}.{key}"), value.clone());
+        }
+    }
+    Some(out)
+}
+
 /// `changes` (key → JSON value) laid onto `overlay`, the kept settings: each key must
 /// be one of [`FIELDS`], not `decided` elsewhere, with a value of its kind; passwords are hashed into their
 /// `_hash` keys (empty removes one). Errors name their key.
@@ -400,6 +413,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(removed["auth"]["viewer_password_hash"].as_str(), Some(""));
+    }
+
+    #[test]
+    fn a_body_is_shaped_like_the_file() {
+        let flat =
+            flatten(&json!({"camera": {"width": 640, "fps": 10}, "audio": {"source": "test"}}))
+                .unwrap();
+        let keys: Vec<&String> = flat.keys().collect();
+        assert_eq!(keys, ["audio.source", "camera.fps", "camera.width"]);
+        assert_eq!(flatten(&json!({"camera.width": 640})), None);
+        assert_eq!(flatten(&json!([1])), None);
+        assert_eq!(flatten(&json!({})), Some(Map::new()));
     }
 
     #[test]

@@ -293,12 +293,15 @@ async fn settings_change(
         )
             .into_response();
     }
-    let changes = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => {
+    let changes = match serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| crate::settings::flatten(&v))
+    {
+        Some(m) => m,
+        None => {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": "send a JSON object of the settings to change, e.g. {\"camera.width\": 640}"})),
+                Json(serde_json::json!({"error": "send the settings to change shaped like the settings file's sections, e.g. {\"camera\": {\"width\": 640}}"})),
             )
                 .into_response();
         }

@@ -892,48 +892,56 @@ fn http_cases(real_offer: &str) -> Vec<Case> {
             body.as_bytes(),
         )
     };
-    let huge = format!("{{\"camera.source\": \"{}\"}}", "x".repeat(20_000));
+    let huge = format!("{{\"camera\": {{\"source\": \"{}\"}}}}", "x".repeat(20_000));
     cases.push(http(
         "settings, 20 kB body",
         settings(&huge),
         Expect::Status(413),
     ));
     for (name, body) in [
-        ("not JSON", "camera.width=640".to_string()),
-        ("a list", "[1, 2]".to_string()),
+        ("not JSON", "camera.width=640"),
+        ("a list", "[1, 2]"),
+        ("dotted keys, not sections", r#"{"camera.fps": 10}"#),
+        ("a section that is not an object", r#"{"camera": 640}"#),
+        ("a key it may not change", r#"{"state": {"dir": "/"}}"#),
+        ("an unknown section", r#"{"kernel": {"cmdline": "x"}}"#),
         (
-            "a key it may not change",
-            r#"{"state.dir": "/"}"#.to_string(),
+            "a key the environment decides",
+            r#"{"camera": {"width": 320}}"#,
         ),
         (
-            "width of 20 digits",
-            r#"{"camera.width": "99999999999999999999"}"#.to_string(),
+            "fps of 20 digits",
+            r#"{"camera": {"fps": "99999999999999999999"}}"#,
         ),
-        ("negative viewers", r#"{"viewers.max": -1}"#.to_string()),
-        ("fractional fps", r#"{"camera.fps": 29.97}"#.to_string()),
+        ("negative viewers", r#"{"viewers": {"max": -1}}"#),
+        ("fractional fps", r#"{"camera": {"fps": 29.97}}"#),
         (
             "a number too large for JSON",
-            r#"{"camera.fps": 1e400}"#.to_string(),
+            r#"{"camera": {"fps": 1e400}}"#,
         ),
-        ("bool as text", r#"{"tls.enabled": "yes"}"#.to_string()),
-        (
-            "unknown source",
-            r#"{"camera.source": "rtsp://x"}"#.to_string(),
-        ),
+        ("fps out of range", r#"{"camera": {"fps": 0}}"#),
+        ("bool as text", r#"{"tls": {"enabled": "yes"}}"#),
+        ("bool as a number", r#"{"fallback": {"enabled": 1}}"#),
+        ("unknown microphone", r#"{"audio": {"source": "rtsp://x"}}"#),
         (
             "microphone with a pipeline",
-            r#"{"audio.source": "alsa:hw:0 ! filesink location=/x"}"#.to_string(),
+            r#"{"audio": {"source": "alsa:hw:0 ! filesink location=/x"}}"#,
         ),
+        ("audio bitrate", r#"{"audio": {"bitrate_kbps": 100000}}"#),
+        ("short password", r#"{"auth": {"admin_password": "short"}}"#),
         (
-            "short password",
-            r#"{"auth.admin_password": "short"}"#.to_string(),
+            "a password of 200 characters",
+            &format!(
+                r#"{{"auth": {{"viewer_password": "{}"}}}}"#,
+                "p".repeat(200)
+            ),
         ),
-        ("bool as a number", r#"{"fallback.enabled": 1}"#.to_string()),
+        ("sub-stream of 10 px", r#"{"substream": {"width": 10}}"#),
         (
-            "audio bitrate",
-            r#"{"audio.bitrate_kbps": 100000}"#.to_string(),
+            "keyframe interval of an hour",
+            r#"{"encoder": {"keyframe_interval_s": 3600}}"#,
         ),
-        ("nested", r#"{"camera": {"width": 1}}"#.to_string()),
+        ("a null", r#"{"camera": {"fps": null}}"#),
     ] {
         cases.push(http(
             &format!("settings, {name}"),

@@ -79,7 +79,14 @@ async fn the_owner_changes_the_camera_from_its_page() {
         ("Authorization", admin.as_str()),
         ("Origin", "http://evil.example"),
     ];
-    let (code, _, _) = http_full(a, "PUT", "/api/settings", &foreign, r#"{"camera.fps": 5}"#).await;
+    let (code, _, _) = http_full(
+        a,
+        "PUT",
+        "/api/settings",
+        &foreign,
+        r#"{"camera": {"fps": 5}}"#,
+    )
+    .await;
     assert_eq!(code, 403, "a foreign page's PUT");
     let (code, _, body) = http_full(a, "GET", "/api/settings", &json, "").await;
     assert_eq!(code, 200, "{body}");
@@ -180,7 +187,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
         "PUT",
         "/api/settings",
         &json,
-        r#"{"encoder.keyframe_interval_s": 1}"#,
+        r#"{"encoder": {"keyframe_interval_s": 1}}"#,
     )
     .await;
     assert_eq!(code, 200, "{body}");
@@ -273,7 +280,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
         "PUT",
         "/api/settings",
         &json,
-        r#"{"camera.source": "v4l2:/dev/video77"}"#,
+        r#"{"camera": {"source": "v4l2:/dev/video77"}}"#,
     )
     .await;
     assert_eq!(code, 200, "{body}");
@@ -305,7 +312,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
         "PUT",
         "/api/settings",
         &json,
-        r#"{"auth.viewer_password": "a-new-family-pass"}"#,
+        r#"{"auth": {"viewer_password": "a-new-family-pass"}}"#,
     )
     .await;
     assert_eq!(code, 200, "{body}");
@@ -328,7 +335,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
         "PUT",
         "/api/settings",
         &json,
-        r#"{"auth.viewer_password": ""}"#,
+        r#"{"auth": {"viewer_password": ""}}"#,
     )
     .await;
     assert_eq!(code, 200, "{body}");

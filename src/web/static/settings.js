@@ -99,23 +99,29 @@
     for (const e of form.querySelectorAll('.field-error')) e.textContent = '';
     if (!Object.keys(changes).length) { result.textContent = 'Nothing changed.'; return; }
     result.textContent = 'Saving…';
+    // Shaped like the settings file's sections: {"camera": {"width": 640}}.
+    const body = {};
+    for (const [key, value] of Object.entries(changes)) {
+      const [section, name] = key.split('.');
+      (body[section] = body[section] || {})[name] = value;
+    }
     const r = await fetch('/api/settings', {
-      method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(changes),
+      method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
     });
-    const body = await r.json().catch(() => ({}));
+    const answer = await r.json().catch(() => ({}));
     if (r.ok) {
-      result.textContent = body.applied ? applied[body.applied] : 'Nothing changed.';
+      result.textContent = answer.applied ? applied[answer.applied] : 'Nothing changed.';
       await load();
       return;
     }
-    if (body.errors) {
-      for (const [key, message] of Object.entries(body.errors)) {
+    if (answer.errors) {
+      for (const [key, message] of Object.entries(answer.errors)) {
         const el = document.getElementById('error-' + key);
         if (el) el.textContent = message;
       }
       result.textContent = 'Not saved: see the messages beside the fields.';
     } else {
-      result.textContent = 'Not saved: ' + (body.error || r.status);
+      result.textContent = 'Not saved: ' + (answer.error || r.status);
     }
   }
 
