@@ -201,6 +201,11 @@ pub async fn serve_with(
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let status = Arc::new(Status {
+        name: config.camera_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "edgecam".into())
+        }),
         admission: admission.clone(),
         camera: camera_state.clone(),
         leds,
@@ -230,6 +235,7 @@ pub async fn serve_with(
         };
         let main = main_settings(&config);
         Arc::new(crate::web::onvif::Facts::read(
+            config.camera_name.clone(),
             stream(&main, "/stream"),
             stream(&substream_settings(&config), "/sub"),
             rtsp_server.as_ref().map(|s| s.port),

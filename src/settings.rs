@@ -27,7 +27,7 @@ pub enum Apply {
     Pipeline,
     /// The microphone restarts with it.
     Audio,
-    /// Kept now, used from the daemon's next start (HTTPS).
+    /// Kept now, used from the daemon's next start (HTTPS, the name NVRs see).
     NextStart,
 }
 
@@ -62,6 +62,7 @@ const fn f(key: &'static str, kind: Kind, apply: Apply, label: &'static str) -> 
 
 /// Every key the page may change, in the order it shows them.
 pub const FIELDS: &[Field] = &[
+    f("camera.name", Kind::Text, Apply::NextStart, "Name"),
     f("camera.source", Kind::Text, Apply::Pipeline, "Camera"),
     f("camera.width", Kind::Number, Apply::Pipeline, "Width"),
     f("camera.height", Kind::Number, Apply::Pipeline, "Height"),
@@ -144,6 +145,7 @@ fn field(key: &str) -> Option<&'static Field> {
 /// The values in effect, for the page (passwords only say whether one is set).
 pub fn current(c: &Config) -> Value {
     json!({
+        "camera.name": c.camera_name.clone().unwrap_or_default(),
         "camera.source": c.camera.source.to_string(),
         "camera.width": c.camera.width,
         "camera.height": c.camera.height,

@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 /// Where the daemon's state is read from.
 pub struct Status {
+    /// What NVRs and the page call the camera (`camera.name`, else the hostname).
+    pub name: String,
     pub admission: Arc<Admission>,
     pub camera: watch::Receiver<CameraState>,
     pub leds: watch::Receiver<Leds>,
@@ -61,6 +63,8 @@ pub struct TlsInfo {
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
+    /// The camera's name (`camera.name`, else the hostname).
+    pub name: String,
     pub presenter: Presenter,
     pub viewers: usize,
     pub viewers_max: usize,
@@ -232,6 +236,7 @@ impl Status {
         let h = &self.hub.stats;
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
+            name: self.name.clone(),
             presenter: self.admission.presenter(),
             viewers: self.admission.viewers(),
             viewers_max: self.admission.viewers_max(),

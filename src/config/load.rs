@@ -699,6 +699,18 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             .unwrap_or(500) as u32,
     };
     let onvif_discovery = r.boolean("onvif.discovery").unwrap_or(true);
+    let camera_name = match r.text("camera.name") {
+        Some(n) if n.trim().is_empty() => None,
+        Some(n) if n.chars().count() > 64 || n.chars().any(char::is_control) => {
+            r.fail(
+                "camera.name",
+                "a name of up to 64 characters, without control characters".into(),
+            );
+            None
+        }
+        Some(n) => Some(n.trim().to_string()),
+        None => None,
+    };
     let audio = crate::config::AudioConfig {
         source: r
             .parse("audio.source")
@@ -858,6 +870,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
             substream,
             onvif_discovery,
             audio,
+            camera_name,
             encoder: EncoderConfig {
                 kind,
                 bitrate_kbps: bitrate as u32,

@@ -47,6 +47,8 @@ pub struct Config {
     pub onvif_discovery: bool,
     /// `[audio]`: the microphone.
     pub audio: AudioConfig,
+    /// `camera.name`: what NVRs and the page call the camera; `None`: the hostname.
+    pub camera_name: Option<String>,
     pub webrtc: WebRtcConfig,
     pub viewers: ViewersConfig,
     pub gpio: GpioConfig,

@@ -12,7 +12,9 @@ use std::sync::Arc;
 /// What is known about the device at start (the rest is read per request).
 #[derive(Debug, Clone)]
 pub struct Facts {
+    /// `camera.name`, else the hostname.
     pub name: String,
+    pub hostname: String,
     pub model: String,
     pub serial: String,
     pub hardware: String,
@@ -28,6 +30,7 @@ impl Facts {
     /// own serial from the device tree where there is one, else derived from the
     /// machine id (kept across reboots; a re-flashed card gets a new one).
     pub fn read(
+        name: Option<String>,
         main: StreamInfo,
         sub: StreamInfo,
         rtsp_port: Option<u16>,
@@ -48,9 +51,10 @@ impl Facts {
         let hardware = text("/proc/device-tree/model")
             .or_else(|| text("/sys/devices/virtual/dmi/id/product_name"))
             .unwrap_or_else(|| std::env::consts::ARCH.into());
-        let name = text("/proc/sys/kernel/hostname").unwrap_or_else(|| "edgecam".into());
+        let hostname = text("/proc/sys/kernel/hostname").unwrap_or_else(|| "edgecam".into());
         Self {
-            name,
+            name: name.unwrap_or_else(|| hostname.clone()),
+            hostname,
             model: "edgecam".into(),
             serial,
             hardware,
@@ -155,7 +159,7 @@ pub async fn service(
             http_host: http_host.clone(),
             rtsp_port: facts.rtsp_port,
             name: facts.name.clone(),
-            hostname: facts.name.clone(),
+            hostname: facts.hostname.clone(),
             model: facts.model.clone(),
             firmware: env!("CARGO_PKG_VERSION").into(),
             serial: facts.serial.clone(),

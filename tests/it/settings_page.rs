@@ -350,6 +350,18 @@ async fn the_owner_changes_the_camera_from_its_page() {
         "settings still need the admin"
     );
 
+    // The name NVRs see: kept now, used from the next start.
+    let (code, _, body) = http_full(
+        a,
+        "PUT",
+        "/api/settings",
+        &json,
+        r#"{"camera": {"name": "Front door"}}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""applied":"next_start""#), "{body}");
+
     // Kept: a restarted daemon starts with what was saved.
     owner.close().await;
     watch.close().await;
@@ -378,5 +390,6 @@ async fn the_owner_changes_the_camera_from_its_page() {
     let view: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["values"]["camera.width"], 320, "{view} {s}");
     assert_eq!(view["values"]["encoder.bitrate_kbps"], 200);
+    assert_eq!(s["name"], "Front door", "{s}");
     again.stop().await;
 }

@@ -136,6 +136,7 @@
     const r = await fetch('/api/status', { cache: 'no-store' });
     if (!r.ok) return;
     const s = await r.json();
+    document.title = `${s.name} – settings`;
     const b = s.board;
     health.textContent = '';
     if (b.cpu_temp_c != null) line('CPU temperature', `${b.cpu_temp_c.toFixed(1)} °C`, b.cpu_temp_c >= 80);
