@@ -249,21 +249,12 @@ impl Auth {
         if let Some(wait) = self.attempt_blocked(from) {
             return Err(Denied::TooMany(wait));
         }
-        let role = match d.username.as_str() {
-            "viewer" => Some(Role::Viewer),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        };
-        let password = role.and_then(|r| {
-            let store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
-            store.password(r.name()).map(str::to_string)
-        });
-        let checked = match (role, password) {
-            (Some(role), Some(p)) => {
+        let checked = match self.nvr_user(&d.username) {
+            Some((role, p)) => {
                 crate::nvr_credentials::check_digest(d, method, uri, &p, &self.key, unix_now())
                     .map(|()| role)
             }
-            _ => Err(DigestError::Wrong),
+            None => Err(DigestError::Wrong),
         };
         match checked {
             Ok(role) => {
@@ -276,6 +267,25 @@ impl Auth {
                 Err(Denied::BadPassword)
             }
         }
+    }
+
+    /// The role and kept password of an NVR user name (`viewer`, `admin`); None for
+    /// another name, or a password not kept yet (which the log says).
+    fn nvr_user(&self, name: &str) -> Option<(Role, String)> {
+        let role = match name {
+            "viewer" => Role::Viewer,
+            "admin" => Role::Admin,
+            _ => return None,
+        };
+        let store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
+        let password = store.password(role.name()).map(str::to_string);
+        if password.is_none() {
+            tracing::warn!(
+                user = role.name(),
+                "an NVR login for a password not kept yet: log in once on the camera's page"
+            );
+        }
+        Some((role, password?))
     }
 
     /// Whether `from` must wait before trying another credential.
@@ -304,30 +314,11 @@ impl Auth {
         if let Some(wait) = self.attempt_blocked(from) {
             return Err(Denied::TooMany(wait));
         }
-        let role = match token.username.as_str() {
-            "viewer" => Some(Role::Viewer),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        };
-        let password = role.and_then(|r| {
-            let store = self.nvr.lock().unwrap_or_else(|p| p.into_inner());
-            let p = store.password(r.name()).map(str::to_string);
-            if p.is_none() {
-                tracing::warn!(
-                    user = r.name(),
-                    "an ONVIF login for a password not kept yet: log in once on the camera's page"
-                );
-            }
-            p
+        let checked = self.nvr_user(&token.username).and_then(|(role, password)| {
+            crate::nvr_credentials::check_token(token, &password, now)
+                .ok()
+                .map(|()| role)
         });
-        let checked = match (role, password) {
-            (Some(role), Some(password)) => {
-                crate::nvr_credentials::check_token(token, &password, now)
-                    .ok()
-                    .map(|()| role)
-            }
-            _ => None,
-        };
         let fresh = || {
             let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
             let nonce = token.nonce.as_deref().unwrap_or_default();

@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use base64::Engine;
 use common::browser::{Browser, VIEWER_PROBE};
 use common::{Daemon, Ws, header, http_full};
 use serde_json::json;
@@ -14,10 +13,7 @@ const VIEWER: &str = "family-room-7";
 const ADMIN: &str = "only-me-please";
 
 fn basic(password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("user:{password}"))
-    )
+    crate::common::basic_auth("user", password)
 }
 
 /// The session cookie (`edgecam_session=…`) a login answer sets.

@@ -7,7 +7,6 @@
 
 use crate::common;
 
-use base64::Engine;
 use common::Ws;
 use common::process::DaemonProcess;
 use common::rust_viewer::RustViewer;
@@ -24,8 +23,7 @@ const WHIP_TOKEN: &str = "whip-token-0123456789";
 const ROUNDS: usize = 6;
 
 fn basic(password: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("u:{password}"));
-    format!("Basic {b64}")
+    crate::common::basic_auth("u", password)
 }
 
 /// What a case must get back.

@@ -71,13 +71,7 @@ async fn with_passwords_only_the_right_credentials_add_the_camera() {
     .await;
     // The harness's own requests (HTTP Basic as admin) have made the admin password
     // known for NVR logins; the viewer's is learnt at its first use on the page.
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "x:front-door-cam"
-        )
-    );
+    let basic = crate::common::basic_auth("x", "front-door-cam");
     let (code, _, _) = http_full(
         daemon.addr,
         "GET",

@@ -347,13 +347,7 @@ async fn with_passwords_nvrs_need_digest_credentials() {
     .await;
     // The admin password is known from the harness's own logins; the viewer's from its
     // first use on the page.
-    let basic = |p: &str| {
-        format!(
-            "Basic {}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("x:{p}"))
-        )
-    };
-    let viewer = basic("garden-camera");
+    let viewer = crate::common::basic_auth("x", "garden-camera");
     let (code, _, _) = crate::common::http_full(
         daemon.addr,
         "GET",

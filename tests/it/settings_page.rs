@@ -14,13 +14,7 @@ const ADMIN: &str = "owner-only-42";
 const VIEWER: &str = "family-screen-7";
 
 fn admin_header(p: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("admin:{p}")
-        )
-    )
+    crate::common::basic_auth("admin", p)
 }
 
 async fn daemon_keyframes(a: std::net::SocketAddr, auth: &str) -> u64 {
@@ -28,6 +22,28 @@ async fn daemon_keyframes(a: std::net::SocketAddr, auth: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["keyframes"]
         .as_u64()
         .unwrap_or(0)
+}
+
+/// Logs `page` in with the form it was sent to.
+async fn log_in(page: &common::browser::Page<'_>, password: &str) {
+    page.wait_for("location.pathname", 20, "the login form", |v| v == "/login")
+        .await;
+    page.eval(&format!(
+        "document.getElementById('password').value = '{password}'; \
+         document.querySelector('form').submit(); true"
+    ))
+    .await;
+}
+
+/// Waits for the settings form to show `width` as the camera's width.
+async fn form_shows_width(page: &common::browser::Page<'_>, width: &str) {
+    page.wait_for(
+        "document.getElementById('camera.width') ? document.getElementById('camera.width').value : ''",
+        20,
+        "the settings form",
+        |v| v == width,
+    )
+    .await;
 }
 
 /// The daemon's bitrate over a few seconds (bits per second, averaged).
@@ -58,12 +74,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
     )
     .await;
     let a = daemon.addr;
-    let basic = |p: &str| {
-        format!(
-            "Basic {}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("x:{p}"))
-        )
-    };
+    let basic = |p: &str| crate::common::basic_auth("x", p);
 
     // Who may: a viewer credential gets no settings; a foreign page's PUT is refused.
     let viewer = basic(VIEWER);
@@ -104,15 +115,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
     };
     // A viewer page (logged in as viewer) in one tab.
     let watch = browser.open(&daemon.url("/")).await;
-    watch
-        .wait_for("location.pathname", 20, "the login form", |v| v == "/login")
-        .await;
-    watch
-        .eval(&format!(
-            "document.getElementById('password').value = '{VIEWER}'; \
-             document.querySelector('form').submit(); true"
-        ))
-        .await;
+    log_in(&watch, VIEWER).await;
     watch
         .wait_for(VIEWER_PROBE, 30, "the viewer sees 640 wide", |v| {
             v["frames"].as_u64().unwrap_or(0) > 5 && v["width"] == 640
@@ -122,23 +125,8 @@ async fn the_owner_changes_the_camera_from_its_page() {
 
     // The owner, logged in as admin, on /settings in another tab.
     let owner = browser.open(&daemon.url("/settings")).await;
-    owner
-        .wait_for("location.pathname", 20, "the login form", |v| v == "/login")
-        .await;
-    owner
-        .eval(&format!(
-            "document.getElementById('password').value = '{ADMIN}'; \
-             document.querySelector('form').submit(); true"
-        ))
-        .await;
-    owner
-        .wait_for(
-            "document.getElementById('camera.width') ? document.getElementById('camera.width').value : ''",
-            20,
-            "the settings form",
-            |v| v == "640",
-        )
-        .await;
+    log_in(&owner, ADMIN).await;
+    form_shows_width(&owner, "640").await;
 
     // The bitrate: taken live.
     let before = daemon.status().await;
@@ -228,14 +216,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
 
     // A new size: a new pipeline; the viewer keeps its connection and sees it.
     owner.eval("location.reload(); true").await;
-    owner
-        .wait_for(
-            "document.getElementById('camera.width') ? document.getElementById('camera.width').value : ''",
-            20,
-            "the settings form again",
-            |v| v == "640",
-        )
-        .await;
+    form_shows_width(&owner, "640").await;
     owner
         .eval(
             "document.getElementById('camera.width').value = 320; \

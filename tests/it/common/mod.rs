@@ -130,6 +130,15 @@ async fn build_peer(
     )
 }
 
+/// An `Authorization` header value for HTTP Basic with `user` and `password`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// A daemon running inside the test process.
 pub struct Daemon {
     pub addr: SocketAddr,
