@@ -16,6 +16,80 @@ const TTFF_RUNS: usize = 20;
 /// Frames whose latency is read (at 30 fps: 15 s).
 const LATENCY_FRAMES: usize = 450;
 
+/// Tabs opened at once in [`together`], and how many times.
+const TOGETHER: usize = 10;
+const TOGETHER_ROUNDS: usize = 3;
+
+/// Ten viewers opening the page at once (a wall of screens powering up), 10 s GOP: each
+/// one's time to first decoded frame from its join (offer sent), and the forced IDRs.
+async fn together(port: u16) {
+    let daemon = Proc::start(port, "test", 10);
+    daemon.wait_ready().await;
+    // Tabs in the background would not decode (Chromium throttles them).
+    let browser = Browser::launch(&[
+        "--disable-background-timer-throttling",
+        "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows",
+    ])
+    .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    println!("## {TOGETHER} viewers joining at once, headless Chromium, 10 s GOP\n");
+    println!(
+        "| round | first frame from join p50 | max | forced IDRs |"
+    );
+    println!("|---|---|---|---|");
+    for round in 1..=TOGETHER_ROUNDS {
+        let before = daemon.status().await;
+        let pages = futures_util::future::join_all((0..TOGETHER).map(|_| browser.open(&url))).await;
+        // Each page watches its own decoder (hidden tabs may never paint, but they
+        // decode): the first decoded frame's time from its join.
+        const FIRST_DECODED: &str = r#"new Promise((resolve) => {
+          const deadline = performance.now() + 20000;
+          const poll = async () => {
+            const e = window.edgecam, pc = e && e.pc;
+            if (pc && e.timings.offerSent !== undefined) {
+              const stats = await pc.getStats();
+              let frames = 0;
+              stats.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0; });
+              if (frames > 0) return resolve(performance.now() - e.timings.offerSent);
+            }
+            if (performance.now() > deadline) return resolve(null);
+            setTimeout(poll, 5);
+          };
+          poll();
+        })"#;
+        let answers =
+            futures_util::future::join_all(pages.iter().map(|p| p.eval(FIRST_DECODED))).await;
+        let mut from_join: Vec<f64> = answers.iter().filter_map(|v| v.as_f64()).collect();
+        if from_join.len() < pages.len() {
+            eprintln!(
+                "{} pages never decoded a frame",
+                pages.len() - from_join.len()
+            );
+        }
+        let after = daemon.status().await;
+        let delta = |k: &str| {
+            after[k]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(before[k].as_u64().unwrap_or(0))
+        };
+        from_join.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "| {round} | {:.0} ms | {:.0} ms | {} |",
+            percentile(&from_join, 0.5),
+            from_join.last().copied().unwrap_or(f64::NAN),
+            delta("forced_idrs"),
+        );
+        for page in pages {
+            page.close().await;
+        }
+        // Every tab gone, and the GOP old again before the next round.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    println!();
+}
+
 async fn time_to_first_frame(port: u16) {
     let daemon = Proc::start(port, "test", 10);
     daemon.wait_ready().await;
@@ -150,6 +224,9 @@ fn main() {
         }
         if run("latency") {
             latency(18613).await;
+        }
+        if run("together") {
+            together(18614).await;
         }
     });
 }

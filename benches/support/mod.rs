@@ -79,6 +79,12 @@ impl Proc {
         }
         panic!("daemon did not come up");
     }
+
+    /// Its `/api/status`.
+    pub async fn status(&self) -> serde_json::Value {
+        let (_, body) = crate::common::http_get(self.addr, "/api/status").await;
+        serde_json::from_str(&body).unwrap_or_default()
+    }
 }
 
 impl Drop for Proc {
