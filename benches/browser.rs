@@ -34,9 +34,7 @@ async fn together(port: u16) {
     .await;
     let url = format!("http://127.0.0.1:{port}/");
     println!("## {TOGETHER} viewers joining at once, headless Chromium, 10 s GOP\n");
-    println!(
-        "| round | first frame from join p50 | max | forced IDRs |"
-    );
+    println!("| round | first frame from join p50 | max | forced IDRs |");
     println!("|---|---|---|---|");
     for round in 1..=TOGETHER_ROUNDS {
         let before = daemon.status().await;
