@@ -24,6 +24,17 @@ async fn daemon_keyframes(a: std::net::SocketAddr, auth: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `PUT /api/settings` with `body`, as the admin.
+async fn put(a: std::net::SocketAddr, body: &str) -> (u16, String) {
+    let admin = admin_header(ADMIN);
+    let headers = [
+        ("Authorization", admin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, _, answer) = http_full(a, "PUT", "/api/settings", &headers, body).await;
+    (code, answer)
+}
+
 /// Logs `page` in with the form it was sent to, once that form is there, and waits
 /// until the page has left it.
 async fn log_in(page: &common::browser::Page<'_>, password: &str) {
@@ -176,18 +187,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
         daemon_keyframes(a, &admin_header(ADMIN)).await - k0
     };
     let every_2s = keyframes_over(6).await;
-    let json = [
-        ("Authorization", admin.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let (code, _, body) = http_full(
-        a,
-        "PUT",
-        "/api/settings",
-        &json,
-        r#"{"encoder": {"keyframe_interval_s": 1}}"#,
-    )
-    .await;
+    let (code, body) = put(a, r#"{"encoder": {"keyframe_interval_s": 1}}"#).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""applied":"live""#), "{body}");
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -265,18 +265,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
 
     // A camera that will not start with new settings: the old ones come back, and the
     // page is told why.
-    let json = [
-        ("Authorization", admin.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let (code, _, body) = http_full(
-        a,
-        "PUT",
-        "/api/settings",
-        &json,
-        r#"{"camera": {"source": "v4l2:/dev/video77"}}"#,
-    )
-    .await;
+    let (code, body) = put(a, r#"{"camera": {"source": "v4l2:/dev/video77"}}"#).await;
     assert_eq!(code, 200, "{body}");
     let mut view = serde_json::Value::Null;
     for _ in 0..60 {
@@ -301,14 +290,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
 
     // Passwords: in effect at once. A new viewer password shuts out the old one; removed,
     // watching is open again.
-    let (code, _, body) = http_full(
-        a,
-        "PUT",
-        "/api/settings",
-        &json,
-        r#"{"auth": {"viewer_password": "a-new-family-pass"}}"#,
-    )
-    .await;
+    let (code, body) = put(a, r#"{"auth": {"viewer_password": "a-new-family-pass"}}"#).await;
     assert_eq!(code, 200, "{body}");
     let status_with = |cred: String| async move {
         let h = [("Authorization", cred.as_str())];
@@ -324,14 +306,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
         200,
         "the new one"
     );
-    let (code, _, body) = http_full(
-        a,
-        "PUT",
-        "/api/settings",
-        &json,
-        r#"{"auth": {"viewer_password": ""}}"#,
-    )
-    .await;
+    let (code, body) = put(a, r#"{"auth": {"viewer_password": ""}}"#).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         http_full(a, "GET", "/api/status", &[], "").await.0,
@@ -345,14 +320,7 @@ async fn the_owner_changes_the_camera_from_its_page() {
     );
 
     // The name NVRs see: kept now, used from the next start.
-    let (code, _, body) = http_full(
-        a,
-        "PUT",
-        "/api/settings",
-        &json,
-        r#"{"camera": {"name": "Front door"}}"#,
-    )
-    .await;
+    let (code, body) = put(a, r#"{"camera": {"name": "Front door"}}"#).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""applied":"next_start""#), "{body}");
 
