@@ -202,9 +202,9 @@ pub async fn serve_with(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let status = Arc::new(Status {
         name: config.camera_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "edgecam".into())
+            Some(crate::netif::hostname())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "edgecam".into())
         }),
         admission: admission.clone(),
         camera: camera_state.clone(),

@@ -137,6 +137,34 @@ pub fn read(root: &Path) -> Health {
     }
 }
 
+/// This board's health as the daemon sees it: [`read`] of `/`, and where the service's
+/// `ProcSubset=pid` hides /proc's load, memory and uptime files, the same from sysinfo(2)
+/// (memory available then is free plus buffers, MemAvailable being /proc's alone).
+pub fn read_live() -> Health {
+    let mut h = read(Path::new("/"));
+    if h.load.is_some() && h.memory_total_mib.is_some() && h.uptime_s.is_some() {
+        return h;
+    }
+    // SAFETY: sysinfo fills the struct it is given and nothing else.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return h;
+    }
+    let unit = u64::from(info.mem_unit.max(1));
+    let mib = |v: u64| v * unit / (1024 * 1024);
+    let load = |l: u64| l as f64 / f64::from(1u32 << libc::SI_LOAD_SHIFT);
+    h.load.get_or_insert([
+        load(info.loads[0] as u64),
+        load(info.loads[1] as u64),
+        load(info.loads[2] as u64),
+    ]);
+    h.memory_total_mib.get_or_insert(mib(info.totalram as u64));
+    h.memory_available_mib
+        .get_or_insert(mib(info.freeram as u64 + info.bufferram as u64));
+    h.uptime_s.get_or_insert(info.uptime.max(0) as u64);
+    h
+}
+
 fn zones(dir: &Path) -> Vec<Zone> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| {
@@ -250,6 +278,14 @@ mod tests {
         let h = read(root.path());
         assert_eq!((h.cpu_temp_c, h.throttling, h.load), (None, None, None));
         assert!(h.thermal_zones.is_empty() && h.cpus >= 1);
+    }
+
+    #[test]
+    fn the_live_reading_has_load_memory_and_uptime() {
+        let h = read_live();
+        assert!(h.load.is_some() && h.uptime_s.is_some_and(|u| u > 0));
+        assert!(h.memory_total_mib.is_some_and(|m| m > 0));
+        assert!(h.memory_available_mib <= h.memory_total_mib);
     }
 
     #[test]

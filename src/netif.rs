@@ -3,6 +3,20 @@
 
 use crate::onvif::Interface;
 
+/// The board's host name (what mDNS announces as `<name>.local`), from the kernel by
+/// gethostname(2): the service's `ProcSubset=pid` hides /proc/sys/kernel/hostname.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call; the kernel
+    // writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).trim().to_string()
+}
+
 /// Every interface but loopback, with its MAC and first IPv4 address.
 pub fn interfaces() -> Vec<Interface> {
     let mut out = Vec::new();

@@ -119,9 +119,7 @@ pub struct NetworkSnapshot {
 
 impl NetworkSnapshot {
     pub fn read() -> Self {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
+        let hostname = crate::netif::hostname();
         Self {
             mdns_name: format!("{hostname}.local"),
             hostname,
@@ -280,7 +278,7 @@ impl Status {
             viewer_links: self.links.list(),
             tls: self.tls.clone(),
             process: ProcessSnapshot::read(),
-            board: crate::board::read(std::path::Path::new("/")),
+            board: crate::board::read_live(),
             network: NetworkSnapshot::read(),
             fanout: FanoutSnapshot {
                 subscribed: self.hub.viewers(),

@@ -51,7 +51,9 @@ impl Facts {
         let hardware = text("/proc/device-tree/model")
             .or_else(|| text("/sys/devices/virtual/dmi/id/product_name"))
             .unwrap_or_else(|| std::env::consts::ARCH.into());
-        let hostname = text("/proc/sys/kernel/hostname").unwrap_or_else(|| "edgecam".into());
+        let hostname = Some(crate::netif::hostname())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "edgecam".into());
         Self {
             name: name.unwrap_or_else(|| hostname.clone()),
             hostname,

@@ -66,7 +66,7 @@ pub fn load(mode: &TlsMode, state_dir: &Path) -> Result<Option<Tls>, TlsError> {
             let (cert, key, names) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("names"));
             // Made anew only when missing or when the board was renamed (provisioning
             // can change the host name), so browsers are asked again only then.
-            let subjects = subject_names(&hostname());
+            let subjects = subject_names(&crate::netif::hostname());
             let wanted = subjects.join(" ");
             let made_for = std::fs::read_to_string(&names).unwrap_or_default();
             if !cert.exists() || !key.exists() || made_for.trim() != wanted {
@@ -131,20 +131,6 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .map(|pair| String::from_utf8_lossy(pair))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// The board's host name (what mDNS announces as `<name>.local`), from the kernel by
-/// gethostname(2): the service's `ProcSubset=pid` hides /proc/sys/kernel/hostname.
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the pointer and length describe `buf`, which outlives the call; the kernel
-    // writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).trim().to_string()
 }
 
 /// Names a self-signed certificate is made out to: the host name, its `.local` mDNS
@@ -343,7 +329,7 @@ mod tests {
     #[test]
     fn host_name_comes_from_the_kernel() {
         let expected = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(hostname(), expected.trim());
+        assert_eq!(crate::netif::hostname(), expected.trim());
     }
 
     #[test]
