@@ -34,8 +34,11 @@ async fn together(port: u16) {
     .await;
     let url = format!("http://127.0.0.1:{port}/");
     println!("## {TOGETHER} viewers joining at once, headless Chromium, 10 s GOP\n");
-    println!("| round | first frame from join p50 | max | forced IDRs |");
-    println!("|---|---|---|---|");
+    println!(
+        "| round | first frame from join p50 | max | forced IDRs | joins from the young GOP \
+         | answer / connected p50 | never decoded |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for round in 1..=TOGETHER_ROUNDS {
         let before = daemon.status().await;
         let pages = futures_util::future::join_all((0..TOGETHER).map(|_| browser.open(&url))).await;
@@ -45,25 +48,34 @@ async fn together(port: u16) {
           const deadline = performance.now() + 20000;
           const poll = async () => {
             const e = window.edgecam, pc = e && e.pc;
+            let video = {};
             if (pc && e.timings.offerSent !== undefined) {
               const stats = await pc.getStats();
-              let frames = 0;
-              stats.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0; });
-              if (frames > 0) return resolve(performance.now() - e.timings.offerSent);
+              stats.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') video = r; });
+              if ((video.framesDecoded || 0) > 0) {
+                const t = e.timings, from = (k) => t[k] === undefined ? null : t[k] - t.offerSent;
+                return resolve({ decoded: performance.now() - t.offerSent, answer: from('answer'),
+                  connected: from('connected') });
+              }
             }
-            if (performance.now() > deadline) return resolve(null);
+            if (performance.now() > deadline) return resolve({ decoded: null,
+              state: pc ? pc.connectionState : 'none', timings: e ? e.timings : null,
+              packets: video.packetsReceived || 0, frames: video.framesReceived || 0,
+              plis: video.pliCount || 0, nacks: video.nackCount || 0 });
             setTimeout(poll, 5);
           };
           poll();
         })"#;
         let answers =
             futures_util::future::join_all(pages.iter().map(|p| p.eval(FIRST_DECODED))).await;
-        let mut from_join: Vec<f64> = answers.iter().filter_map(|v| v.as_f64()).collect();
-        if from_join.len() < pages.len() {
-            eprintln!(
-                "{} pages never decoded a frame",
-                pages.len() - from_join.len()
-            );
+        let times = |k: &str| {
+            let mut v: Vec<f64> = answers.iter().filter_map(|a| a[k].as_f64()).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v
+        };
+        let from_join = times("decoded");
+        for a in answers.iter().filter(|a| a["decoded"].is_null()) {
+            eprintln!("a page never decoded a frame: {a}");
         }
         let after = daemon.status().await;
         let delta = |k: &str| {
@@ -72,12 +84,17 @@ async fn together(port: u16) {
                 .unwrap_or(0)
                 .saturating_sub(before[k].as_u64().unwrap_or(0))
         };
-        from_join.sort_by(|a, b| a.total_cmp(b));
+        let reused =
+            |s: &serde_json::Value| s["fanout"]["joins_from_recent_gop"].as_u64().unwrap_or(0);
         println!(
-            "| {round} | {:.0} ms | {:.0} ms | {} |",
+            "| {round} | {:.0} ms | {:.0} ms | {} | {} | {:.0} / {:.0} ms | {} |",
             percentile(&from_join, 0.5),
             from_join.last().copied().unwrap_or(f64::NAN),
             delta("forced_idrs"),
+            reused(&after).saturating_sub(reused(&before)),
+            percentile(&times("answer"), 0.5),
+            percentile(&times("connected"), 0.5),
+            TOGETHER - from_join.len(),
         );
         for page in pages {
             page.close().await;

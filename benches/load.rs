@@ -62,6 +62,8 @@ struct Stats {
     /// Access units complete and decodable (after a keyframe, nothing lost since).
     frames: u64,
     bytes: u64,
+    /// RTP packets received.
+    packets: u64,
     /// Access units that never arrived (RTP timestamp gaps) or arrived broken.
     missing: u64,
     /// Complete access units that could not be decoded: waiting for a keyframe.
@@ -85,6 +87,7 @@ impl Stats {
             first_frame: None,
             frames: 0,
             bytes: 0,
+            packets: 0,
             missing: 0,
             undecodable: 0,
             keyframe_waits: 0,
@@ -107,6 +110,7 @@ impl Stats {
     ) {
         let now = Instant::now();
         self.bytes += payload.len() as u64;
+        self.packets += 1;
         if let Some(last) = self.last_seq
             && seq != last.wrapping_add(1)
         {
@@ -207,13 +211,14 @@ struct Viewer {
 }
 
 impl Viewer {
-    fn snapshot(&self) -> (u64, u64, u64, u64) {
+    fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
         let s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         (
             s.frames,
             s.missing + s.undecodable,
             s.bytes,
             s.keyframe_waits,
+            s.packets,
         )
     }
 
@@ -486,6 +491,15 @@ impl Target {
         }
     }
 
+    /// A short name for files.
+    fn key(self) -> &'static str {
+        match self {
+            Target::Edgecam => "own",
+            Target::EdgecamRtp => "edgecam",
+            Target::Janus => "janus",
+        }
+    }
+
     /// The server's address and the address its viewers bind to.
     fn addrs(self) -> (SocketAddr, IpAddr) {
         match self {
@@ -717,7 +731,9 @@ bench: {{
     )
     .expect("streaming config");
     let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name(), "janus", "-F"])
+        .args(["netns", "exec", &ns.name()])
+        .args(support::callgrind_prefix())
+        .args(["janus", "-F"])
         .arg(cfg)
         .args(["-o", "-d", "3"])
         .stdout(std::fs::File::create(cfg.join("janus.log")).expect("janus log"))
@@ -725,7 +741,8 @@ bench: {{
         .spawn()
         .expect("janus (apt-get install janus)");
     let server = Server::Janus(child, ns, dir);
-    for _ in 0..100 {
+    let tries = if support::callgrind_dir().is_some() { 1800 } else { 100 };
+    for _ in 0..tries {
         if let Ok(r) = janus_http(http, "GET", "/janus/info", None, Duration::from_secs(2)).await
             && r["janus"] == "server_info"
         {
@@ -848,9 +865,26 @@ async fn run(target: Target, n: usize) -> RunResult {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(SETTLE).await;
+    let callgrind = support::callgrind_dir();
+    if callgrind.is_some() {
+        support::callgrind_collect(pid, true);
+    }
     let before: Vec<_> = viewers.iter().map(Viewer::snapshot).collect();
     let (cpu, rss_mib) = cpu_over(SAMPLE).await;
     let after: Vec<_> = viewers.iter().map(Viewer::snapshot).collect();
+    if let Some(dir) = &callgrind {
+        // What was counted, and the packets the viewers got meanwhile, for the script.
+        support::callgrind_collect(pid, false);
+        let packets: u64 = before.iter().zip(&after).map(|(b, a)| a.4 - b.4).sum();
+        let frames: u64 = before.iter().zip(&after).map(|(b, a)| a.0 - b.0).sum();
+        std::fs::write(
+            dir.join(format!("{}-{n}.json", target.key())),
+            serde_json::json!({"pid": pid, "viewers": viewers.len(), "packets": packets,
+                "frames": frames, "seconds": SAMPLE.as_secs()})
+            .to_string(),
+        )
+        .expect("callgrind run summary");
+    }
     let mut ttff_ms: Vec<f64> = viewers
         .iter()
         .filter_map(|v| {

@@ -422,7 +422,7 @@ async fn camera_appeared(before: Vec<std::path::PathBuf>) {
 /// Resolves when the configured camera at `path` is back and can be opened (udev has
 /// given it its group), noticed through inotify rather than by polling.
 async fn device_back(path: std::path::PathBuf) {
-    crate::capture::hotplug::until_present(move || crate::capture::v4l2::probe(&path).is_ok()).await
+    crate::capture::hotplug::until_present(move || crate::capture::v4l2::usable(&path)).await
 }
 
 /// Resolves when `flag` equals `want` (or its sender is gone).

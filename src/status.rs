@@ -223,6 +223,8 @@ pub struct FanoutSnapshot {
     pub dropped_queue_full: u64,
     pub skipped_keyframe_wait: u64,
     pub keyframe_requests: u64,
+    /// Joins that started from the young current GOP (no forced IDR needed).
+    pub joins_from_recent_gop: u64,
 }
 
 impl Status {
@@ -287,6 +289,7 @@ impl Status {
                 dropped_queue_full: h.dropped_queue_full.load(Ordering::Relaxed),
                 skipped_keyframe_wait: h.skipped_keyframe_wait.load(Ordering::Relaxed),
                 keyframe_requests: h.keyframe_requests.load(Ordering::Relaxed),
+                joins_from_recent_gop: h.joins_from_recent_gop.load(Ordering::Relaxed),
             },
         }
     }

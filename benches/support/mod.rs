@@ -24,14 +24,14 @@ impl Proc {
         source: &str,
         gop_s: u32,
     ) -> Self {
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_edgecam")]);
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_edgecam")),
+        let mut argv: Vec<String> = match netns {
+            Some(ns) => ["ip", "netns", "exec", ns].map(String::from).to_vec(),
+            None => Vec::new(),
         };
+        argv.extend(callgrind_prefix());
+        argv.push(env!("CARGO_BIN_EXE_edgecam").to_string());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let port = addr.port();
         let child = cmd
             .args(["run", "--source", source, "--listen", &addr.to_string()])
@@ -68,7 +68,9 @@ impl Proc {
 
     pub async fn wait_ready(&self) {
         let addr = self.addr;
-        for _ in 0..300 {
+        // Under valgrind the start takes tens of seconds.
+        let tries = if callgrind_dir().is_some() { 1800 } else { 300 };
+        for _ in 0..tries {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 let (_, body) = crate::common::http_get(addr, "/api/status").await;
                 if body.contains("\"running\"") {
@@ -123,4 +125,48 @@ pub fn sample_pid(pid: u32) -> (u64, u64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     (ticks, rss)
+}
+
+/// Where instruction counts go when the bench runs its servers under callgrind
+/// (`EDGECAM_BENCH_CALLGRIND=<dir>`, see benches/instructions_per_packet.sh).
+pub fn callgrind_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("EDGECAM_BENCH_CALLGRIND").map(Into::into)
+}
+
+/// The valgrind command a server runs under in callgrind mode (else nothing). Counting
+/// starts switched off; the bench switches it on for the measured window only.
+pub fn callgrind_prefix() -> Vec<String> {
+    let Some(dir) = callgrind_dir() else {
+        return Vec::new();
+    };
+    vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        "--collect-atstart=no".into(),
+        "--dump-line=no".into(),
+        format!("--callgrind-out-file={}/callgrind.%p", dir.display()),
+    ]
+}
+
+/// Switches instruction counting in process `pid` on or off (`callgrind_control`);
+/// switching off dumps what was counted.
+pub fn callgrind_collect(pid: u32, on: bool) {
+    let pid = pid.to_string();
+    let args: &[&str] = if on {
+        &["-i", "on", &pid]
+    } else {
+        &["-d", &pid]
+    };
+    let ok = Command::new("callgrind_control")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !on {
+        let _ = Command::new("callgrind_control")
+            .args(["-i", "off", &pid])
+            .stdout(Stdio::null())
+            .status();
+    }
+    assert!(ok, "callgrind_control {args:?} failed");
 }

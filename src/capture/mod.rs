@@ -71,7 +71,7 @@ impl Source {
             SourceSpec::Libcamera => Err(CaptureError::NoLibcamera),
             SourceSpec::V4l2(path) => open_v4l2(path, want),
             SourceSpec::Auto => Ok(Self::pick_auto(
-                v4l2::list_devices(),
+                v4l2::usable_devices(),
                 has_element("libcamerasrc"),
                 want,
             )),
@@ -182,7 +182,7 @@ fn open_v4l2(path: &Path, want: Want) -> Result<Source, CaptureError> {
     if !path.exists() {
         return Err(CaptureError::Missing(path.into()));
     }
-    let dev = v4l2::probe(path).map_err(|reason| CaptureError::Open {
+    let dev = v4l2::probe_usable(path).map_err(|reason| CaptureError::Open {
         device: path.into(),
         reason,
     })?;

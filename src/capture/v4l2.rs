@@ -185,13 +185,18 @@ pub fn hardware_encoders() -> Vec<HardwareEncoder> {
 pub fn capture_nodes() -> Vec<PathBuf> {
     nodes()
         .iter()
-        .filter(|n| {
-            v4l::Device::with_path(n.path())
-                .and_then(|d| d.query_caps())
-                .is_ok_and(|c| is_capture(c.capabilities))
-        })
+        .filter(|n| usable(n.path()))
         .map(|n| n.path().to_path_buf())
         .collect()
+}
+
+/// Whether `path` opens as a video-capture device: one open and one `VIDIOC_QUERYCAP`.
+/// What a hotplug wait checks on every event; [`probe`]'s enumeration of every format,
+/// size and rate costs hundreds of milliseconds on a slow board and runs once, at start.
+pub fn usable(path: &Path) -> bool {
+    v4l::Device::with_path(path)
+        .and_then(|d| d.query_caps())
+        .is_ok_and(|c| is_capture(c.capabilities))
 }
 
 fn is_capture(flags: v4l::capability::Flags) -> bool {
@@ -208,6 +213,15 @@ pub fn list_devices() -> Vec<DeviceInfo> {
         .collect()
 }
 
+/// The same with only the formats a pipeline can take sized ([`probe_usable`]): what
+/// `auto` chooses from at each camera start.
+pub fn usable_devices() -> Vec<DeviceInfo> {
+    nodes()
+        .iter()
+        .filter_map(|n| probe_usable(n.path()).ok())
+        .collect()
+}
+
 /// Why a device could not be probed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -219,6 +233,17 @@ pub enum ProbeError {
 
 /// Opens one device and reads its capabilities, formats, sizes and rates.
 pub fn probe(path: &Path) -> Result<DeviceInfo, ProbeError> {
+    probe_sizes_of(path, |_| true)
+}
+
+/// Like [`probe`], but sizes and rates only of the formats a pipeline can take: what a
+/// camera start needs, at a fraction of the ioctls (a camera may list dozens of formats,
+/// and on a slow board each size and rate query costs).
+pub fn probe_usable(path: &Path) -> Result<DeviceInfo, ProbeError> {
+    probe_sizes_of(path, |fourcc| CaptureFormat::from_fourcc(fourcc).is_some())
+}
+
+fn probe_sizes_of(path: &Path, sizes_of: impl Fn(&str) -> bool) -> Result<DeviceInfo, ProbeError> {
     let dev = v4l::Device::with_path(path)?;
     let caps = dev.query_caps()?;
     if !is_capture(caps.capabilities) {
@@ -228,7 +253,12 @@ pub fn probe(path: &Path) -> Result<DeviceInfo, ProbeError> {
     for desc in dev.enum_formats()? {
         let fourcc = desc.fourcc.str().unwrap_or("????").to_string();
         let mut sizes = Vec::new();
-        for fs in dev.enum_framesizes(desc.fourcc).unwrap_or_default() {
+        let framesizes = if sizes_of(&fourcc) {
+            dev.enum_framesizes(desc.fourcc).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for fs in framesizes {
             for (width, height) in frame_sizes(&fs.size) {
                 let fps = dev
                     .enum_frameintervals(desc.fourcc, width, height)

@@ -3,8 +3,10 @@
 //! the next IDR. Publishing never blocks, so a slow viewer never slows the encoder or others.
 
 mod gate;
+mod recent;
 
 pub use gate::{Gate, Verdict};
+pub use recent::{JOIN_REUSE, RecentGop};
 
 use crate::media::{AudioPacket, EncodedFrame, KeyframeInbox, KeyframeRequester};
 use std::collections::HashMap;
@@ -25,6 +27,8 @@ pub struct HubStats {
     /// Frames skipped while a viewer waited for a keyframe.
     pub skipped_keyframe_wait: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// Joins that started from the young current GOP instead of asking for an IDR.
+    pub joins_from_recent_gop: AtomicU64,
 }
 
 /// Per-viewer counters, shared with the viewer's own writer.
@@ -51,6 +55,8 @@ pub struct Hub {
     /// The other end of `keyframes`, held by whoever produces this hub's frames now.
     inbox: KeyframeInbox,
     pub stats: HubStats,
+    /// The current GOP while young, for joiners (taken with `slots` held).
+    recent: Mutex<RecentGop>,
     /// Relayed presenter audio. Audio needs no gate (every Opus packet decodes alone);
     /// a viewer that lags simply skips packets.
     pub audio: broadcast::Sender<Arc<AudioPacket>>,
@@ -188,12 +194,14 @@ impl Hub {
             keyframes,
             inbox: Arc::new(tokio::sync::Mutex::new(inbox)),
             stats: HubStats::default(),
+            recent: Mutex::new(RecentGop::default()),
             audio: broadcast::channel(64).0,
         })
     }
 
-    /// Joins a viewer. It receives frames from the next keyframe on, and one is
-    /// requested now so that it comes soon whatever the GOP length.
+    /// Joins a viewer. It starts from the current GOP when its keyframe is young
+    /// ([`JOIN_REUSE`]); otherwise it receives frames from the next keyframe on, and one
+    /// is requested now so that it comes soon whatever the GOP length.
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
         self.subscribe_with_capacity(VIEWER_QUEUE)
     }
@@ -215,19 +223,42 @@ impl Hub {
     }
 
     fn join(self: &Arc<Self>, capacity: usize, relay: bool) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(ViewerStats::default());
-        self.lock().insert(
+        let mut slots = self.lock();
+        // Under the slots lock, as `publish` updates the GOP under it: every frame is
+        // either in what the joiner starts from or offered to it afterwards, once.
+        let mut gate = Gate::new();
+        let start = self
+            .lock_recent()
+            .for_joiner(std::time::Instant::now(), capacity)
+            .map(<[_]>::to_vec);
+        let reused = start.is_some();
+        for frame in start.unwrap_or_default() {
+            if gate.offer(frame.keyframe, |f| tx.try_send(f), frame) == Verdict::Delivered {
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        slots.insert(
             id,
             Slot {
                 tx,
-                gate: Gate::new(),
+                gate,
                 stats: stats.clone(),
                 relay,
             },
         );
-        self.request_keyframe();
+        drop(slots);
+        if reused {
+            self.stats
+                .joins_from_recent_gop
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.request_keyframe();
+        }
         Subscription {
             id,
             frames: rx,
@@ -247,6 +278,8 @@ impl Hub {
         let frame = Arc::new(frame);
         let mut need_keyframe = false;
         let mut slots = self.lock();
+        self.lock_recent()
+            .push(&frame, std::time::Instant::now(), VIEWER_QUEUE);
         slots.retain(|_, slot| {
             let verdict = slot
                 .gate
@@ -289,6 +322,10 @@ impl Hub {
         self.lock().remove(&id);
     }
 
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, RecentGop> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
         // A panic while holding this lock is a bug elsewhere; the map itself stays valid.
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
@@ -313,6 +350,24 @@ mod tests {
         let hub = Hub::new();
         let inbox = hub.keyframe_inbox().try_lock_owned().expect("free");
         (hub, inbox)
+    }
+
+    #[tokio::test]
+    async fn a_viewer_joining_a_young_gop_starts_from_it_without_asking() {
+        let (hub, mut kf) = hub();
+        let mut first = hub.subscribe();
+        assert!(kf.try_recv().is_ok(), "the first join asks for a keyframe");
+        hub.publish(frame(1, true));
+        hub.publish(frame(2, false));
+        // Right after that keyframe: the next joiner starts from it, asking for nothing.
+        let mut second = hub.subscribe();
+        assert!(kf.try_recv().is_err(), "no second forced IDR");
+        hub.publish(frame(3, false));
+        for n in [1, 2, 3] {
+            assert_eq!(second.frames.recv().await.unwrap().data[0], n);
+            assert_eq!(first.frames.recv().await.unwrap().data[0], n);
+        }
+        assert_eq!(hub.stats.joins_from_recent_gop.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

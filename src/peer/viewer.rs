@@ -201,7 +201,15 @@ impl ViewerPeer {
                 VideoStream::H264 => rtp::RtpFramer::new(ssrc, seq, ts),
                 VideoStream::Vp8 => rtp::RtpFramer::vp8(ssrc, seq, ts),
             };
+            // Frames already queued at the join (the young GOP a joiner starts from) go out
+            // spaced a little: sent all at once, the start of the burst can be lost at a
+            // receiver that is only just set up.
+            let mut backlog = sub.frames.len();
             while let Some(frame) = sub.frames.recv().await {
+                if backlog > 0 {
+                    backlog -= 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(4)).await;
+                }
                 for packet in framer.packetize(&frame, payload_type) {
                     // After the peer closes, writes fail: end this viewer's writer then.
                     if writer_track.write_rtp(packet).await.is_err() {

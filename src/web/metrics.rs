@@ -173,6 +173,13 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_fanout_joins_from_recent_gop_total",
+        kind: Kind::Counter,
+        help: "Joins that started from the young current GOP instead of forcing an IDR.",
+        samples: |s| one(s.fanout.joins_from_recent_gop as f64),
+        optional: false,
+    },
+    Family {
         name: "edgecam_vp8_viewers",
         kind: Kind::Gauge,
         help: "Viewers on the VP8 stream (browsers without H.264).",
