@@ -41,6 +41,7 @@ async fn together(port: u16) {
     println!("|---|---|---|---|---|---|---|");
     for round in 1..=TOGETHER_ROUNDS {
         let before = daemon.status().await;
+        let cpu_before = (daemon.sample().0, machine_busy_ticks());
         let pages = futures_util::future::join_all((0..TOGETHER).map(|_| browser.open(&url))).await;
         // Each page watches its own decoder (hidden tabs may never paint, but they
         // decode): the first decoded frame's time from its join.
@@ -66,18 +67,38 @@ async fn together(port: u16) {
           };
           poll();
         })"#;
-        let answers =
-            futures_util::future::join_all(pages.iter().map(|p| p.eval(FIRST_DECODED))).await;
+        // The poll runs in the page's own script context: wait until the page (not the
+        // blank tab it replaces) has it, or the evaluation dies with the navigation.
+        let answers = futures_util::future::join_all(pages.iter().map(|p| async move {
+            p.wait_for("typeof window.edgecam", 20, "the viewer page", |v| {
+                v == "object"
+            })
+            .await;
+            p.eval(FIRST_DECODED).await
+        }))
+        .await;
         let times = |k: &str| {
             let mut v: Vec<f64> = answers.iter().filter_map(|a| a[k].as_f64()).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v
         };
         let from_join = times("decoded");
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            for a in &answers {
+                eprintln!("page: {a}");
+            }
+        }
         for a in answers.iter().filter(|a| a["decoded"].is_null()) {
             eprintln!("a page never decoded a frame: {a}");
         }
         let after = daemon.status().await;
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            let (d, m) = (
+                daemon.sample().0 - cpu_before.0,
+                machine_busy_ticks() - cpu_before.1,
+            );
+            eprintln!("round {round}: daemon {d} ticks, machine busy {m} ticks (both cores)");
+        }
         let delta = |k: &str| {
             after[k]
                 .as_u64()
@@ -244,4 +265,23 @@ fn main() {
             together(18614).await;
         }
     });
+}
+
+/// Busy clock ticks of the whole machine so far (all cores, from /proc/stat).
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq ...: all but idle and iowait.
+    cpu.iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum()
 }

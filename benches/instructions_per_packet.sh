@@ -17,5 +17,5 @@ command -v valgrind >/dev/null || apt-get install -y valgrind
 command -v janus >/dev/null || apt-get install -y janus
 rm -rf "$OUT"
 mkdir -p "$OUT"
-EDGECAM_BENCH_CALLGRIND="$OUT" cargo bench --bench load -- edgecam janus "$LOW" "$HIGH"
+BENCH_CALLGRIND="$OUT" cargo bench --bench load -- edgecam janus "$LOW" "$HIGH"
 python3 benches/callgrind_split.py "$OUT" "$LOW" "$HIGH"

@@ -741,7 +741,11 @@ bench: {{
         .spawn()
         .expect("janus (apt-get install janus)");
     let server = Server::Janus(child, ns, dir);
-    let tries = if support::callgrind_dir().is_some() { 1800 } else { 100 };
+    let tries = if support::callgrind_dir().is_some() {
+        1800
+    } else {
+        100
+    };
     for _ in 0..tries {
         if let Ok(r) = janus_http(http, "GET", "/janus/info", None, Duration::from_secs(2)).await
             && r["janus"] == "server_info"

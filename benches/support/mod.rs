@@ -128,9 +128,9 @@ pub fn sample_pid(pid: u32) -> (u64, u64) {
 }
 
 /// Where instruction counts go when the bench runs its servers under callgrind
-/// (`EDGECAM_BENCH_CALLGRIND=<dir>`, see benches/instructions_per_packet.sh).
+/// (`BENCH_CALLGRIND=<dir>`, see benches/instructions_per_packet.sh).
 pub fn callgrind_dir() -> Option<std::path::PathBuf> {
-    std::env::var_os("EDGECAM_BENCH_CALLGRIND").map(Into::into)
+    std::env::var_os("BENCH_CALLGRIND").map(Into::into)
 }
 
 /// The valgrind command a server runs under in callgrind mode (else nothing). Counting

@@ -62,3 +62,54 @@ async fn rust_viewer_receives_h264_starting_with_an_idr() {
         .await;
     daemon.stop().await;
 }
+
+/// Viewers joining together with a 10 s GOP: each starts at a whole IDR (SPS, PPS, IDR
+/// slice), whether its join forced one or started from the GOP a moment old, and together
+/// they cost at most two forced IDRs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_joining_together_each_start_at_an_idr() {
+    let _bound = crate::common::time_bound(
+        "rust_viewer_receives_h264::viewers_joining_together_each_start_at_an_idr",
+        None,
+    );
+    let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
+    // Past the pipeline's own first IDR, so what comes is forced or reused.
+    daemon
+        .wait_status(20, |s| s["frames_encoded"].as_u64().unwrap_or(0) > 45)
+        .await;
+    let before = daemon.status().await;
+    let url = daemon.ws_url();
+    let viewers = futures_util::future::join_all((0..4).map(|_| RustViewer::join(&url))).await;
+    for v in &viewers {
+        assert_eq!(v.answer["response"], "accepted", "{}", v.answer);
+        let got = v.wait_frames(15, 20).await;
+        assert!(got >= 15, "received {got} access units");
+        let received = v.received.lock().unwrap();
+        let first = nal_types(&received.access_units[0]);
+        for (n, what) in [
+            (nal::SPS, "SPS"),
+            (nal::PPS, "PPS"),
+            (nal::IDR, "an IDR slice"),
+        ] {
+            assert!(
+                first.contains(&n),
+                "a joiner's first AU has {what}: {first:?}"
+            );
+        }
+    }
+    let after = daemon.status().await;
+    let count = |s: &serde_json::Value, k: &str| s["fanout"][k].as_u64().unwrap_or(0);
+    let forced = after["forced_idrs"].as_u64().unwrap() - before["forced_idrs"].as_u64().unwrap();
+    eprintln!(
+        "4 joins: {forced} forced IDRs, {} from the young GOP",
+        count(&after, "joins_from_recent_gop") - count(&before, "joins_from_recent_gop")
+    );
+    assert!(
+        (1..=2).contains(&forced),
+        "4 joins together forced {forced} IDRs: {after}"
+    );
+    for v in viewers {
+        v.close().await;
+    }
+    daemon.stop().await;
+}
