@@ -16,7 +16,6 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
 
 # First match wins: (category, pattern over "function [object]").
@@ -39,23 +38,50 @@ CATEGORIES = [
     ("ICE, DTLS, STUN", r"dtls|ice|stun|turn"),
 ]
 
-LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*)$")
+NAMED = re.compile(r"^\((\d+)\)(?:\s+(.*))?$")
 
 
 def self_costs(dump):
-    """(function [object], self instructions) for every function in one dump."""
-    out = subprocess.run(
-        ["callgrind_annotate", "--inclusive=no", "--threshold=100", dump],
-        check=True, capture_output=True, text=True).stdout
-    rows, body = [], False
-    for line in out.splitlines():
-        if re.match(r"^\s*Ir\s.*file:function", line):
-            body = True
+    """(function [object], self instructions) for every function in one dump, read from
+    callgrind's file format: cost lines under `fn=` are the function's own; the line after
+    a `calls=` line is the inclusive cost of that call, which belongs to the callee."""
+    names = {"fn": {}, "ob": {}}
+    costs = {}
+    fn, ob, call_next = "?", "?", False
+
+    def name_of(kind, value):
+        m = NAMED.match(value)
+        if not m:
+            return value
+        if m.group(2) is not None:
+            names[kind][m.group(1)] = m.group(2)
+        return names[kind].get(m.group(1), value)
+
+    for line in open(dump, errors="replace"):
+        line = line.rstrip("\n")
+        if not line or line[0] == "#":
             continue
-        m = LINE.match(line)
-        if body and m and m.group(2).strip():
-            rows.append((m.group(2).strip(), int(m.group(1).replace(",", ""))))
-    return rows
+        if line[0].isdigit() or line[0] in "+-*":
+            parts = line.split()
+            if call_next:
+                call_next = False
+            elif len(parts) >= 2:
+                key = f"{fn} [{ob}]"
+                costs[key] = costs.get(key, 0) + int(parts[1])
+            continue
+        key, _, value = line.partition("=")
+        if key == "fn":
+            fn = name_of("fn", value)
+        elif key == "ob":
+            ob = name_of("ob", value)
+        elif key in ("cfn", "cfi", "cfl"):
+            if key == "cfn":
+                name_of("fn", value)
+        elif key == "cob":
+            name_of("ob", value)
+        elif key == "calls":
+            call_next = True
+    return list(costs.items())
 
 
 def split(dump):

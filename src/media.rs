@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 /// One H.264 access unit in Annex B byte-stream form (start codes included).
 /// SPS/PPS travel in-band before every IDR, so a keyframe AU is self-contained.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EncodedFrame {
     /// Annex B NAL units of one picture.
     pub data: Bytes,
@@ -15,6 +15,21 @@ pub struct EncodedFrame {
     pub pts: Duration,
     /// True for an IDR access unit: the only place a new or recovering viewer may start.
     pub keyframe: bool,
+    /// `data` cut into H.264 RTP payloads, by the first viewer that sends this frame and
+    /// shared by the others, which only stamp their own headers (`peer::rtp`): cutting
+    /// was the largest per-viewer cost of a packet.
+    pub rtp_payloads: std::sync::OnceLock<Vec<Bytes>>,
+}
+
+impl EncodedFrame {
+    pub fn new(data: Bytes, pts: Duration, keyframe: bool) -> Self {
+        Self {
+            data,
+            pts,
+            keyframe,
+            rtp_payloads: Default::default(),
+        }
+    }
 }
 
 /// NAL unit types this crate cares about (ITU-T H.264 table 7-1).

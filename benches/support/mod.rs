@@ -133,8 +133,7 @@ pub fn callgrind_dir() -> Option<std::path::PathBuf> {
     std::env::var_os("BENCH_CALLGRIND").map(Into::into)
 }
 
-/// The valgrind command a server runs under in callgrind mode (else nothing). Counting
-/// starts switched off; the bench switches it on for the measured window only.
+/// The valgrind command a server runs under in callgrind mode (else nothing).
 pub fn callgrind_prefix() -> Vec<String> {
     let Some(dir) = callgrind_dir() else {
         return Vec::new();
@@ -142,31 +141,20 @@ pub fn callgrind_prefix() -> Vec<String> {
     vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
-        "--collect-atstart=no".into(),
         "--dump-line=no".into(),
         format!("--callgrind-out-file={}/callgrind.%p", dir.display()),
     ]
 }
 
-/// Switches instruction counting in process `pid` on or off (`callgrind_control`);
-/// switching off dumps what was counted.
-pub fn callgrind_collect(pid: u32, on: bool) {
+/// Marks the measured window in process `pid` (`callgrind_control`): at its start the
+/// counts so far are zeroed, at its end they are dumped.
+pub fn callgrind_collect(pid: u32, start: bool) {
     let pid = pid.to_string();
-    let args: &[&str] = if on {
-        &["-i", "on", &pid]
-    } else {
-        &["-d", &pid]
-    };
+    let command = if start { "-z" } else { "-d" };
     let ok = Command::new("callgrind_control")
-        .args(args)
+        .args([command, &pid])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !on {
-        let _ = Command::new("callgrind_control")
-            .args(["-i", "off", &pid])
-            .stdout(Stdio::null())
-            .status();
-    }
-    assert!(ok, "callgrind_control {args:?} failed");
+    assert!(ok, "callgrind_control {command} {pid} failed");
 }

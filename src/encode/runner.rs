@@ -517,11 +517,11 @@ fn frame_callbacks(
             if keyframe {
                 cb_stats.keyframes.fetch_add(1, Ordering::Relaxed);
             }
-            sink(EncodedFrame {
-                data: Bytes::copy_from_slice(&map),
+            sink(EncodedFrame::new(
+                Bytes::copy_from_slice(&map),
                 pts,
                 keyframe,
-            });
+            ));
             Ok(gst::FlowSuccess::Ok)
         })
         .build()

@@ -339,11 +339,11 @@ mod tests {
     use std::time::Duration;
 
     fn frame(n: u64, keyframe: bool) -> EncodedFrame {
-        EncodedFrame {
-            data: Bytes::from(vec![n as u8]),
-            pts: Duration::from_millis(n * 33),
+        EncodedFrame::new(
+            Bytes::from(vec![n as u8]),
+            Duration::from_millis(n * 33),
             keyframe,
-        }
+        )
     }
 
     fn hub() -> (Arc<Hub>, tokio::sync::OwnedMutexGuard<mpsc::Receiver<()>>) {

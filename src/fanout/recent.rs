@@ -53,11 +53,11 @@ mod tests {
     use bytes::Bytes;
 
     fn f(n: u8, keyframe: bool) -> Arc<EncodedFrame> {
-        Arc::new(EncodedFrame {
-            data: Bytes::from(vec![n]),
-            pts: Duration::from_millis(u64::from(n) * 33),
+        Arc::new(EncodedFrame::new(
+            Bytes::from(vec![n]),
+            Duration::from_millis(u64::from(n) * 33),
             keyframe,
-        })
+        ))
     }
 
     #[test]

@@ -297,11 +297,7 @@ impl AccessUnitAssembler {
         }
         self.need_keyframe = false;
         let pts = self.pts(timestamp);
-        out.frames.push(EncodedFrame {
-            data,
-            pts,
-            keyframe,
-        });
+        out.frames.push(EncodedFrame::new(data, pts, keyframe));
     }
 }
 

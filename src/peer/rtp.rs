@@ -2,6 +2,10 @@
 //! VP8 frames (RFC 7741) for viewers whose browser has no H.264.
 //! Timestamps come from the frame's pts so skipped frames keep the clock right;
 //! sequence numbers are the viewer's own, so a dropped frame is no gap on the wire.
+//! An H.264 frame is cut into payloads once, for all its viewers (every viewer starts at
+//! an IDR that carries SPS and PPS, so the cut does not depend on what a viewer saw
+//! before); each viewer only stamps its own header on the shared payloads. VP8 payloads
+//! carry a picture id of the viewer's own, so they are cut per viewer.
 
 use crate::media::EncodedFrame;
 use rtc::rtp::codec::h264::H264Payloader;
@@ -23,7 +27,8 @@ pub struct RtpFramer {
     epoch_pts: Option<std::time::Duration>,
     epoch_ticks: u64,
     last: Option<(std::time::Duration, u64)>,
-    payloader: Box<dyn Payloader + Send>,
+    /// VP8's payloader; `None` for H.264, whose payloads are the frame's shared cut.
+    payloader: Option<Vp8Payloader>,
 }
 
 /// A pts jump larger than this (or any jump back) is a new source run, not a gap.
@@ -40,7 +45,7 @@ impl RtpFramer {
             epoch_pts: None,
             epoch_ticks: 0,
             last: None,
-            payloader: Box::new(H264Payloader::default()),
+            payloader: None,
         }
     }
 
@@ -49,7 +54,7 @@ impl RtpFramer {
         let mut framer = Self::new(ssrc, first_seq, ts_base);
         let mut payloader = Vp8Payloader::default();
         payloader.enable_picture_id = true;
-        framer.payloader = Box::new(payloader);
+        framer.payloader = Some(payloader);
         framer
     }
 
@@ -72,14 +77,23 @@ impl RtpFramer {
     /// Packets for one access unit; the last carries the marker bit.
     pub fn packetize(&mut self, frame: &EncodedFrame, payload_type: u8) -> Vec<Packet> {
         let timestamp = self.timestamp(frame.pts);
-        // The payloader only fails on an MTU too small to make progress; ours is fixed.
-        let payloads = self
-            .payloader
-            .payload(RTP_MTU, &frame.data)
-            .unwrap_or_default();
+        // The payloaders only fail on an MTU too small to make progress; ours is fixed.
+        let own;
+        let payloads: &[bytes::Bytes] = match &mut self.payloader {
+            Some(vp8) => {
+                own = vp8.payload(RTP_MTU, &frame.data).unwrap_or_default();
+                &own
+            }
+            None => frame.rtp_payloads.get_or_init(|| {
+                H264Payloader::default()
+                    .payload(RTP_MTU, &frame.data)
+                    .unwrap_or_default()
+            }),
+        };
         let n = payloads.len();
         payloads
-            .into_iter()
+            .iter()
+            .cloned()
             .enumerate()
             .map(|(i, payload)| {
                 let seq = self.seq;
@@ -113,11 +127,7 @@ mod tests {
         ];
         data.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }]);
         data.extend(std::iter::repeat_n(0xab, size));
-        EncodedFrame {
-            data: Bytes::from(data),
-            pts: Duration::from_millis(pts_ms),
-            keyframe: idr,
-        }
+        EncodedFrame::new(Bytes::from(data), Duration::from_millis(pts_ms), idr)
     }
 
     #[test]
@@ -157,19 +167,31 @@ mod tests {
     }
 
     #[test]
+    fn an_h264_frame_is_cut_once_and_each_viewer_stamps_its_own_headers() {
+        let frame = au(0, true, 5000);
+        let mut a = RtpFramer::new(1, 100, 0);
+        let mut b = RtpFramer::new(2, 7, 9000);
+        let pa = a.packetize(&frame, 96);
+        let pb = b.packetize(&frame, 102);
+        assert!(pa.len() > 3, "5 kB make several packets");
+        assert_eq!(pa.len(), pb.len());
+        for (x, y) in pa.iter().zip(&pb) {
+            // The very same bytes, not a copy of them.
+            assert_eq!(x.payload.as_ptr(), y.payload.as_ptr());
+            assert_ne!(x.header.ssrc, y.header.ssrc);
+            assert_ne!(x.header.payload_type, y.header.payload_type);
+        }
+        assert_eq!(pa[0].header.sequence_number, 100);
+        assert_eq!(pb[0].header.sequence_number, 7);
+        assert_eq!(frame.rtp_payloads.get().map(Vec::len), Some(pa.len()));
+    }
+
+    #[test]
     fn garbage_frame_yields_no_panic() {
         let mut f = RtpFramer::new(1, 0, 0);
-        let junk = EncodedFrame {
-            data: Bytes::from_static(&[1, 2, 3]),
-            pts: Duration::ZERO,
-            keyframe: false,
-        };
+        let junk = EncodedFrame::new(Bytes::from_static(&[1, 2, 3]), Duration::ZERO, false);
         let _ = f.packetize(&junk, 96);
-        let empty = EncodedFrame {
-            data: Bytes::new(),
-            pts: Duration::ZERO,
-            keyframe: false,
-        };
+        let empty = EncodedFrame::new(Bytes::new(), Duration::ZERO, false);
         assert!(f.packetize(&empty, 96).is_empty());
     }
 }
