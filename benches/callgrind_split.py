@@ -20,17 +20,20 @@ import sys
 
 # First match wins: (category, pattern over "function [object]").
 CATEGORIES = [
-    ("SRTP (AES-CM, HMAC-SHA1)",
-     r"srtp|aes|sha1|hmac|ctr128|cipher|gcm|ring::|ring_core|aws_lc|libcrypto|libssl"),
+    ("SRTP (AES-GCM or AES-CM + HMAC-SHA1)",
+     r"srtp|aes|sha1|hmac|ctr128|cipher|gcm|ring::|ring_core|aws_lc|libcrypto|libssl|"
+     # Debian's libsrtp2 does its crypto with NSS (freebl, softokn, nspr, plds).
+     r"freebl|softokn|nspr|plds|libnss"),
     ("packetizing (H.264 into RTP)",
      r"packetiz|payload|rtpframer|fu_a|stap|rtp::packet::.*marshal|header::.*marshal"),
     ("interceptors (NACK history, reports, TWCC)", r"interceptor|nack|twcc|report"),
+    ("hashing (map lookups)", r"sip::hasher|hash_one|hashbrown|hashmap|g_hash"),
     ("allocation and copies",
      r"malloc|free|realloc|calloc|memcpy|memmove|memset|alloc::|bytes::|__libc_|_int_|"
      r"tcache|arena|drop_in_place|clone"),
     ("send path (socket, syscall wrappers)",
      r"sendmsg|sendmmsg|sendto|send_to|poll_send|udp|socket|nice_agent_send|"
-     r"libnice|g_socket|quinn"),
+     r"libnice|g_socket|libgio|quinn"),
     ("async runtime, channels, locks",
      r"tokio|futures|mio::|async_channel|event_listener|concurrent_queue|parking|"
      r"epoll|futex|pthread|syscall|mutex|condvar|libglib|g_main|g_mutex|g_cond|"

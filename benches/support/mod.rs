@@ -42,7 +42,7 @@ impl Proc {
             .env("EDGECAM_ENCODER__BITRATE_KBPS", "2000")
             .env("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", gop_s.to_string())
             .env("EDGECAM_WEBRTC__BIND_IPS", addr.ip().to_string())
-            .env("EDGECAM_VIEWERS__MAX", "100")
+            .env("EDGECAM_VIEWERS__MAX", "250")
             // Every load-client viewer comes from the same address.
             .env("EDGECAM_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "1000")
             .env("RUST_LOG", "warn")
