@@ -48,11 +48,14 @@ pub async fn serve_with(
     // The second, VP8 stream (the camera's second encode, a VP8 presenter's own video,
     // or made from H.264 by the transcoder).
     let vp8 = crate::fanout::SecondStream::new();
-    // The sub-stream for RTSP /sub (NVRs detect motion on it), and snapshots.
+    // The sub-stream: RTSP /sub (NVRs detect motion on it), and viewers on weak links.
     let sub = Hub::new();
     let snapshots = crate::snapshot::Snapshots::new();
     let admission = Admission::new(config.viewers.max);
-    let peers = PeerFactory::new(config.webrtc.clone());
+    let peers = PeerFactory::new(
+        config.webrtc.clone(),
+        config.webrtc.substream_for_weak_links.then(|| sub.clone()),
+    );
     let provision_error = config.state.dir.join(crate::provision::ERROR_FILE);
     let config_error = std::fs::read_to_string(&provision_error)
         .ok()
@@ -519,7 +522,7 @@ async fn supervise_camera(
                             height: config.fallback.height,
                             bitrate_kbps: config.fallback.bitrate_kbps,
                         }),
-                        substream: config.rtsp_listen.map(|_| substream_settings(&config)),
+                        substream: substream_wanted(&config).then(|| substream_settings(&config)),
                         hub: &hub,
                         vp8: &vp8,
                         sub: &sub,
@@ -636,7 +639,7 @@ struct CameraRun<'a> {
     settings: EncodeSettings,
     /// `[fallback]`: the VP8 branch, when enabled.
     fallback: Option<pipeline::Vp8Settings>,
-    /// `[substream]`, while the RTSP server is on (its only door).
+    /// `[substream]`, where it has a door (`substream_wanted`).
     substream: Option<EncodeSettings>,
     hub: &'a Arc<Hub>,
     vp8: &'a Arc<crate::fanout::SecondStream>,
@@ -887,8 +890,8 @@ fn transcode_plan(config: &Config) -> crate::transcode::Plan {
     let to_h264 = encoder
         .filter(|_| vp8dec)
         .map(|encoder| pipeline::vp8_to_h264(encoder, &settings));
-    // The sub-stream only where RTSP, its one door, is on.
-    let sub = config.rtsp_listen.map(|_| substream_settings(config));
+    // The sub-stream only where it has a door (RTSP /sub, weak links).
+    let sub = substream_wanted(config).then(|| substream_settings(config));
     let decoder = pipeline::h264_decoder(&encode::has_element);
     let sub_from_h264 = (encoder.zip(sub).zip(decoder))
         .map(|((encoder, sub), decoder)| pipeline::h264_to_sub(decoder, encoder, &sub));
@@ -917,6 +920,12 @@ fn main_settings(config: &Config) -> EncodeSettings {
 }
 
 /// The sub-stream's encoder settings (its keyframe interval is the main stream's).
+/// The sub-stream is made (while someone watches it) where one of its doors is open: RTSP
+/// `/sub`, or weak links moved to it.
+fn substream_wanted(config: &Config) -> bool {
+    config.rtsp_listen.is_some() || config.webrtc.substream_for_weak_links
+}
+
 fn substream_settings(config: &Config) -> EncodeSettings {
     let s = config.substream;
     EncodeSettings {

@@ -741,6 +741,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
     let nat_ips = r.ips("webrtc.nat_ips");
     let bind_ips = r.ips("webrtc.bind_ips");
     let connect_timeout = r.seconds("webrtc.connect_timeout_s", 2.0, 300.0);
+    let substream_for_weak_links = r.boolean("webrtc.substream_for_weak_links");
     let max = r.number("viewers.max", 1, 1000);
     let gpio = read_gpio(&mut r);
     let provisioning = read_provisioning(&mut r);
@@ -883,6 +884,7 @@ fn validate(table: &Map<String, Value>) -> Result<Config, ConfigError> {
                 bind_ips,
                 // (Read above; a bad value is among the errors returned before here.)
                 connect_timeout: connect_timeout.unwrap_or(Duration::from_secs(30)),
+                substream_for_weak_links: substream_for_weak_links.unwrap_or(true),
             },
             viewers: ViewersConfig { max: max as usize },
             gpio,

@@ -214,6 +214,9 @@ pub struct WebRtcConfig {
     /// `webrtc.connect_timeout_s`: a peer that has not connected by then is ended (its
     /// viewer place or the presenter slot freed).
     pub connect_timeout: std::time::Duration,
+    /// `webrtc.substream_for_weak_links`: an H.264 viewer whose reports show loss is moved
+    /// to the sub-stream, and back once its link is clean.
+    pub substream_for_weak_links: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

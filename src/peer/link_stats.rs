@@ -51,6 +51,10 @@ pub struct LinkStats {
     /// The viewer's video SSRC: its report block is the one that describes the picture.
     video_ssrc: u32,
     state: Mutex<State>,
+    /// Set by the viewer's writer: on the sub-stream now (its link is weak), and how often
+    /// it moved between the streams.
+    on_substream: std::sync::atomic::AtomicBool,
+    stream_moves: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -67,11 +71,29 @@ impl LinkStats {
         Self {
             video_ssrc,
             state: Mutex::new(State::default()),
+            on_substream: Default::default(),
+            stream_moves: Default::default(),
         }
     }
 
     pub fn quality(&self) -> LinkQuality {
         self.lock().quality.clone()
+    }
+
+    /// The viewer's writer moved it to the sub-stream (`true`) or back to the main one.
+    pub fn moved(&self, to_substream: bool) {
+        use std::sync::atomic::Ordering;
+        self.on_substream.store(to_substream, Ordering::Relaxed);
+        self.stream_moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// On the sub-stream now, and the moves so far.
+    pub fn stream(&self) -> (bool, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.on_substream.load(Ordering::Relaxed),
+            self.stream_moves.load(Ordering::Relaxed),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -60,6 +60,10 @@ pub struct ViewerLink {
     pub id: u64,
     pub kind: ViewerKind,
     pub connected_s: u64,
+    /// `main`, or `sub` while its link is too weak for the main stream.
+    pub stream: &'static str,
+    /// Moves between the two streams so far.
+    pub stream_moves: u64,
     #[serde(flatten)]
     pub quality: LinkQuality,
 }
@@ -89,11 +93,16 @@ impl Links {
     pub fn list(&self) -> Vec<ViewerLink> {
         self.lock()
             .iter()
-            .map(|(id, e)| ViewerLink {
-                id: *id,
-                kind: e.kind,
-                connected_s: e.since.elapsed().as_secs(),
-                quality: e.stats.quality(),
+            .map(|(id, e)| {
+                let (on_sub, stream_moves) = e.stats.stream();
+                ViewerLink {
+                    id: *id,
+                    kind: e.kind,
+                    connected_s: e.since.elapsed().as_secs(),
+                    stream: if on_sub { "sub" } else { "main" },
+                    stream_moves,
+                    quality: e.stats.quality(),
+                }
             })
             .collect()
     }

@@ -4,8 +4,10 @@
 
 pub mod channel;
 pub mod keyframe_rtcp;
+pub mod ladder;
 pub mod link_stats;
 pub mod links;
+pub mod nack_budget;
 pub mod presenter;
 pub mod rtp;
 pub mod sdp;
@@ -227,15 +229,19 @@ pub struct PeerFactory {
     channel: Arc<ChannelFeed>,
     /// Next port to try within `udp_ports`, so ports are spread rather than retried.
     port_cursor: AtomicUsize,
+    /// Where H.264 viewers on weak links are moved (`webrtc.substream_for_weak_links`).
+    substream: Option<Arc<Hub>>,
 }
 
 impl PeerFactory {
-    pub fn new(config: WebRtcConfig) -> Arc<Self> {
+    /// `substream`: the sub-stream's hub, given when weak links are moved to it.
+    pub fn new(config: WebRtcConfig, substream: Option<Arc<Hub>>) -> Arc<Self> {
         Arc::new(Self {
             config,
             links: Arc::default(),
             channel: Arc::default(),
             port_cursor: AtomicUsize::new(0),
+            substream,
         })
     }
 
@@ -656,6 +662,8 @@ async fn build_pc(
                 .map_err(webrtc_err)?;
         }
         let registry = interceptors(&mut media)?;
+        // Wire-ward of the NACK responder (4_000), so what it resends is bounded.
+        let registry = registry.with(Slot::from(3_000), nack_budget::NackBudget::default());
         // Last in the chain, so the other interceptors have read the RTCP first.
         let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
         // At the wire end, so it sees the SRs the report interceptor sends and every report.
@@ -733,13 +741,17 @@ mod tests {
     }
 
     fn factory(udp_ports: Option<PortRange>, bind_ips: Vec<IpAddr>) -> Arc<PeerFactory> {
-        PeerFactory::new(WebRtcConfig {
-            ice_servers: vec![],
-            udp_ports,
-            nat_ips: vec![],
-            bind_ips,
-            connect_timeout: Duration::from_secs(30),
-        })
+        PeerFactory::new(
+            WebRtcConfig {
+                ice_servers: vec![],
+                udp_ports,
+                nat_ips: vec![],
+                bind_ips,
+                connect_timeout: Duration::from_secs(30),
+                substream_for_weak_links: true,
+            },
+            None,
+        )
     }
 
     #[test]

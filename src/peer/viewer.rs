@@ -3,8 +3,10 @@
 //! PLI/FIR into keyframe requests.
 
 use super::*;
-use crate::media::AudioPacket;
+use crate::fanout::Subscription;
+use crate::media::{AudioPacket, EncodedFrame};
 use crate::task::AbortOnDrop;
+use ladder::{Ladder, Rung};
 use link_stats::LinkStats;
 use links::{LinkGuard, ViewerKind};
 
@@ -184,8 +186,20 @@ impl ViewerPeer {
         // Writer: starts on connect, subscribing then (which forces an IDR), so the first
         // picture is a fresh keyframe rather than whatever the GOP had queued. The payload
         // type is the negotiated one, known by then on either side of the offer.
-        let subscription_hub = hub.clone();
-        let writer_track = track.clone();
+        // H.264 viewers (not the upstream push) move to the sub-stream on a weak link.
+        let substream = factory
+            .substream
+            .clone()
+            .filter(|_| stream == VideoStream::H264 && kind != ViewerKind::Upstream);
+        // The hub the viewer's video comes from now, for its keyframe requests.
+        let (feeding_tx, feeding) = watch::channel(hub.clone());
+        let video = Video {
+            track: track.clone(),
+            main: hub.clone(),
+            substream,
+            link: link_stats.clone(),
+            feeding: feeding_tx,
+        };
         let writer_sender = sender.clone();
         let mut connected = connected_rx.clone();
         tasks.push(AbortOnDrop::spawn(async move {
@@ -195,28 +209,12 @@ impl ViewerPeer {
             let Some(payload_type) = negotiated_pt(&writer_sender).await else {
                 return;
             };
-            let mut sub = subscription_hub.subscribe();
             let (seq, ts) = (random_u32() as u16, random_u32());
-            let mut framer = match stream {
+            let framer = match stream {
                 VideoStream::H264 => rtp::RtpFramer::new(ssrc, seq, ts),
                 VideoStream::Vp8 => rtp::RtpFramer::vp8(ssrc, seq, ts),
             };
-            // Frames already queued at the join (the young GOP a joiner starts from) go out
-            // spaced a little: sent all at once, the start of the burst can be lost at a
-            // receiver that is only just set up.
-            let mut backlog = sub.frames.len();
-            while let Some(frame) = sub.frames.recv().await {
-                if backlog > 0 {
-                    backlog -= 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(4)).await;
-                }
-                for packet in framer.packetize(&frame, payload_type) {
-                    // After the peer closes, writes fail: end this viewer's writer then.
-                    if writer_track.write_rtp(packet).await.is_err() {
-                        return;
-                    }
-                }
-            }
+            video.send(framer, payload_type).await;
         }));
         if let Some((atrack, asender, assrc, mut rx)) = audio {
             let mut connected = connected_rx.clone();
@@ -253,8 +251,8 @@ impl ViewerPeer {
                 }
             }));
         }
-        // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests.
-        let rtcp_hub = hub.clone();
+        // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests, to the
+        // stream the viewer is on.
         let mut connected = connected_rx;
         tasks.push(AbortOnDrop::spawn(async move {
             if connected.wait_for(|c| *c).await.is_err() {
@@ -265,7 +263,7 @@ impl ViewerPeer {
                     .iter()
                     .any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref()))
                 {
-                    rtcp_hub.request_keyframe();
+                    feeding.borrow().request_keyframe();
                 }
             }
         }));
@@ -292,5 +290,116 @@ impl ViewerPeer {
     /// Ends the session and releases its hub slot.
     pub async fn close(mut self) {
         self.conn.close().await;
+    }
+}
+
+/// How long a move to the sub-stream may wait for its first frame before it is given up
+/// (no sub-stream is being made: a camera that delivers H.264 and no decoder, say).
+const MOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the writer looks for a new receiver report (they come about once a second).
+const REPORT_LOOK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// One viewer's video: its track, the streams it may be fed from and its link's reports.
+struct Video {
+    track: Arc<TrackLocalStaticRTP>,
+    main: Arc<Hub>,
+    /// The sub-stream, for an H.264 viewer whose link turns out weak.
+    substream: Option<Arc<Hub>>,
+    link: Arc<LinkStats>,
+    /// The hub feeding the viewer now (its keyframe requests go there).
+    feeding: watch::Sender<Arc<Hub>>,
+}
+
+/// What the writer does next.
+enum Next {
+    Frame(Arc<EncodedFrame>),
+    /// The stream moved to sent its first frame (a keyframe): the move is made.
+    Moved(Arc<EncodedFrame>),
+    Look,
+    End,
+}
+
+impl Video {
+    /// Sends frames until the peer closes. A move between the streams is made before it
+    /// is broken: the new stream is subscribed (which brings a keyframe soon), the old
+    /// one goes on until that keyframe comes, so the picture never stops for the move.
+    /// Sequence numbers and the RTP clock continue across it (one framer).
+    async fn send(self, mut framer: rtp::RtpFramer, payload_type: u8) {
+        let mut ladder = Ladder::default();
+        let mut current = self.main.subscribe();
+        // Frames already queued at a join (the young GOP a joiner starts from) go out
+        // spaced a little: sent all at once, the start of the burst can be lost at a
+        // receiver that is only just set up.
+        let mut backlog = current.frames.len();
+        let mut moving: Option<(Rung, Subscription, std::time::Instant)> = None;
+        let mut reports = self.link.quality().reports;
+        let mut look = tokio::time::interval(REPORT_LOOK);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = tokio::select! {
+                f = current.frames.recv() => f.map_or(Next::End, Next::Frame),
+                Some(f) = first_frame(&mut moving) => Next::Moved(f),
+                _ = look.tick(), if self.substream.is_some() => Next::Look,
+            };
+            let frame = match next {
+                Next::End => return,
+                Next::Frame(f) => f,
+                Next::Moved(f) => {
+                    let Some((rung, sub, _)) = moving.take() else {
+                        continue;
+                    };
+                    current = sub;
+                    backlog = current.frames.len();
+                    self.link.moved(rung == Rung::Sub);
+                    self.feeding.send_replace(match rung {
+                        Rung::Sub => self.substream.clone().unwrap_or(self.main.clone()),
+                        Rung::Main => self.main.clone(),
+                    });
+                    tracing::debug!(?rung, "a viewer moved between the streams");
+                    f
+                }
+                Next::Look => {
+                    let now = std::time::Instant::now();
+                    if let Some((Rung::Sub, _, since)) = &moving
+                        && now.saturating_duration_since(*since) > MOVE_LIMIT
+                    {
+                        moving = None;
+                        ladder.move_failed(now);
+                    }
+                    let q = self.link.quality();
+                    if q.reports != reports {
+                        reports = q.reports;
+                        if let Some(rung) = ladder.on_report(q.fraction_lost, now) {
+                            let hub = match rung {
+                                Rung::Sub => self.substream.as_ref(),
+                                Rung::Main => Some(&self.main),
+                            };
+                            moving = hub.map(|h| (rung, h.subscribe(), now));
+                        }
+                    }
+                    continue;
+                }
+            };
+            if backlog > 0 {
+                backlog -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(4)).await;
+            }
+            for packet in framer.packetize(&frame, payload_type) {
+                // After the peer closes, writes fail: end this viewer's writer then.
+                if self.track.write_rtp(packet).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The first frame of the stream being moved to; never, when no move is under way.
+async fn first_frame(
+    moving: &mut Option<(Rung, Subscription, std::time::Instant)>,
+) -> Option<Arc<EncodedFrame>> {
+    match moving {
+        Some((_, sub, _)) => sub.frames.recv().await,
+        None => std::future::pending().await,
     }
 }

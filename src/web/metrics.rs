@@ -350,6 +350,28 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_viewers_on_substream",
+        kind: Kind::Gauge,
+        help: "Viewers moved to the sub-stream because their link loses packets.",
+        samples: |s| one(s.viewer_links.iter().filter(|l| l.stream == "sub").count() as f64),
+        optional: false,
+    },
+    Family {
+        name: "edgecam_viewer_stream_moves_total",
+        kind: Kind::Counter,
+        help: "Moves of each viewer between the main stream and the sub-stream.",
+        samples: |s| {
+            s.viewer_links
+                .iter()
+                .map(|l| {
+                    let labels = vec![("viewer", l.id.to_string()), ("kind", l.kind.name().into())];
+                    (labels, l.stream_moves as f64)
+                })
+                .collect()
+        },
+        optional: false,
+    },
+    Family {
         name: "edgecam_send_bitrate_bps",
         kind: Kind::Gauge,
         help: "Bits per second sent to all viewers together (last second).",

@@ -46,6 +46,7 @@ mod unconnected_peer_reaped;
 mod upstream_push_reconnects;
 mod viewer_limit;
 mod vp8_stream;
+mod weak_link_substream;
 mod whep_browser_watch;
 mod whep_errors;
 mod whip_browser_present;

@@ -90,7 +90,13 @@ async fn a_vp8_presenter_is_relayed_as_sent_and_made_h264_for_the_others() {
         .await;
     vp8.close().await;
     presenter.stop().await;
-    let s = daemon.wait_status(15, |s| s["presenter"] == "none").await;
+    // The presenter's slot is freed first; its peer (which says what it produced) ends
+    // a moment later.
+    let s = daemon
+        .wait_status(15, |s| {
+            s["presenter"] == "none" && s["vp8"]["origin"].is_null()
+        })
+        .await;
     assert_eq!(s["vp8"]["origin"], serde_json::Value::Null, "{s}");
     assert_eq!(s["transcode"]["from"], serde_json::Value::Null, "{s}");
     daemon.stop().await;

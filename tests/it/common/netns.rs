@@ -94,3 +94,83 @@ impl Drop for Netns {
         ip(&["netns", "del", &self.name]);
     }
 }
+
+/// A thin link: a namespace of its own joined to the test's namespace by a veth pair
+/// (`HOST` on this side, `FAR` inside), whose egress toward the namespace can be limited
+/// with a token bucket (`tc qdisc … tbf`), as a distant Wi-Fi limits a viewer. Needs root.
+pub struct ThinLink {
+    ns: Netns,
+    host_dev: String,
+}
+
+impl ThinLink {
+    pub const HOST: &'static str = "10.97.0.1";
+    pub const FAR: &'static str = "10.97.0.2";
+
+    pub fn create_or_skip(test: &str) -> Option<Self> {
+        let name = format!("edgecam-w{}", std::process::id());
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED {test}: cannot create a network namespace (needs root)");
+            return None;
+        }
+        let ns = Netns { name };
+        let host_dev = format!("ecw{}h", std::process::id() % 100_000);
+        let far_dev = format!("ecw{}n", std::process::id() % 100_000);
+        let n = ns.name.as_str();
+        let (host, far) = (format!("{}/24", Self::HOST), format!("{}/24", Self::FAR));
+        for args in [
+            vec![
+                "link", "add", &host_dev, "type", "veth", "peer", "name", &far_dev,
+            ],
+            vec!["link", "set", &far_dev, "netns", n],
+            vec!["addr", "add", &host, "dev", &host_dev],
+            vec!["link", "set", &host_dev, "up"],
+            vec!["-n", n, "addr", "add", &far, "dev", &far_dev],
+            vec!["-n", n, "link", "set", &far_dev, "up"],
+            vec!["-n", n, "link", "set", "lo", "up"],
+            // A route out, as a LAN has (the client's multicast DNS socket needs one).
+            vec!["-n", n, "route", "add", "default", "dev", &far_dev],
+        ] {
+            assert!(ip(&args), "ip {args:?}");
+        }
+        Some(Self { ns, host_dev })
+    }
+
+    /// The namespace's name, for [`Netns::enter`].
+    pub fn namespace(&self) -> &str {
+        &self.ns.name
+    }
+
+    /// Limits what goes toward the namespace to `kbit` kbit/s (a 200 ms queue, as a Wi-Fi
+    /// link buffers; what does not fit is dropped), or lifts the limit with `None`.
+    pub fn limit(&self, kbit: Option<u32>) {
+        let ok = |args: &[&str]| {
+            Command::new("tc")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let dev = self.host_dev.as_str();
+        match kbit {
+            Some(k) => {
+                let rate = format!("{k}kbit");
+                assert!(
+                    ok(&[
+                        "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst",
+                        "16kb", "latency", "200ms"
+                    ]),
+                    "tc qdisc replace … tbf"
+                );
+            }
+            None => assert!(ok(&["qdisc", "del", "dev", dev, "root"]), "tc qdisc del"),
+        }
+    }
+}
+
+impl Drop for ThinLink {
+    fn drop(&mut self) {
+        // Deleting one end of a veth pair deletes both; the namespace goes with `ns`.
+        ip(&["link", "del", &self.host_dev]);
+    }
+}

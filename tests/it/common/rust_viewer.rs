@@ -25,6 +25,12 @@ pub struct Received {
     pub access_units: Vec<Vec<u8>>,
     pub first_frame_at: Option<Instant>,
     pub packets: u64,
+    /// Access units that arrived without a gap in the sequence numbers (decodable, once
+    /// a keyframe has come): what a viewer would see on a lossy link.
+    pub whole_units: u64,
+    /// When each decodable H.264 access unit arrived: whole, and an IDR or following one
+    /// without a break (what a decoder would show).
+    pub shown_at: Vec<Instant>,
     /// Data-channel text messages.
     pub channel: Vec<String>,
     /// Signaling messages received after the viewerResponse.
@@ -56,16 +62,40 @@ impl PeerConnectionEventHandler for Handler {
                 Box::new(H264Packet::default())
             };
             let mut au: Vec<u8> = Vec::new();
+            let (mut last_seq, mut gap, mut chain) = (None::<u16>, false, false);
             while let Some(evt) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(p) = evt {
                     let mut r = received.lock().unwrap();
                     r.packets += 1;
+                    let seq = p.header.sequence_number;
+                    // A late packet (a retransmission that a NACK asked for after the
+                    // frame was given up) or a duplicate: this simple receiver has no
+                    // jitter buffer to put it back in place, so it is left out.
+                    let step = last_seq.map(|l| seq.wrapping_sub(l) as i16);
+                    if step.is_some_and(|d| d <= 0) {
+                        continue;
+                    }
+                    gap |= step.is_some_and(|d| d > 1);
+                    last_seq = Some(seq);
                     if let Ok(bytes) = depack.depacketize(&p.payload) {
                         au.extend_from_slice(&bytes);
                     }
                     if p.header.marker && !au.is_empty() {
                         r.first_frame_at.get_or_insert_with(Instant::now);
-                        r.access_units.push(std::mem::take(&mut au));
+                        let unit = std::mem::take(&mut au);
+                        let whole = !std::mem::take(&mut gap);
+                        if whole {
+                            r.whole_units += 1;
+                        }
+                        if !vp8 {
+                            let idr = edgecam::media::nal_types(&unit)
+                                .contains(&edgecam::media::nal::IDR);
+                            chain = whole && (idr || chain);
+                            if chain {
+                                r.shown_at.push(Instant::now());
+                            }
+                        }
+                        r.access_units.push(unit);
                     }
                 }
             }
@@ -92,23 +122,29 @@ impl RustViewer {
     /// message and the server's candidates are ignored: the connection then comes up
     /// only if the server queued ours and applied them once the peer existed.
     pub async fn join_with(ws_url: &str, candidates_first: bool) -> Self {
-        Self::join_inner(ws_url, candidates_first, &[], ClientCodecs::All).await
+        Self::join_inner(ws_url, candidates_first, &[], ClientCodecs::All, None).await
+    }
+
+    /// Joins with its media socket on `bind` (an address of a network namespace the
+    /// calling thread is in).
+    pub async fn join_from(ws_url: &str, bind: std::net::IpAddr) -> Self {
+        Self::join_inner(ws_url, false, &[], ClientCodecs::All, Some(bind)).await
     }
 
     /// Joins with extra request headers on the WebSocket (e.g. `Authorization`).
     pub async fn join_with_headers(ws_url: &str, headers: &[(&str, &str)]) -> Self {
-        Self::join_inner(ws_url, false, headers, ClientCodecs::All).await
+        Self::join_inner(ws_url, false, headers, ClientCodecs::All, None).await
     }
 
     /// Joins as a client whose only video codec is VP8 (a Firefox without OpenH264):
     /// `access_units` then holds VP8 frames.
     pub async fn join_vp8_only(ws_url: &str) -> Self {
-        Self::join_inner(ws_url, false, &[], ClientCodecs::Vp8Only).await
+        Self::join_inner(ws_url, false, &[], ClientCodecs::Vp8Only, None).await
     }
 
     /// Joins as a client whose only video codec is H.264.
     pub async fn join_h264_only(ws_url: &str) -> Self {
-        Self::join_inner(ws_url, false, &[], ClientCodecs::H264Only).await
+        Self::join_inner(ws_url, false, &[], ClientCodecs::H264Only, None).await
     }
 
     async fn join_inner(
@@ -116,6 +152,7 @@ impl RustViewer {
         candidates_first: bool,
         headers: &[(&str, &str)],
         codecs: ClientCodecs,
+        bind: Option<std::net::IpAddr>,
     ) -> Self {
         let vp8 = codecs == ClientCodecs::Vp8Only;
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
@@ -126,7 +163,10 @@ impl RustViewer {
             vp8,
         });
         let handler = handler as Arc<dyn PeerConnectionEventHandler>;
-        let pc = super::loopback_peer_with(handler, codecs).await;
+        let pc = match bind {
+            Some(ip) => super::peer_on(ip, handler).await,
+            None => super::loopback_peer_with(handler, codecs).await,
+        };
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
             Some(RTCRtpTransceiverInit {
