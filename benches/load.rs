@@ -1011,6 +1011,114 @@ fn print_ratios(edgecam: &[RunResult], janus: &[RunResult]) {
     println!();
 }
 
+/// Viewers kept joined in [`soak`], and how many are replaced each second.
+const SOAK_VIEWERS: usize = 20;
+const SOAK_CHURN_PER_S: usize = 2;
+
+/// An hour (or `minutes`) of viewers joining and leaving: 20 kept joined, two replaced
+/// every second, on the product as shipped (test pattern, x264). Every five minutes: the
+/// daemon's CPU per viewer over those minutes, RSS, open fds, async tasks and what the
+/// viewers received; at the end, the first row against the last.
+async fn soak(minutes: u64) {
+    let p = Proc::start(EDGECAM_PORT, "test", 2);
+    p.wait_ready().await;
+    let (addr, bind) = Target::Edgecam.addrs();
+    let pid = p.pid();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let tasks = || async {
+        let (_, body) = common::http_get(addr, "/api/status").await;
+        serde_json::from_str::<Value>(&body).unwrap_or_default()["process"]["tasks"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    println!("## {SOAK_VIEWERS} viewers joining and leaving for {minutes} minutes\n");
+    println!(
+        "| minute | CPU per viewer | RSS | open fds | async tasks | joins | failed joins | frames delivered |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut viewers: std::collections::VecDeque<Viewer> = Default::default();
+    let (mut joins, mut failed) = (0u64, 0u64);
+    let (mut got, mut lost) = (0u64, 0u64);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(minutes * 60);
+    let mut mark = (Instant::now(), sample_pid(pid).0);
+    let mut next_row = start + Duration::from_secs(300);
+    let mut rows = Vec::new();
+    let idle_cpu = {
+        let (t0, _) = sample_pid(pid);
+        tokio::time::sleep(IDLE).await;
+        (sample_pid(pid).0 - t0) as f64 / ticks_per_s() / IDLE.as_secs_f64() * 100.0
+    };
+    while Instant::now() < end {
+        let tick = Instant::now();
+        // Leave: the oldest go (their frames counted first); join: as many new ones.
+        let leaving = if viewers.len() >= SOAK_VIEWERS {
+            SOAK_CHURN_PER_S
+        } else {
+            0
+        };
+        for _ in 0..leaving {
+            if let Some(v) = viewers.pop_front() {
+                let (f, l, ..) = v.snapshot();
+                got += f;
+                lost += l;
+                v.close().await;
+            }
+        }
+        let want = SOAK_VIEWERS - viewers.len();
+        let joined =
+            futures_util::future::join_all((0..want).map(|_| join_edgecam(addr, bind))).await;
+        for r in joined {
+            joins += 1;
+            match r {
+                Ok(v) => viewers.push_back(v),
+                Err(_) => failed += 1,
+            }
+        }
+        let last_step = tick + Duration::from_secs(1) >= end;
+        if Instant::now() >= next_row || last_step {
+            let (t, ticks) = (Instant::now(), sample_pid(pid).0);
+            let cpu = (ticks - mark.1) as f64 / ticks_per_s() / (t - mark.0).as_secs_f64() * 100.0;
+            mark = (t, ticks);
+            let live: (u64, u64) = viewers.iter().fold((0, 0), |a, v| {
+                let (f, l, ..) = v.snapshot();
+                (a.0 + f, a.1 + l)
+            });
+            let (all_got, all_lost) = (got + live.0, lost + live.1);
+            let row = (
+                (start.elapsed().as_secs() + 30) / 60,
+                (cpu - idle_cpu) / SOAK_VIEWERS as f64,
+                sample_pid(pid).1 as f64 / 1024.0,
+                fds(),
+                tasks().await,
+            );
+            println!(
+                "| {} | {:.2} % | {:.1} MiB | {} | {} | {joins} | {failed} | {:.2} % |",
+                row.0,
+                row.1,
+                row.2,
+                row.3,
+                row.4,
+                100.0 * all_got as f64 / (all_got + all_lost).max(1) as f64
+            );
+            rows.push(row);
+            next_row += Duration::from_secs(300);
+        }
+        // One step a second.
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+    }
+    for v in viewers {
+        v.close().await;
+    }
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        println!(
+            "\nFrom minute {} to {}: CPU per viewer {:.2} → {:.2} %, RSS {:.1} → {:.1} MiB, \
+             fds {} → {}, tasks {} → {} (idle CPU {idle_cpu:.1} %)\n",
+            first.0, last.0, first.1, last.1, first.2, last.2, first.3, last.3, first.4, last.4
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -1021,12 +1129,18 @@ fn main() {
         counts = vec![1, 10, 50, 100];
     }
     let named = |t: &str| args.iter().any(|a| a == t);
-    let all = !named("edgecam") && !named("janus") && !named("own");
+    let all = !named("edgecam") && !named("janus") && !named("own") && !named("soak");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
+        if named("soak") {
+            // `soak [minutes]`: one hour unless told.
+            let minutes = args.iter().find_map(|a| a.parse::<u64>().ok());
+            soak(minutes.unwrap_or(60)).await;
+            return;
+        }
         if all || named("own") {
             let mut results = Vec::new();
             for &n in &counts {
