@@ -6,7 +6,7 @@
 //! The SR's send time is our own monotonic clock, so a wall-clock jump (a Pi without RTC
 //! getting NTP time) cannot corrupt the figure.
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Packet, TaggedPacket};
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -212,10 +212,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinkObserver {
         Ok(())
     }
 
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
         match &msg.message.packet {
             Packet::Rtp(rtp) if rtp.header.ssrc == self.stats.video_ssrc => {
@@ -235,17 +231,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinkObserver {
         Ok(())
     }
 
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
+    queued_polls!();
 }
 
-impl Interceptor for LinkObserver {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
-}
+interceptor_plumbing!(LinkObserver);
 
 #[cfg(test)]
 mod tests {

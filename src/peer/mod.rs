@@ -2,6 +2,44 @@
 //! candidates out as events, feeds its own track from the hub, turns PLI/FIR into
 //! keyframe requests, and pushes status over a data channel when the offer has one.
 
+/// The plumbing the crate's own interceptors share: each keeps what passes it in `read`
+/// and `write` queues, and none keeps per-stream state.
+macro_rules! interceptor_plumbing {
+    ($t:ty) => {
+        impl rtc::interceptor::Interceptor for $t {
+            fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+            fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+            fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+            fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+        }
+    };
+}
+
+/// The queue side of an interceptor's `Protocol`: what was handled is polled in order;
+/// `pass_writes` also lets writes through untouched.
+macro_rules! queued_polls {
+    () => {
+        fn poll_read(&mut self) -> Option<rtc::interceptor::TaggedPacket> {
+            self.read.pop_front()
+        }
+
+        fn poll_write(&mut self) -> Option<rtc::interceptor::TaggedPacket> {
+            self.write.pop_front()
+        }
+    };
+    (pass_writes) => {
+        queued_polls!();
+
+        fn handle_write(
+            &mut self,
+            msg: rtc::interceptor::TaggedPacket,
+        ) -> Result<(), rtc::shared::error::Error> {
+            self.write.push_back(msg);
+            Ok(())
+        }
+    };
+}
+
 pub mod channel;
 pub mod keyframe_rtcp;
 pub mod ladder;

@@ -22,12 +22,7 @@ fn ip(args: &[&str]) -> bool {
 impl Netns {
     /// Creates the namespace, or says why the test is skipped.
     pub fn create_or_skip(test: &str) -> Option<Self> {
-        let name = format!("edgecam-t{}", std::process::id());
-        if !ip(&["netns", "add", &name]) {
-            eprintln!("SKIPPED {test}: cannot create a network namespace (needs root)");
-            return None;
-        }
-        let ns = Self { name };
+        let ns = Self::add_or_skip("t", test)?;
         let n = ns.name.as_str();
         let addr = format!("{ADDRESS}/24");
         for args in [
@@ -46,6 +41,17 @@ impl Netns {
             assert!(ip(&args), "ip {args:?}");
         }
         Some(ns)
+    }
+
+    /// An empty namespace named for this process (`edgecam-<kind><pid>`), or None with
+    /// the reason the test is skipped.
+    fn add_or_skip(kind: &str, test: &str) -> Option<Self> {
+        let name = format!("edgecam-{kind}{}", std::process::id());
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED {test}: cannot create a network namespace (needs root)");
+            return None;
+        }
+        Some(Self { name })
     }
 
     /// Moves the calling thread into the namespace: sockets it (and threads and
@@ -108,12 +114,7 @@ impl ThinLink {
     pub const FAR: &'static str = "10.97.0.2";
 
     pub fn create_or_skip(test: &str) -> Option<Self> {
-        let name = format!("edgecam-w{}", std::process::id());
-        if !ip(&["netns", "add", &name]) {
-            eprintln!("SKIPPED {test}: cannot create a network namespace (needs root)");
-            return None;
-        }
-        let ns = Netns { name };
+        let ns = Netns::add_or_skip("w", test)?;
         let host_dev = format!("ecw{}h", std::process::id() % 100_000);
         let far_dev = format!("ecw{}n", std::process::id() % 100_000);
         let n = ns.name.as_str();
