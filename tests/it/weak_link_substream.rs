@@ -247,7 +247,7 @@ fn chromium_on_a_weak_link_gets_the_substream_and_then_the_main_stream() {
             });
         });
         let mut seen: Vec<(Instant, Value)> = Vec::new();
-        let mut latest = |seen: &mut Vec<(Instant, Value)>| {
+        let latest = |seen: &mut Vec<(Instant, Value)>| {
             seen.extend(samples.try_iter());
             seen.last().map(|(_, v)| v.clone()).unwrap_or_default()
         };
