@@ -14,6 +14,25 @@ use std::time::{Duration, Instant};
 /// The link's limit: well under the main stream, well over the sub-stream.
 const THIN_KBIT: u32 = 700;
 
+/// The daemon on every address, media on `bind_ips`: the main stream at 1280x720 (well
+/// over the thin link), the sub-stream at 320x180 and 150 kbit/s (well under it).
+async fn on_both_links(bind_ips: &str) -> Daemon {
+    Daemon::start_on(
+        "0.0.0.0:0",
+        &[
+            ("EDGECAM_WEBRTC__BIND_IPS", bind_ips),
+            ("EDGECAM_CAMERA__WIDTH", "1280"),
+            ("EDGECAM_CAMERA__HEIGHT", "720"),
+            ("EDGECAM_ENCODER__BITRATE_KBPS", "2500"),
+            ("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "2"),
+            ("EDGECAM_SUBSTREAM__WIDTH", "320"),
+            ("EDGECAM_SUBSTREAM__HEIGHT", "180"),
+            ("EDGECAM_SUBSTREAM__BITRATE_KBPS", "150"),
+        ],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weak_link_moves_to_the_substream_and_back() {
     let _bound = crate::common::time_bound(
@@ -25,20 +44,7 @@ async fn a_weak_link_moves_to_the_substream_and_back() {
         return;
     };
     let bind = format!("127.0.0.1,{}", ThinLink::HOST);
-    let daemon = Daemon::start_on(
-        "0.0.0.0:0",
-        &[
-            ("EDGECAM_WEBRTC__BIND_IPS", bind.as_str()),
-            ("EDGECAM_CAMERA__WIDTH", "1280"),
-            ("EDGECAM_CAMERA__HEIGHT", "720"),
-            ("EDGECAM_ENCODER__BITRATE_KBPS", "2500"),
-            ("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "2"),
-            ("EDGECAM_SUBSTREAM__WIDTH", "320"),
-            ("EDGECAM_SUBSTREAM__HEIGHT", "180"),
-            ("EDGECAM_SUBSTREAM__BITRATE_KBPS", "150"),
-        ],
-    )
-    .await;
+    let daemon = on_both_links(&bind).await;
     let port = daemon.addr.port();
 
     // The viewer on a good link, on loopback.
@@ -207,20 +213,7 @@ fn chromium_on_a_weak_link_gets_the_substream_and_then_the_main_stream() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let daemon = Daemon::start_on(
-            "0.0.0.0:0",
-            &[
-                ("EDGECAM_WEBRTC__BIND_IPS", ThinLink::HOST),
-                ("EDGECAM_CAMERA__WIDTH", "1280"),
-                ("EDGECAM_CAMERA__HEIGHT", "720"),
-                ("EDGECAM_ENCODER__BITRATE_KBPS", "2500"),
-                ("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "2"),
-                ("EDGECAM_SUBSTREAM__WIDTH", "320"),
-                ("EDGECAM_SUBSTREAM__HEIGHT", "180"),
-                ("EDGECAM_SUBSTREAM__BITRATE_KBPS", "150"),
-            ],
-        )
-        .await;
+        let daemon = on_both_links(ThinLink::HOST).await;
         let url = format!("http://{}:{}/", ThinLink::HOST, daemon.addr.port());
         // Chromium and its DevTools connection live in the namespace, on a thread of
         // their own, sampling the page's decoder every 250 ms for this thread.
