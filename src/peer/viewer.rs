@@ -191,14 +191,11 @@ impl ViewerPeer {
             .substream
             .clone()
             .filter(|_| stream == VideoStream::H264 && kind != ViewerKind::Upstream);
-        // The hub the viewer's video comes from now, for its keyframe requests.
-        let (feeding_tx, feeding) = watch::channel(hub.clone());
         let video = Video {
             track: track.clone(),
             main: hub.clone(),
             substream,
             link: link_stats.clone(),
-            feeding: feeding_tx,
         };
         let writer_sender = sender.clone();
         let mut connected = connected_rx.clone();
@@ -251,22 +248,6 @@ impl ViewerPeer {
                 }
             }));
         }
-        // RTCP: PLI/FIR from the browser become (coalesced) keyframe requests, to the
-        // stream the viewer is on.
-        let mut connected = connected_rx;
-        tasks.push(AbortOnDrop::spawn(async move {
-            if connected.wait_for(|c| *c).await.is_err() {
-                return;
-            }
-            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
-                if packets
-                    .iter()
-                    .any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref()))
-                {
-                    feeding.borrow().request_keyframe();
-                }
-            }
-        }));
         let loopback_only = factory.loopback_only();
         Ok((
             Self {
@@ -306,8 +287,6 @@ struct Video {
     /// The sub-stream, for an H.264 viewer whose link turns out weak.
     substream: Option<Arc<Hub>>,
     link: Arc<LinkStats>,
-    /// The hub feeding the viewer now (its keyframe requests go there).
-    feeding: watch::Sender<Arc<Hub>>,
 }
 
 /// What the writer does next.
@@ -316,6 +295,8 @@ enum Next {
     /// The stream moved to sent its first frame (a keyframe): the move is made.
     Moved(Arc<EncodedFrame>),
     Look,
+    /// RTCP the browser sent about the video: PLI/FIR.
+    Feedback(Option<TrackLocalEvent>),
     End,
 }
 
@@ -323,7 +304,8 @@ impl Video {
     /// Sends frames until the peer closes. A move between the streams is made before it
     /// is broken: the new stream is subscribed (which brings a keyframe soon), the old
     /// one goes on until that keyframe comes, so the picture never stops for the move.
-    /// Sequence numbers and the RTP clock continue across it (one framer).
+    /// Sequence numbers and the RTP clock continue across it (one framer). The browser's
+    /// PLI/FIR become (coalesced) keyframe requests to the stream it is fed from now.
     async fn send(self, mut framer: rtp::RtpFramer, payload_type: u8) {
         let mut ladder = Ladder::default();
         let mut current = self.main.subscribe();
@@ -335,15 +317,32 @@ impl Video {
         let mut reports = self.link.quality().reports;
         let mut look = tokio::time::interval(REPORT_LOOK);
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut feedback = true;
         loop {
             let next = tokio::select! {
                 f = current.frames.recv() => f.map_or(Next::End, Next::Frame),
                 Some(f) = first_frame(&mut moving) => Next::Moved(f),
                 _ = look.tick(), if self.substream.is_some() => Next::Look,
+                e = self.track.poll(), if feedback => Next::Feedback(e),
             };
             let frame = match next {
                 Next::End => return,
                 Next::Frame(f) => f,
+                Next::Feedback(Some(event)) => {
+                    if let TrackLocalEvent::OnRtcpPacket(packets) = event
+                        && packets
+                            .iter()
+                            .any(|p| keyframe_rtcp::is_keyframe_request(p.as_ref()))
+                    {
+                        current.request_keyframe();
+                    }
+                    continue;
+                }
+                // The track's feedback has ended; the frames go on.
+                Next::Feedback(None) => {
+                    feedback = false;
+                    continue;
+                }
                 Next::Moved(f) => {
                     let Some((rung, sub, _)) = moving.take() else {
                         continue;
@@ -351,10 +350,6 @@ impl Video {
                     current = sub;
                     backlog = current.frames.len();
                     self.link.moved(rung == Rung::Sub);
-                    self.feeding.send_replace(match rung {
-                        Rung::Sub => self.substream.clone().unwrap_or(self.main.clone()),
-                        Rung::Main => self.main.clone(),
-                    });
                     tracing::debug!(?rung, "a viewer moved between the streams");
                     f
                 }

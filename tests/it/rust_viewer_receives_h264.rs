@@ -113,3 +113,44 @@ async fn viewers_joining_together_each_start_at_an_idr() {
     }
     daemon.stop().await;
 }
+
+/// A viewer's PLI (its decoder lost the picture) brings a fresh IDR with a 10 s GOP: the
+/// request reaches the encoder of the stream that viewer is fed from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pli_brings_an_idr_at_once() {
+    let _bound = crate::common::time_bound(
+        "rust_viewer_receives_h264::a_pli_brings_an_idr_at_once",
+        None,
+    );
+    let daemon = Daemon::start(&[("EDGECAM_ENCODER__KEYFRAME_INTERVAL_S", "10")]).await;
+    let viewer = RustViewer::join(&daemon.ws_url()).await;
+    assert_eq!(viewer.answer["response"], "accepted", "{}", viewer.answer);
+    assert!(viewer.wait_frames(20, 20).await >= 20);
+    let idrs = |v: &RustViewer| {
+        let r = v.received.lock().unwrap();
+        r.access_units
+            .iter()
+            .filter(|au| nal_types(au).contains(&nal::IDR))
+            .count()
+    };
+    // Past the coalescing window of the join's own forced IDR.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (before, forced) = (idrs(&viewer), daemon.status().await["forced_idrs"].clone());
+    viewer.send_pli().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while idrs(&viewer) == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no IDR within 3 s of the PLI (10 s GOP)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let s = daemon.status().await;
+    assert!(
+        s["forced_idrs"].as_u64() > forced.as_u64(),
+        "the IDR was forced: {forced} → {}",
+        s["forced_idrs"]
+    );
+    viewer.close().await;
+    daemon.stop().await;
+}

@@ -25,6 +25,8 @@ pub struct Received {
     pub access_units: Vec<Vec<u8>>,
     pub first_frame_at: Option<Instant>,
     pub packets: u64,
+    /// The video's SSRC, from its first packet.
+    pub media_ssrc: Option<u32>,
     /// Access units that arrived without a gap in the sequence numbers (decodable, once
     /// a keyframe has come): what a viewer would see on a lossy link.
     pub whole_units: u64,
@@ -42,6 +44,8 @@ struct Handler {
     received: Arc<Mutex<Received>>,
     /// The peer takes VP8 only (frames are VP8 frames, not access units).
     vp8: bool,
+    /// The video track once it arrives, for feedback the test sends (a PLI).
+    video: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 }
 
 #[async_trait::async_trait]
@@ -53,6 +57,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        *self.video.lock().unwrap() = Some(track.clone());
         let received = self.received.clone();
         let vp8 = self.vp8;
         tokio::spawn(async move {
@@ -67,6 +72,7 @@ impl PeerConnectionEventHandler for Handler {
                 if let TrackRemoteEvent::OnRtpPacket(p) = evt {
                     let mut r = received.lock().unwrap();
                     r.packets += 1;
+                    r.media_ssrc.get_or_insert(p.header.ssrc);
                     let seq = p.header.sequence_number;
                     // A late packet (a retransmission that a NACK asked for after the
                     // frame was given up) or a duplicate: this simple receiver has no
@@ -109,6 +115,7 @@ pub struct RustViewer {
     pub answer: Value,
     pump: tokio::task::JoinHandle<Ws>,
     stop_pump: tokio::sync::oneshot::Sender<()>,
+    video: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 }
 
 impl RustViewer {
@@ -157,10 +164,12 @@ impl RustViewer {
         let vp8 = codecs == ClientCodecs::Vp8Only;
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Received::default()));
+        let video = Arc::new(Mutex::new(None));
         let handler = Arc::new(Handler {
             candidates: cand_tx,
             received: received.clone(),
             vp8,
+            video: video.clone(),
         });
         let handler = handler as Arc<dyn PeerConnectionEventHandler>;
         let pc = match bind {
@@ -251,7 +260,28 @@ impl RustViewer {
             answer,
             pump,
             stop_pump: stop_tx,
+            video,
         }
+    }
+
+    /// Sends a PLI for the video it receives, as a browser does when its decoder lost the
+    /// picture.
+    pub async fn send_pli(&self) {
+        let track = self.video.lock().unwrap().clone().expect("a video track");
+        let media_ssrc = self
+            .received
+            .lock()
+            .unwrap()
+            .media_ssrc
+            .expect("video received");
+        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        track
+            .write_rtcp(vec![Box::new(pli)])
+            .await
+            .expect("PLI sent");
     }
 
     /// A real recv-only video offer from a throwaway peer (for abort tests).
@@ -261,6 +291,7 @@ impl RustViewer {
             candidates: tx,
             received: Arc::default(),
             vp8: false,
+            video: Arc::default(),
         });
         let pc = super::loopback_peer(handler as Arc<dyn PeerConnectionEventHandler>).await;
         pc.add_transceiver_from_kind(
