@@ -207,18 +207,19 @@ fn is_capture(flags: v4l::capability::Flags) -> bool {
 /// Every V4L2 video-capture device, in /dev/videoN order. Devices that cannot be opened,
 /// or that are not capture devices (encoders, metadata nodes), are left out.
 pub fn list_devices() -> Vec<DeviceInfo> {
-    nodes()
-        .iter()
-        .filter_map(|n| probe(n.path()).ok())
-        .collect()
+    devices_by(probe)
 }
 
 /// The same with only the formats a pipeline can take sized ([`probe_usable`]): what
 /// `auto` chooses from at each camera start.
 pub fn usable_devices() -> Vec<DeviceInfo> {
+    devices_by(probe_usable)
+}
+
+fn devices_by(probe: fn(&Path) -> Result<DeviceInfo, ProbeError>) -> Vec<DeviceInfo> {
     nodes()
         .iter()
-        .filter_map(|n| probe_usable(n.path()).ok())
+        .filter_map(|n| probe(n.path()).ok())
         .collect()
 }
 

@@ -7,7 +7,6 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use std::collections::VecDeque;
-use std::time::Instant;
 
 /// Passes keyframe requests through, marked for the application; drops other RTCP
 /// (the interceptors before it have already consumed what they need).
@@ -24,12 +23,6 @@ pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
@@ -47,7 +40,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
         Ok(())
     }
 
-    queued_polls!(pass_writes);
+    interceptor_protocol!(pass_writes);
 }
 
 interceptor_plumbing!(KeyframeRequestForwarder);

@@ -185,12 +185,6 @@ impl LinkObserver {
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for LinkObserver {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
@@ -231,7 +225,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinkObserver {
         Ok(())
     }
 
-    queued_polls!();
+    interceptor_protocol!();
 }
 
 interceptor_plumbing!(LinkObserver);

@@ -15,10 +15,16 @@ macro_rules! interceptor_plumbing {
     };
 }
 
-/// The queue side of an interceptor's `Protocol`: what was handled is polled in order;
-/// `pass_writes` also lets writes through untouched.
-macro_rules! queued_polls {
+/// The rest of an interceptor's `Protocol`: packets in and out, no events, and what was
+/// handled polled in order; `pass_writes` also lets writes through untouched.
+macro_rules! interceptor_protocol {
     () => {
+        type Rout = rtc::interceptor::TaggedPacket;
+        type Wout = rtc::interceptor::TaggedPacket;
+        type Eout = ();
+        type Error = rtc::shared::error::Error;
+        type Time = std::time::Instant;
+
         fn poll_read(&mut self) -> Option<rtc::interceptor::TaggedPacket> {
             self.read.pop_front()
         }
@@ -28,7 +34,7 @@ macro_rules! queued_polls {
         }
     };
     (pass_writes) => {
-        queued_polls!();
+        interceptor_protocol!();
 
         fn handle_write(
             &mut self,

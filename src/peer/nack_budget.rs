@@ -70,12 +70,6 @@ pub struct NackBudget {
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         let now = msg.now;
         if let Packet::Rtcp(packets) = &mut msg.message.packet {
@@ -92,7 +86,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
         Ok(())
     }
 
-    queued_polls!(pass_writes);
+    interceptor_protocol!(pass_writes);
 }
 
 interceptor_plumbing!(NackBudget);

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::netns::{Netns, ThinLink};
+use common::netns::ThinLink;
 use common::{Daemon, rust_viewer::RustViewer};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -57,20 +57,12 @@ async fn a_weak_link_moves_to_the_substream_and_back() {
     link.limit(Some(THIN_KBIT));
     let (far_tx, far_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let ns = link.namespace().to_string();
-    let far = std::thread::spawn(move || {
-        Netns::enter(&ns);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let url = format!("ws://{}:{port}/one2many", ThinLink::HOST);
-            let v = RustViewer::join_from(&url, ThinLink::FAR.parse().unwrap()).await;
-            let _ = far_tx.send((v.answer.clone(), v.received.clone()));
-            let _ = stop_rx.await;
-            v.close().await;
-        });
+    let far = link.spawn_inside(move || async move {
+        let url = format!("ws://{}:{port}/one2many", ThinLink::HOST);
+        let v = RustViewer::join_from(&url, ThinLink::FAR.parse().unwrap()).await;
+        let _ = far_tx.send((v.answer.clone(), v.received.clone()));
+        let _ = stop_rx.await;
+        v.close().await;
     });
     let (answer, weak) = far_rx
         .recv_timeout(Duration::from_secs(30))
@@ -219,25 +211,17 @@ fn chromium_on_a_weak_link_gets_the_substream_and_then_the_main_stream() {
         // their own, sampling the page's decoder every 250 ms for this thread.
         let (samples_tx, samples) = std::sync::mpsc::channel::<(Instant, Value)>();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let ns = link.namespace().to_string();
-        let far = std::thread::spawn(move || {
-            Netns::enter(&ns);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let browser = common::browser::Browser::launch(&[]).await;
-                let page = browser.open(&url).await;
-                while stop_rx.try_recv().is_err() {
-                    let v = page.eval(common::browser::VIEWER_PROBE).await;
-                    if samples_tx.send((Instant::now(), v)).is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+        let far = link.spawn_inside(move || async move {
+            let browser = common::browser::Browser::launch(&[]).await;
+            let page = browser.open(&url).await;
+            while stop_rx.try_recv().is_err() {
+                let v = page.eval(common::browser::VIEWER_PROBE).await;
+                if samples_tx.send((Instant::now(), v)).is_err() {
+                    break;
                 }
-                page.close().await;
-            });
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            page.close().await;
         });
         let mut seen: Vec<(Instant, Value)> = Vec::new();
         let latest = |seen: &mut Vec<(Instant, Value)>| {

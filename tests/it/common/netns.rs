@@ -137,9 +137,22 @@ impl ThinLink {
         Some(Self { ns, host_dev })
     }
 
-    /// The namespace's name, for [`Netns::enter`].
-    pub fn namespace(&self) -> &str {
-        &self.ns.name
+    /// Runs `task` inside the namespace, on a thread (and runtime) of its own: the
+    /// sockets and processes it makes are the namespace's.
+    pub fn spawn_inside<F, Fut>(&self, task: F) -> std::thread::JoinHandle<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let name = self.ns.name.clone();
+        std::thread::spawn(move || {
+            Netns::enter(&name);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(task());
+        })
     }
 
     /// Limits what goes toward the namespace to `kbit` kbit/s (a 200 ms queue, as a Wi-Fi
