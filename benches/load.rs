@@ -1011,19 +1011,77 @@ fn print_ratios(edgecam: &[RunResult], janus: &[RunResult]) {
     println!();
 }
 
-/// Viewers kept joined in [`soak`], and how many are replaced each second.
+/// Viewers kept joined in [`soak`], and how many are replaced each second
+/// (`BENCH_SOAK_CHURN` changes the latter, `BENCH_SOAK_ROW_S` the five minutes a row
+/// covers: a faster churn tells a cost that grows with joins from one that grows with time).
 const SOAK_VIEWERS: usize = 20;
 const SOAK_CHURN_PER_S: usize = 2;
+const SOAK_ROW: Duration = Duration::from_secs(300);
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU ticks of each thread of `pid`, by the thread's name.
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in dir.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *by_name
+            .entry(stat[open + 1..close].to_string())
+            .or_insert(0) += ticks;
+    }
+    by_name
+}
+
+/// One value from the daemon's /metrics (0 when absent).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, body) = common::http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// What a soak row compares with the one before it.
+struct SoakMark {
+    at: Instant,
+    ticks: u64,
+    control_ticks: u64,
+    workers: u64,
+    forced_idrs: f64,
+    joins: u64,
+}
 
 /// An hour (or `minutes`) of viewers joining and leaving: 20 kept joined, two replaced
-/// every second, on the product as shipped (test pattern, x264). Every five minutes: the
-/// daemon's CPU per viewer over those minutes, RSS, open fds, async tasks and what the
+/// every second, on the product as shipped (test pattern, x264). A second daemon, the
+/// same but with no viewers, runs beside it as the control: what it spends is the encode
+/// and the clock, so the difference over 20 is what the viewers cost, whatever the
+/// encoder or the machine does meanwhile. Every five minutes: that CPU per viewer, the
+/// async workers' CPU per viewer (the threads that serve viewers, without the encode),
+/// the forced IDRs and joins in those minutes, RSS, open fds, async tasks and what the
 /// viewers received; at the end, the first row against the last.
 async fn soak(minutes: u64) {
+    let churn = knob("BENCH_SOAK_CHURN", SOAK_CHURN_PER_S as u64) as usize;
+    let row_every = Duration::from_secs(knob("BENCH_SOAK_ROW_S", SOAK_ROW.as_secs()));
     let p = Proc::start(EDGECAM_PORT, "test", 2);
+    let control = Proc::start(EDGECAM_PORT + 1, "test", 2);
     p.wait_ready().await;
+    control.wait_ready().await;
     let (addr, bind) = Target::Edgecam.addrs();
-    let pid = p.pid();
+    let (pid, control_pid) = (p.pid(), control.pid());
     let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let tasks = || async {
         let (_, body) = common::http_get(addr, "/api/status").await;
@@ -1031,29 +1089,45 @@ async fn soak(minutes: u64) {
             .as_u64()
             .unwrap_or(0)
     };
-    println!("## {SOAK_VIEWERS} viewers joining and leaving for {minutes} minutes\n");
+    // The runtime's threads are named by tokio ("tokio-rt-worker"); everything else (GStreamer's
+    // streaming threads, x264's) is the encode.
+    let workers = || {
+        thread_ticks(pid)
+            .iter()
+            .filter(|(name, _)| name.starts_with("tokio-"))
+            .map(|(_, t)| t)
+            .sum::<u64>()
+    };
     println!(
-        "| minute | CPU per viewer | RSS | open fds | async tasks | joins | failed joins | frames delivered |"
+        "## {SOAK_VIEWERS} viewers joining and leaving for {minutes} minutes, {churn} replaced a second\n"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| minute | CPU per viewer | async workers per viewer | control daemon | forced IDRs | joins | failed joins | RSS | open fds | async tasks | frames delivered |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut viewers: std::collections::VecDeque<Viewer> = Default::default();
     let (mut joins, mut failed) = (0u64, 0u64);
     let (mut got, mut lost) = (0u64, 0u64);
     let start = Instant::now();
     let end = start + Duration::from_secs(minutes * 60);
-    let mut mark = (Instant::now(), sample_pid(pid).0);
-    let mut next_row = start + Duration::from_secs(300);
-    let mut rows = Vec::new();
-    let idle_cpu = {
-        let (t0, _) = sample_pid(pid);
-        tokio::time::sleep(IDLE).await;
-        (sample_pid(pid).0 - t0) as f64 / ticks_per_s() / IDLE.as_secs_f64() * 100.0
+    let mark_now = |joins| async move {
+        SoakMark {
+            at: Instant::now(),
+            ticks: sample_pid(pid).0,
+            control_ticks: sample_pid(control_pid).0,
+            workers: workers(),
+            forced_idrs: metric(addr, "edgecam_forced_idrs_total").await,
+            joins,
+        }
     };
+    let mut mark = mark_now(0).await;
+    let mut next_row = start + row_every;
+    let mut rows = Vec::new();
     while Instant::now() < end {
         let tick = Instant::now();
         // Leave: the oldest go (their frames counted first); join: as many new ones.
         let leaving = if viewers.len() >= SOAK_VIEWERS {
-            SOAK_CHURN_PER_S
+            churn
         } else {
             0
         };
@@ -1077,9 +1151,11 @@ async fn soak(minutes: u64) {
         }
         let last_step = tick + Duration::from_secs(1) >= end;
         if Instant::now() >= next_row || last_step {
-            let (t, ticks) = (Instant::now(), sample_pid(pid).0);
-            let cpu = (ticks - mark.1) as f64 / ticks_per_s() / (t - mark.0).as_secs_f64() * 100.0;
-            mark = (t, ticks);
+            let now = mark_now(joins).await;
+            let secs = (now.at - mark.at).as_secs_f64();
+            let pct = |ticks: u64| ticks as f64 / ticks_per_s() / secs * 100.0;
+            let cpu = pct(now.ticks - mark.ticks);
+            let control_cpu = pct(now.control_ticks - mark.control_ticks);
             let live: (u64, u64) = viewers.iter().fold((0, 0), |a, v| {
                 let (f, l, ..) = v.snapshot();
                 (a.0 + f, a.1 + l)
@@ -1087,22 +1163,28 @@ async fn soak(minutes: u64) {
             let (all_got, all_lost) = (got + live.0, lost + live.1);
             let row = (
                 (start.elapsed().as_secs() + 30) / 60,
-                (cpu - idle_cpu) / SOAK_VIEWERS as f64,
+                (cpu - control_cpu) / SOAK_VIEWERS as f64,
                 sample_pid(pid).1 as f64 / 1024.0,
                 fds(),
                 tasks().await,
+                pct(now.workers - mark.workers) / SOAK_VIEWERS as f64,
             );
             println!(
-                "| {} | {:.2} % | {:.1} MiB | {} | {} | {joins} | {failed} | {:.2} % |",
+                "| {} | {:.2} % | {:.2} % | {:.1} % | {:.0} | {} | {failed} | {:.1} MiB | {} | {} | {:.2} % |",
                 row.0,
                 row.1,
+                row.5,
+                control_cpu,
+                now.forced_idrs - mark.forced_idrs,
+                now.joins - mark.joins,
                 row.2,
                 row.3,
                 row.4,
                 100.0 * all_got as f64 / (all_got + all_lost).max(1) as f64
             );
             rows.push(row);
-            next_row += Duration::from_secs(300);
+            mark = now;
+            next_row += row_every;
         }
         // One step a second.
         tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
@@ -1112,11 +1194,35 @@ async fn soak(minutes: u64) {
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         println!(
-            "\nFrom minute {} to {}: CPU per viewer {:.2} → {:.2} %, RSS {:.1} → {:.1} MiB, \
-             fds {} → {}, tasks {} → {} (idle CPU {idle_cpu:.1} %)\n",
-            first.0, last.0, first.1, last.1, first.2, last.2, first.3, last.3, first.4, last.4
+            "\nFrom minute {} to {}: CPU per viewer {:.2} → {:.2} % (async workers {:.2} → {:.2} %), \
+             RSS {:.1} → {:.1} MiB, fds {} → {}, tasks {} → {}\n",
+            first.0,
+            last.0,
+            first.1,
+            last.1,
+            first.5,
+            last.5,
+            first.2,
+            last.2,
+            first.3,
+            last.3,
+            first.4,
+            last.4
         );
     }
+    let threads = thread_ticks(pid);
+    let mut threads: Vec<_> = threads.into_iter().collect();
+    threads.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+    let total = start.elapsed().as_secs_f64();
+    let shown: Vec<String> = threads
+        .iter()
+        .take(8)
+        .map(|(name, t)| format!("{name} {:.1} %", *t as f64 / ticks_per_s() / total * 100.0))
+        .collect();
+    println!(
+        "The daemon's threads over the whole run: {}\n",
+        shown.join(", ")
+    );
 }
 
 fn main() {

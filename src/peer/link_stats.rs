@@ -40,6 +40,8 @@ pub struct LinkQuality {
     pub reports: u64,
     /// RTP packets and payload-plus-header bytes sent to this viewer.
     pub packets_sent: u64,
+    /// Of those, packets sent again because the viewer's NACK asked for them.
+    pub packets_resent: u64,
     pub bytes_sent: u64,
     /// Send rate over the last SR interval (about a second).
     pub send_bitrate_bps: u64,
@@ -64,6 +66,8 @@ struct State {
     sent_srs: VecDeque<(u32, u32, Instant)>,
     /// Bytes sent and time at the previous SR, for the send rate.
     rate_mark: Option<(u64, Instant)>,
+    /// The newest video sequence number sent: one not after it is a resend.
+    newest_seq: Option<u16>,
 }
 
 impl LinkStats {
@@ -100,10 +104,16 @@ impl LinkStats {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn on_rtp_sent(&self, bytes: usize) {
+    fn on_rtp_sent(&self, seq: u16, bytes: usize) {
         let mut s = self.lock();
         s.quality.packets_sent += 1;
         s.quality.bytes_sent += bytes as u64;
+        // Sequence numbers wrap: "after" is within half the space ahead. Retransmissions
+        // (no RTX: the packet itself again) are the only ones that go back.
+        match s.newest_seq {
+            Some(newest) if (seq.wrapping_sub(newest) as i16) <= 0 => s.quality.packets_resent += 1,
+            _ => s.newest_seq = Some(seq),
+        }
     }
 
     fn on_sr_sent(&self, sr: &SenderReport, now: Instant) {
@@ -209,8 +219,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinkObserver {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
         match &msg.message.packet {
             Packet::Rtp(rtp) if rtp.header.ssrc == self.stats.video_ssrc => {
-                self.stats
-                    .on_rtp_sent(rtp.header.marshal_size() + rtp.payload.len());
+                self.stats.on_rtp_sent(
+                    rtp.header.sequence_number,
+                    rtp.header.marshal_size() + rtp.payload.len(),
+                );
             }
             Packet::Rtcp(packets) => {
                 for p in packets {
@@ -316,13 +328,28 @@ mod tests {
         let stats = LinkStats::new(7);
         let t0 = Instant::now();
         stats.on_sr_sent(&sr(7, 1), t0);
-        for _ in 0..100 {
-            stats.on_rtp_sent(1250);
+        for i in 0..100 {
+            stats.on_rtp_sent(i, 1250);
         }
         stats.on_sr_sent(&sr(7, 2), t0 + Duration::from_secs(1));
         let q = stats.quality();
         assert_eq!(q.send_bitrate_bps, 1_000_000);
         assert_eq!((q.packets_sent, q.bytes_sent), (100, 125_000));
+    }
+
+    #[test]
+    fn a_packet_sent_again_counts_as_resent_across_the_wrap() {
+        let stats = LinkStats::new(7);
+        for seq in [65_533, 65_534, 65_535, 0, 1] {
+            stats.on_rtp_sent(seq, 100);
+        }
+        // The NACK responder resends two from before the wrap and one after it.
+        for seq in [65_534, 65_535, 0] {
+            stats.on_rtp_sent(seq, 100);
+        }
+        stats.on_rtp_sent(2, 100);
+        let q = stats.quality();
+        assert_eq!((q.packets_sent, q.packets_resent), (9, 3));
     }
 
     #[test]

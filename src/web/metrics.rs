@@ -336,6 +336,13 @@ const FAMILIES: &[Family] = &[
         optional: false,
     },
     Family {
+        name: "edgecam_viewer_packets_resent_total",
+        kind: Kind::Counter,
+        help: "Packets sent again to each viewer because its NACK asked for them.",
+        samples: |s| per_viewer(s, |q| Some(q.packets_resent as f64)),
+        optional: false,
+    },
+    Family {
         name: "edgecam_viewer_jitter_seconds",
         kind: Kind::Gauge,
         help: "Interarrival jitter each viewer reports.",

@@ -94,6 +94,14 @@ async fn a_weak_link_moves_to_the_substream_and_back() {
         .await;
     let moved_down = Instant::now();
     eprintln!("moved down: {}", far_link(&down));
+    // What the thin link lost was asked for again and resent, within the NACK budget.
+    let resent = far_link(&down)["packets_resent"].as_u64().unwrap_or(0);
+    let budget = edgecam::peer::nack_budget::BURST
+        + edgecam::peer::nack_budget::PACKETS_PER_S * (moved_down - joined).as_secs_f64();
+    assert!(
+        resent > 0 && resent as f64 <= budget,
+        "{resent} packets resent to the thin link's viewer (budget {budget:.0}): {down}"
+    );
     let before = shown(joined, moved_down) as f64 / (moved_down - joined).as_secs_f64();
     // Past the catch-up right after the move (the GOP it started from, at once).
     tokio::time::sleep(Duration::from_secs(5)).await;
