@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Proc, percentile, sample_pid, ticks_per_s};
+use support::{Proc, percentile, sample_pid, stat_ticks, ticks_per_s};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -1036,23 +1036,28 @@ fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         *by_name
             .entry(stat[open + 1..close].to_string())
-            .or_insert(0) += ticks;
+            .or_insert(0) += stat_ticks(&stat);
     }
     by_name
 }
 
 /// One value from the daemon's /metrics (0 when absent).
 async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    use prometheus_parse::Value as V;
     let (_, body) = common::http_get(addr, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let Ok(scrape) = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))) else {
+        return 0.0;
+    };
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map_or(0.0, |s| match s.value {
+            V::Counter(v) | V::Gauge(v) | V::Untyped(v) => v,
+            _ => 0.0,
+        })
 }
 
 /// What a soak row compares with the one before it.

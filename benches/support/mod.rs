@@ -117,11 +117,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// utime+stime in clock ticks, and VmRSS in KiB, of any process, from /proc.
 pub fn sample_pid(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = stat_ticks(&stat);
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid)).unwrap_or_default();
     let rss = status
         .lines()
@@ -130,6 +126,15 @@ pub fn sample_pid(pid: u32) -> (u64, u64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     (ticks, rss)
+}
+
+/// utime+stime from a `/proc/.../stat` line (a process's or a thread's).
+pub fn stat_ticks(stat: &str) -> u64 {
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// Where instruction counts go when the bench runs its servers under callgrind

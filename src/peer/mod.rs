@@ -671,17 +671,15 @@ impl Drop for Connection {
 const NACK_HISTORY: u16 = 256;
 
 /// The interceptor chain, by what the peer does with media. Every interceptor is a hop
-/// that each packet is moved through (callgrind: about 230 instructions a hop), so each
+/// that each packet is moved through (callgrind: about 180 instructions a hop), so each
 /// side has only what it uses.
 ///
-/// A viewer only receives RTCP: it gets the NACK responder (with a smaller retransmission
-/// buffer, bounded by [`nack_budget`]), sender reports, its link's observer and the
-/// keyframe-request forwarder. Generating NACKs, receiver reports and TWCC feedback is for
-/// media we receive, and a viewer sends us none we use.
+/// A viewer only sends media and only receives RTCP: the NACK responder (with a smaller
+/// retransmission buffer, bounded by [`nack_budget`]), sender reports, its link's
+/// observer and the keyframe-request forwarder.
 ///
-/// A presenter's media comes in: it keeps the webrtc crate's default receive side (NACK
-/// generator, receiver reports, TWCC feedback) and the forwarder (what it sends us is only
-/// RTCP, so its NACK responder and sender reports idle).
+/// A presenter only receives media and sends none: the webrtc crate's default receive
+/// side (NACK generator, receiver reports, TWCC feedback).
 fn interceptors(
     media: &mut MediaEngine,
     link: Option<&Arc<link_stats::LinkStats>>,
@@ -696,15 +694,12 @@ fn interceptors(
         );
     }
     configure_simulcast_extension_headers(media).map_err(webrtc_err)?;
-    let registry = Registry::new()
-        .with(
-            Slot::NackResponder,
-            NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
-        )
-        // Last in the chain, so the other interceptors have read the RTCP first.
-        .with(Slot::from(14_000), KeyframeRequestForwarder::default());
     Ok(match link {
-        Some(stats) => registry
+        Some(stats) => Registry::new()
+            .with(
+                Slot::NackResponder,
+                NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
+            )
             .with(Slot::SenderReport, SenderReportBuilder::new().build())
             // Wire-ward of the NACK responder (4_000), so what it resends is bounded.
             .with(Slot::from(3_000), nack_budget::NackBudget::default())
@@ -712,9 +707,12 @@ fn interceptors(
             .with(
                 Slot::from(500),
                 link_stats::LinkObserver::new(stats.clone()),
-            ),
+            )
+            // Last in the chain, so the other interceptors have read the RTCP first.
+            .with(Slot::from(14_000), KeyframeRequestForwarder::default()),
         None => {
-            let registry = registry.with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+            let registry =
+                Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
             let registry = configure_twcc_receiver_only(registry, media).map_err(webrtc_err)?;
             configure_rtcp_reports(registry)
         }
